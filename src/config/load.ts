@@ -1,0 +1,316 @@
+// YAML file → validated, normalised, deeply frozen Config. Every problem is reported with file:line:column and
+// the key path, all at once, so an operator fixes a file in one pass. An invalid file never yields a Config.
+
+import { readFileSync } from 'node:fs';
+import { dirname, resolve as resolvePath } from 'node:path';
+import { type Document, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit } from 'yaml';
+import type { z } from 'zod';
+import { configSchema, type RawConfig } from './schema.js';
+import type {
+  Config,
+  ConnectionLimits,
+  DirectionLimits,
+  ListenerConfig,
+  PoolConfig,
+  RouteConfig,
+  TlsFiles,
+} from './types.js';
+
+export interface ConfigIssue {
+  readonly file: string;
+  readonly line: number | undefined;
+  readonly column: number | undefined;
+  /** Dotted key path, e.g. `routes[0].pool`. Empty for file-level problems. */
+  readonly path: string;
+  readonly message: string;
+}
+
+export class ConfigError extends Error {
+  readonly code = 'WSG_CONFIG_INVALID';
+  readonly issues: readonly ConfigIssue[];
+  constructor(issues: readonly ConfigIssue[]) {
+    super(`invalid configuration:\n${issues.map(formatIssue).join('\n')}`);
+    this.name = 'ConfigError';
+    this.issues = issues;
+  }
+}
+
+export function formatIssue(i: ConfigIssue): string {
+  const where = i.line === undefined ? i.file : `${i.file}:${i.line}:${i.column}`;
+  return i.path ? `${where}: ${i.path}: ${i.message}` : `${where}: ${i.message}`;
+}
+
+type PathSegment = string | number;
+
+export function formatPath(path: readonly PropertyKey[]): string {
+  let out = '';
+  for (const seg of path) {
+    if (typeof seg === 'number') out += `[${seg}]`;
+    else out += out === '' ? String(seg) : `.${String(seg)}`;
+  }
+  return out;
+}
+
+/** Reads and validates a config file; throws ConfigError listing every problem. */
+export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Config {
+  const absolute = resolvePath(file);
+  let text: string;
+  try {
+    text = readFileSync(absolute, 'utf8');
+  } catch (err) {
+    throw new ConfigError([issueAt(absolute, undefined, '', `cannot read config file: ${(err as Error).message}`)]);
+  }
+  return parseConfig(text, absolute, env);
+}
+
+/** Validates config text as if it were read from `file` (relative TLS paths resolve against its folder). */
+export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): Config {
+  const lines = new LineCounter();
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const pos = (offset: number | undefined) => (offset === undefined ? undefined : lines.linePos(offset));
+  const at = (offset: number | undefined, path: string, message: string): ConfigIssue => {
+    const p = pos(offset);
+    return issueAt(file, p, path, message);
+  };
+
+  const issues: ConfigIssue[] = [];
+  for (const e of doc.errors) {
+    issues.push(issueAt(file, e.linePos?.[0], '', e.message.split('\n')[0] ?? e.message));
+  }
+  if (issues.length > 0) throw new ConfigError(issues);
+
+  substituteEnv(doc, env, (offset, path, message) => issues.push(at(offset, path, message)));
+  if (issues.length > 0) throw new ConfigError(issues);
+
+  const parsed = configSchema.safeParse(doc.toJS() ?? {});
+  if (!parsed.success) {
+    for (const zi of parsed.error.issues) issues.push(...zodIssueToConfigIssues(doc, zi, at));
+    throw new ConfigError(issues);
+  }
+
+  const config = normalise(parsed.data, file, (path, message) => {
+    issues.push(at(offsetOf(doc, path), formatPath(path), message));
+  });
+  if (issues.length > 0) throw new ConfigError(issues);
+  return deepFreeze(config);
+}
+
+function issueAt(
+  file: string,
+  p: { line: number; col: number } | undefined,
+  path: string,
+  message: string,
+): ConfigIssue {
+  return { file, line: p?.line, column: p?.col, path, message };
+}
+
+/** `${NAME}` in string values is replaced by the environment variable; an unset variable is an error. */
+function substituteEnv(
+  doc: Document,
+  env: NodeJS.ProcessEnv,
+  report: (offset: number | undefined, path: string, message: string) => void,
+): void {
+  visit(doc, {
+    Scalar(_key, node, ancestors) {
+      if (typeof node.value !== 'string' || !node.value.includes('${')) return;
+      node.value = node.value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (whole, varName: string) => {
+        const value = env[varName];
+        if (value !== undefined) return value;
+        report(node.range?.[0], pathOfAncestors(ancestors), `environment variable ${varName} is not set`);
+        return whole;
+      });
+    },
+  });
+}
+
+function pathOfAncestors(ancestors: readonly unknown[]): string {
+  const segs: PathSegment[] = [];
+  for (let i = 0; i < ancestors.length; i++) {
+    const a = ancestors[i];
+    if (isPair(a) && isScalar(a.key)) segs.push(String(a.key.value));
+    else if (isSeq(a)) {
+      const child = ancestors[i + 1];
+      const idx = a.items.indexOf(child as never);
+      if (idx >= 0) segs.push(idx);
+    }
+  }
+  return formatPath(segs);
+}
+
+/** Offset of the YAML node at `path`, or of its nearest existing ancestor (so a missing key points at its parent). */
+function offsetOf(doc: Document, path: readonly PropertyKey[]): number | undefined {
+  let node: unknown = doc.contents;
+  let offset = (doc.contents as { range?: number[] } | null)?.range?.[0];
+  for (const seg of path) {
+    if (isMap(node)) {
+      const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(seg));
+      if (!pair) break;
+      offset = (pair.key as { range?: number[] }).range?.[0] ?? offset;
+      node = pair.value;
+      if (isScalar(node) || isMap(node) || isSeq(node)) offset = node.range?.[0] ?? offset;
+    } else if (isSeq(node) && typeof seg === 'number') {
+      const item = node.items[seg];
+      if (item === undefined) break;
+      node = item;
+      offset = (item as { range?: number[] }).range?.[0] ?? offset;
+    } else break;
+  }
+  return offset;
+}
+
+function zodIssueToConfigIssues(
+  doc: Document,
+  zi: z.core.$ZodIssue,
+  at: (offset: number | undefined, path: string, message: string) => ConfigIssue,
+): ConfigIssue[] {
+  const path = zi.path as PropertyKey[];
+  if (zi.code === 'unrecognized_keys') {
+    return zi.keys.map((k) => at(offsetOf(doc, [...path, k]), formatPath([...path, k]), 'unknown key'));
+  }
+  if (zi.code === 'invalid_union') {
+    // Report the most specific branch's first problem rather than "invalid input".
+    const best = zi.errors.map((branch) => branch[0]).find((b) => b && b.code !== 'invalid_type') ?? zi.errors[0]?.[0];
+    if (best) return zodIssueToConfigIssues(doc, { ...best, path: [...path, ...best.path] } as z.core.$ZodIssue, at);
+  }
+  const value = valueAt(doc, path);
+  const message = value === undefined && zi.code === 'invalid_type' ? 'is required' : zi.message;
+  return [at(offsetOf(doc, path), formatPath(path), message)];
+}
+
+function valueAt(doc: Document, path: readonly PropertyKey[]): unknown {
+  return doc.getIn(path as PathSegment[]);
+}
+
+function normalise(raw: RawConfig, file: string, report: (path: PropertyKey[], message: string) => void): Config {
+  const baseDir = dirname(file);
+  const readTls = (certFile: string, keyFile: string, path: PropertyKey[]): TlsFiles | undefined => {
+    const certPath = resolvePath(baseDir, certFile);
+    const keyPath = resolvePath(baseDir, keyFile);
+    try {
+      return {
+        certFile: certPath,
+        keyFile: keyPath,
+        cert: readFileSync(certPath, 'utf8'),
+        key: readFileSync(keyPath, 'utf8'),
+      };
+    } catch (err) {
+      report(path, `cannot read TLS file: ${(err as Error).message}`);
+      return undefined;
+    }
+  };
+
+  const seenListeners = new Set<string>();
+  const seenEndpoints = new Map<string, string>();
+  const listeners: ListenerConfig[] = raw.listeners.map((l, i) => {
+    if (seenListeners.has(l.name)) report(['listeners', i, 'name'], `duplicate listener name "${l.name}"`);
+    seenListeners.add(l.name);
+    const endpoint = `${l.address}:${l.port}`;
+    if (l.port !== 0 && seenEndpoints.has(endpoint)) {
+      report(['listeners', i, 'port'], `${endpoint} is also used by listener "${seenEndpoints.get(endpoint)}"`);
+    }
+    seenEndpoints.set(endpoint, l.name);
+    const tls = l.tls;
+    return {
+      name: l.name,
+      address: l.address,
+      port: l.port,
+      tls: tls && {
+        files: tls.cert && tls.key ? readTls(tls.cert, tls.key, ['listeners', i, 'tls', 'cert']) : undefined,
+        minVersion: tls.minVersion,
+        ciphers: tls.ciphers,
+        unknownSni: tls.unknownSni,
+        sni: Object.entries(tls.sni).flatMap(([serverName, pair]) => {
+          const files = readTls(pair.cert, pair.key, ['listeners', i, 'tls', 'sni', serverName, 'cert']);
+          return files ? [{ ...files, serverName: serverName.toLowerCase() }] : [];
+        }),
+      },
+    };
+  });
+
+  const pools = new Map<string, PoolConfig>();
+  for (const [poolName, p] of Object.entries(raw.pools)) {
+    const ids = new Set<string>();
+    p.backends.forEach((b, i) => {
+      if (ids.has(b.id)) report(['pools', poolName, 'backends', i], `duplicate backend ${b.id}`);
+      ids.add(b.id);
+    });
+    pools.set(poolName, { name: poolName, hashKey: p.hashKey, balanceFactor: p.balanceFactor, backends: p.backends });
+  }
+
+  const globalLimits = raw.limits.perConnection;
+  const seenRoutes = new Set<string>();
+  const routes: RouteConfig[] = raw.routes.map((r, i) => {
+    if (seenRoutes.has(r.name)) report(['routes', i, 'name'], `duplicate route name "${r.name}"`);
+    seenRoutes.add(r.name);
+    if (!pools.has(r.pool)) {
+      const known = [...pools.keys()].join(', ') || 'none';
+      report(['routes', i, 'pool'], `pool "${r.pool}" is not defined (pools: ${known})`);
+    }
+    return {
+      name: r.name,
+      host: r.match.host?.toLowerCase(),
+      pathPrefix: r.match.path,
+      pool: r.pool,
+      origins: r.origins?.map((o) => o.toLowerCase()),
+      protocol: r.protocol,
+      limits: connectionLimits(globalLimits, r.limits?.perConnection),
+      keepalive: r.keepalive && {
+        intervalMs: r.keepalive.interval,
+        timeoutMs: r.keepalive.timeout,
+        client: r.keepalive.peers !== 'backend',
+        backend: r.keepalive.peers !== 'client',
+      },
+    };
+  });
+
+  return {
+    file,
+    listeners,
+    admin: { address: raw.admin.address, port: raw.admin.port, token: raw.admin.token },
+    routes,
+    pools,
+    limits: { maxConnections: raw.limits.maxConnections, maxConnectionsPerIp: raw.limits.maxConnectionsPerIp },
+    timeouts: {
+      handshakeMs: raw.timeouts.handshake,
+      idleMs: raw.timeouts.idle,
+      drainMs: raw.timeouts.drain,
+    },
+    log: { level: raw.log.level },
+  };
+}
+
+type RawPerConnection = NonNullable<RawConfig['limits']['perConnection']>;
+type RawDirection = Partial<Omit<RawPerConnection, 'onExceed' | 'backendToClient'>>;
+
+/** Route limits override global ones key by key; backendToClient overrides the shared size keys for that direction. */
+function connectionLimits(global: RawPerConnection | undefined, route: RawPerConnection | undefined): ConnectionLimits {
+  const merged: RawPerConnection = { ...global, ...route };
+  const b2c = { ...global?.backendToClient, ...route?.backendToClient };
+  const shared = { maxMessageBytes: merged.maxMessageBytes, maxFramesPerMessage: merged.maxFramesPerMessage };
+  return {
+    clientToBackend: directionLimits(merged),
+    backendToClient: directionLimits({ ...shared, ...b2c }),
+    onExceed: merged.onExceed ?? 'close',
+  };
+}
+
+function directionLimits(d: RawDirection): DirectionLimits {
+  const rate = d.messagesPerSecond ?? Number.POSITIVE_INFINITY;
+  return {
+    messagesPerSecond: rate,
+    burstMessages: d.burstMessages ?? (Number.isFinite(rate) ? Math.ceil(rate * 2) : Number.POSITIVE_INFINITY),
+    bytesPerSecond: d.bytesPerSecond ?? Number.POSITIVE_INFINITY,
+    maxMessageBytes: d.maxMessageBytes ?? Number.POSITIVE_INFINITY,
+    maxFramesPerMessage: d.maxFramesPerMessage ?? Number.POSITIVE_INFINITY,
+    controlFramesPerSecond: d.controlFramesPerSecond ?? Number.POSITIVE_INFINITY,
+  };
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    const children = value instanceof Map ? value.values() : Object.values(value);
+    for (const child of children) deepFreeze(child);
+  }
+  return value;
+}

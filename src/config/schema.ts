@@ -1,0 +1,159 @@
+// The YAML schema (zod), strict at every level, with transforms that normalise to the narrow runtime types:
+// durations in ms, sizes in bytes, backend URLs parsed, hash-key specs parsed, defaults filled in.
+
+import { z } from 'zod';
+import { parseHashKeySpec } from '../routing/hash-key.js';
+import { parseDuration, parseSize } from './units.js';
+
+const duration = z.union([z.number(), z.string()]).transform((v, ctx) => {
+  const ms = parseDuration(v);
+  if (typeof ms === 'number') return ms;
+  ctx.addIssue({ code: 'custom', message: ms.error });
+  return z.NEVER;
+});
+
+const size = z.union([z.number(), z.string()]).transform((v, ctx) => {
+  const bytes = parseSize(v);
+  if (typeof bytes === 'number') return bytes;
+  ctx.addIssue({ code: 'custom', message: bytes.error });
+  return z.NEVER;
+});
+
+const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, 'must be 1-63 letters, digits, "-", "_" or "."');
+const port = z.number().int().min(0).max(65535);
+const address = z.string().min(1);
+
+const tlsVersion = z.enum(['TLSv1.2', 'TLSv1.3']);
+const certPair = z.strictObject({ cert: z.string().min(1), key: z.string().min(1) });
+const tlsSchema = z
+  .strictObject({
+    cert: z.string().min(1).optional(),
+    key: z.string().min(1).optional(),
+    minVersion: tlsVersion.default('TLSv1.2'),
+    ciphers: z.string().min(1).optional(),
+    /** Extra certificates chosen by SNI server name (exact or "*.example.com"). */
+    sni: z.record(z.string().min(1), certPair).default({}),
+    /** What a client gets when its SNI name matches no entry: the default certificate, or a refused handshake. */
+    unknownSni: z.enum(['default', 'refuse']).default('default'),
+  })
+  .refine((t) => (t.cert === undefined) === (t.key === undefined), {
+    message: 'cert and key must be given together (omit both for a generated self-signed certificate)',
+  });
+
+const listenerSchema = z.strictObject({
+  name,
+  address: address.default('0.0.0.0'),
+  port,
+  tls: tlsSchema.optional(),
+});
+
+const limitKeys = {
+  messagesPerSecond: z.number().positive().optional(),
+  burstMessages: z.number().int().positive().optional(),
+  bytesPerSecond: size.optional(),
+  maxMessageBytes: size.optional(),
+  maxFramesPerMessage: z.number().int().positive().optional(),
+  controlFramesPerSecond: z.number().positive().optional(),
+};
+const directionLimits = z.strictObject(limitKeys);
+const perConnectionSchema = z.strictObject({
+  ...limitKeys,
+  onExceed: z.enum(['close', 'throttle']).optional(),
+  backendToClient: directionLimits.optional(),
+});
+
+const keepaliveSchema = z.strictObject({
+  interval: duration,
+  timeout: duration.default(10_000),
+  peers: z.enum(['client', 'backend', 'both']).default('both'),
+});
+
+const routeSchema = z.strictObject({
+  name,
+  match: z.strictObject({
+    host: z.string().min(1).optional(),
+    path: z.string().startsWith('/', 'must start with "/"').default('/'),
+  }),
+  pool: name,
+  origins: z.array(z.string().min(1)).optional(),
+  protocol: z.enum(['strict', 'lenient']).default('strict'),
+  limits: z.strictObject({ perConnection: perConnectionSchema }).optional(),
+  keepalive: keepaliveSchema.optional(),
+});
+
+const backendUrl = z.string().transform((text, ctx) => {
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    ctx.addIssue({ code: 'custom', message: `"${text}" is not a URL (use ws://host:port)` });
+    return z.NEVER;
+  }
+  if (url.protocol !== 'ws:' && url.protocol !== 'wss:') {
+    ctx.addIssue({ code: 'custom', message: `"${text}" must use ws:// or wss://` });
+    return z.NEVER;
+  }
+  const tls = url.protocol === 'wss:';
+  const hostname = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+  return {
+    id: `${url.protocol}//${url.host}`,
+    host: hostname,
+    port: url.port === '' ? (tls ? 443 : 80) : Number(url.port),
+    tls,
+  };
+});
+
+const backendSchema = z.union([
+  backendUrl.transform((u) => ({ ...u, weight: 1 })),
+  z.strictObject({ url: backendUrl, weight: z.number().positive().max(100).default(1) }).transform((b) => ({
+    ...b.url,
+    weight: b.weight,
+  })),
+]);
+
+const hashKey = z.string().transform((text, ctx) => {
+  const spec = parseHashKeySpec(text);
+  if ('error' in spec) {
+    ctx.addIssue({ code: 'custom', message: spec.error });
+    return z.NEVER;
+  }
+  return spec;
+});
+
+const poolSchema = z.strictObject({
+  hashKey: hashKey.default({ kind: 'ip' }),
+  balanceFactor: z.number().min(1).max(10).optional(),
+  backends: z.array(backendSchema).min(1, 'a pool needs at least one backend'),
+});
+
+export const configSchema = z.strictObject({
+  listeners: z.array(listenerSchema).min(1, 'at least one listener is required'),
+  admin: z
+    .strictObject({
+      address: address.default('127.0.0.1'),
+      port: port.default(9090),
+      token: z.string().min(16, 'use a token of at least 16 characters').optional(),
+    })
+    .default({ address: '127.0.0.1', port: 9090 }),
+  routes: z.array(routeSchema).min(1, 'at least one route is required'),
+  pools: z.record(name, poolSchema),
+  limits: z
+    .strictObject({
+      maxConnections: z.number().int().positive().default(50_000),
+      maxConnectionsPerIp: z.number().int().positive().default(1000),
+      perConnection: perConnectionSchema.optional(),
+    })
+    .default({ maxConnections: 50_000, maxConnectionsPerIp: 1000 }),
+  timeouts: z
+    .strictObject({
+      handshake: duration.default(5000),
+      idle: duration.default(60_000),
+      drain: duration.default(30_000),
+    })
+    .default({ handshake: 5000, idle: 60_000, drain: 30_000 }),
+  log: z
+    .strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') })
+    .default({ level: 'info' }),
+});
+
+export type RawConfig = z.output<typeof configSchema>;

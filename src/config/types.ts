@@ -1,0 +1,89 @@
+// The normalised, deeply frozen configuration the rest of wsgate sees: ms, bytes, parsed URLs, no optional noise.
+
+import type { HashKeySpec } from '../routing/hash-key.js';
+
+export interface TlsFiles {
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly cert: string;
+  readonly key: string;
+}
+
+export interface TlsConfig {
+  /** Undefined: a self-signed certificate is generated at start (demo, tests). */
+  readonly files: TlsFiles | undefined;
+  readonly minVersion: 'TLSv1.2' | 'TLSv1.3';
+  readonly ciphers: string | undefined;
+  readonly sni: readonly (TlsFiles & { readonly serverName: string })[];
+  readonly unknownSni: 'default' | 'refuse';
+}
+
+export interface ListenerConfig {
+  readonly name: string;
+  readonly address: string;
+  readonly port: number;
+  readonly tls: TlsConfig | undefined;
+}
+
+/** Limits for one direction of a tunnel; Infinity means "no limit". */
+export interface DirectionLimits {
+  readonly messagesPerSecond: number;
+  readonly burstMessages: number;
+  readonly bytesPerSecond: number;
+  readonly maxMessageBytes: number;
+  readonly maxFramesPerMessage: number;
+  readonly controlFramesPerSecond: number;
+}
+
+export interface ConnectionLimits {
+  readonly clientToBackend: DirectionLimits;
+  readonly backendToClient: DirectionLimits;
+  readonly onExceed: 'close' | 'throttle';
+}
+
+export interface KeepaliveConfig {
+  readonly intervalMs: number;
+  readonly timeoutMs: number;
+  readonly client: boolean;
+  readonly backend: boolean;
+}
+
+export interface RouteConfig {
+  readonly name: string;
+  readonly host: string | undefined;
+  readonly pathPrefix: string;
+  readonly pool: string;
+  /** Lower-cased allowed origins; undefined = any origin. */
+  readonly origins: readonly string[] | undefined;
+  readonly protocol: 'strict' | 'lenient';
+  readonly limits: ConnectionLimits;
+  readonly keepalive: KeepaliveConfig | undefined;
+}
+
+export interface BackendConfig {
+  /** Stable identity, also the metric label: "ws://host:port". */
+  readonly id: string;
+  readonly host: string;
+  readonly port: number;
+  readonly tls: boolean;
+  readonly weight: number;
+}
+
+export interface PoolConfig {
+  readonly name: string;
+  readonly hashKey: HashKeySpec;
+  readonly balanceFactor: number | undefined;
+  readonly backends: readonly BackendConfig[];
+}
+
+export interface Config {
+  /** Absolute path of the file this came from (for reload and messages). */
+  readonly file: string;
+  readonly listeners: readonly ListenerConfig[];
+  readonly admin: { readonly address: string; readonly port: number; readonly token: string | undefined };
+  readonly routes: readonly RouteConfig[];
+  readonly pools: ReadonlyMap<string, PoolConfig>;
+  readonly limits: { readonly maxConnections: number; readonly maxConnectionsPerIp: number };
+  readonly timeouts: { readonly handshakeMs: number; readonly idleMs: number; readonly drainMs: number };
+  readonly log: { readonly level: string };
+}

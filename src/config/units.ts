@@ -1,0 +1,41 @@
+// Human units in config values: durations ("250ms", "5s", "2m", "1h") and sizes ("64KiB", "1MiB", "10MB").
+// Plain numbers mean milliseconds and bytes. Parsing is a single linear scan: config may come from anywhere.
+
+const DURATION_MS: Readonly<Record<string, number>> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+const SIZE_BYTES: Readonly<Record<string, number>> = {
+  b: 1,
+  kb: 1000,
+  mb: 1000 ** 2,
+  gb: 1000 ** 3,
+  kib: 1024,
+  mib: 1024 ** 2,
+  gib: 1024 ** 3,
+};
+
+/** Splits "12.5 MiB" into its number and unit, or returns undefined. Bounded, no backtracking. */
+function splitQuantity(text: string): { value: number; unit: string } | undefined {
+  if (text.length > 64) return undefined;
+  const m = /^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$/.exec(text);
+  if (!m) return undefined;
+  return { value: Number(m[1]), unit: (m[2] ?? '').toLowerCase() };
+}
+
+export function parseDuration(input: number | string): number | { error: string } {
+  if (typeof input === 'number') {
+    return Number.isFinite(input) && input >= 0 ? input : { error: 'must be a non-negative duration' };
+  }
+  const q = splitQuantity(input);
+  const factor = q && (q.unit === '' ? 1 : DURATION_MS[q.unit]);
+  if (!q || factor === undefined) return { error: `"${input}" is not a duration (use e.g. 250ms, 5s, 2m, 1h)` };
+  return Math.round(q.value * factor);
+}
+
+export function parseSize(input: number | string): number | { error: string } {
+  if (typeof input === 'number') {
+    return Number.isFinite(input) && input >= 0 ? Math.floor(input) : { error: 'must be a non-negative size' };
+  }
+  const q = splitQuantity(input);
+  const factor = q && (q.unit === '' ? 1 : SIZE_BYTES[q.unit]);
+  if (!q || factor === undefined) return { error: `"${input}" is not a size (use e.g. 64KiB, 1MiB, 1000)` };
+  return Math.floor(q.value * factor);
+}

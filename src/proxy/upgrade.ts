@@ -1,0 +1,244 @@
+// One WebSocket connection's way through wsgate, stage by stage: validate (RFC 6455 §4.2.1) → route → origin →
+// admission → pick backend by hash key → upstream handshake (retrying the next ring member) → tunnel.
+// A stage that refuses answers the client itself with a real status, logs one line, bumps one counter.
+
+import type { IncomingMessage } from 'node:http';
+import type { Socket } from 'node:net';
+import type { Duplex } from 'node:stream';
+import { type CatalogueEntry, Errors, reasonLabel } from '../errors.js';
+import { acceptFor } from '../handshake/accept.js';
+import { rejectHandshake, writeAndClose } from '../handshake/reject.js';
+import { originAllowed, validateUpgrade } from '../handshake/validate.js';
+import type { BackendChildren } from '../observe/metrics.js';
+import { MAX_ATTEMPTS, type Member, type Pool } from '../pool/pool.js';
+import { hashKeyOf, normaliseIp } from '../routing/hash-key.js';
+import { isSuspiciousPath } from '../routing/router.js';
+import { Tunnel, type TunnelEnd, type TunnelHooks } from '../tunnel/tunnel.js';
+import { type AttemptResult, attemptUpstream } from '../upstream/handshake.js';
+import { upstreamRequestHead } from '../upstream/request.js';
+import type { ProxyContext } from './context.js';
+import type { RouteRuntime } from './runtime.js';
+
+/** Early client bytes held while the backend handshake runs; a client must wait for the 101 (§4.1). */
+export const MAX_EARLY_CLIENT_BYTES = 64 * 1024;
+
+export async function handleUpgrade(
+  ctx: ProxyContext,
+  req: IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  secure: boolean,
+): Promise<void> {
+  const client = socket as Socket;
+  client.on('error', ignoreError);
+  const runtime = ctx.runtime;
+  const ip = normaliseIp(client.remoteAddress ?? '');
+  const url = req.url ?? '/';
+  const route = runtime.router.match(req.headers.host, url);
+  const routeName = route?.name ?? '';
+
+  const refuse = (entry: CatalogueEntry, detail?: string, extra?: Record<string, string>) => {
+    ctx.metrics.handshakeRejections.inc({ route: routeName, status: String(entry.status), reason: reasonLabel(entry) });
+    (route?.log ?? ctx.log).info(
+      { event: 'rejected', status: entry.status, code: entry.code, client: ip, path: url.slice(0, 200), detail },
+      'handshake rejected',
+    );
+    rejectHandshake(client, entry, extra);
+  };
+
+  if (ctx.draining) return refuse(Errors.SHUTTING_DOWN);
+  const check = validateUpgrade(req);
+  if (!check.ok) {
+    const extra = check.error === Errors.BAD_VERSION ? { 'Sec-WebSocket-Version': '13' } : undefined;
+    return refuse(check.error, undefined, extra);
+  }
+  if (isSuspiciousPath(url)) return refuse(Errors.BAD_PATH);
+  if (!route) return refuse(Errors.NO_ROUTE);
+  if (!originAllowed(req.headers.origin, route.config.origins)) return refuse(Errors.ORIGIN_NOT_ALLOWED);
+  const limits = runtime.config.limits;
+  const refusal = ctx.admission.tryAcquire(ip, limits.maxConnections, limits.maxConnectionsPerIp);
+  if (refusal) return refuse(refusal);
+
+  // From here on the admission slot is ours: every path must release it exactly once.
+  let early = head;
+  let clientGone = false;
+  const onEarlyData = (chunk: Buffer) => {
+    early = early.length === 0 ? chunk : Buffer.concat([early, chunk]);
+    if (early.length > MAX_EARLY_CLIENT_BYTES) client.destroy();
+  };
+  const onClientGone = () => {
+    clientGone = true;
+  };
+  client.on('data', onEarlyData);
+  client.once('close', onClientGone);
+  client.pause();
+
+  const pool = route.pool;
+  const hashKey = hashKeyOf({ headers: req.headers, url, remoteAddress: ip }, pool.config.hashKey);
+  if (hashKey.fellBack && pool.config.hashKey.kind !== 'ip') ctx.metrics.hashKeyFallbacks.inc({ route: route.name });
+  const requestHead = upstreamRequestHead(req, { clientAddress: ip, secure });
+  const expectedAccept = acceptFor(check.key);
+  const timeoutMs = runtime.config.timeouts.handshakeMs;
+
+  const tried: number[] = [];
+  let last: AttemptResult | undefined;
+  let member: Member | undefined;
+  const attempts = Math.min(MAX_ATTEMPTS, pool.members.length);
+  for (let i = 0; i < attempts && !clientGone; i++) {
+    member = pool.pick(hashKey.key, tried);
+    if (!member) break;
+    tried.push(member.index);
+    const started = performance.now();
+    last = await attemptUpstream(member.backend, requestHead, expectedAccept, timeoutMs);
+    if (last.kind === 'failed') {
+      ctx.metrics.upstreamErrors.inc({ pool: pool.name, backend: member.backend.id, reason: last.reason });
+      route.log.warn(
+        { event: 'upstream_failed', backend: member.backend.id, reason: last.reason, detail: last.detail, client: ip },
+        'backend attempt failed',
+      );
+      if (last.retryable) continue;
+      break;
+    }
+    ctx.metrics.upstreamHandshakeSeconds.observe(
+      { pool: pool.name, backend: member.backend.id },
+      (performance.now() - started) / 1000,
+    );
+    break;
+  }
+  client.removeListener('data', onEarlyData);
+  client.removeListener('close', onClientGone);
+
+  if (clientGone || client.destroyed) {
+    ctx.admission.release(ip);
+    if (last && last.kind !== 'failed') last.socket.destroy();
+    return;
+  }
+  if (!member && !last) {
+    ctx.admission.release(ip);
+    return refuse(Errors.NO_HEALTHY_BACKEND);
+  }
+  if (!last || last.kind === 'failed') {
+    ctx.admission.release(ip);
+    // The last attempt decides: timeouts answer 504, connect errors and bad answers 502.
+    return refuse(last?.error ?? Errors.UPSTREAM_CONNECT_FAILED, last?.detail);
+  }
+  if (last.kind === 'refused') {
+    ctx.admission.release(ip);
+    return relayRefusal(ctx, route, client, last, ip);
+  }
+
+  // Verified 101: answer the client with the backend's own head, then tunnel.
+  const backendSocket = last.socket;
+  const selected = member as Member;
+  client.write(last.head.raw);
+  const binding = bindingFor(ctx, route, pool, selected);
+  pool.acquire(selected);
+  binding.children.active.inc();
+  binding.children.total.inc();
+  const tunnel = new Tunnel(client, backendSocket, binding, runtime.config.timeouts.idleMs, ip);
+  ctx.tunnels.add(tunnel);
+  route.log.info(
+    { event: 'open', backend: selected.backend.id, client: ip, path: url.slice(0, 200), attempts: tried.length },
+    'connection opened',
+  );
+  tunnel.forwardEarly(false, last.rest);
+  tunnel.forwardEarly(true, early);
+  tunnel.start();
+}
+
+/** A non-101 answer goes to the client as it came, then both sockets close: nothing is ever tunnelled. */
+function relayRefusal(
+  ctx: ProxyContext,
+  route: RouteRuntime,
+  client: Socket,
+  result: Extract<AttemptResult, { kind: 'refused' }>,
+  ip: string,
+): void {
+  const status = result.head.status;
+  ctx.metrics.handshakeRejections.inc({ route: route.name, status: String(status), reason: 'backend_refused' });
+  route.log.info({ event: 'rejected', status, code: 'backend_refused', client: ip }, 'backend refused the upgrade');
+  const backend = result.socket;
+  const declared = Number(result.head.headers.get('content-length') ?? Number.NaN);
+  const bodyComplete = Number.isFinite(declared) && result.rest.length >= declared;
+  if (bodyComplete || !Number.isFinite(declared)) {
+    // Complete already, or length unknown: send what we have and close (the client sees EOF as the end).
+    backend.destroy();
+    writeAndClose(client, Buffer.concat([result.head.raw, result.rest]));
+    return;
+  }
+  let remaining = declared - result.rest.length;
+  client.write(result.head.raw);
+  client.write(result.rest);
+  backend.on('error', ignoreError);
+  backend.on('data', (chunk: Buffer) => {
+    const part = chunk.length > remaining ? chunk.subarray(0, remaining) : chunk;
+    remaining -= part.length;
+    client.write(part);
+    if (remaining <= 0) {
+      backend.destroy();
+      writeAndClose(client, Buffer.alloc(0));
+    }
+  });
+  backend.once('close', () => writeAndClose(client, Buffer.alloc(0)));
+  backend.resume();
+}
+
+/** Hooks shared by every tunnel of one (route, backend): metric children, stats, pool accounting. */
+class TunnelBinding implements TunnelHooks {
+  readonly ctx: ProxyContext;
+  readonly route: RouteRuntime;
+  readonly pool: Pool;
+  readonly member: Member;
+  readonly children: BackendChildren;
+
+  constructor(ctx: ProxyContext, route: RouteRuntime, pool: Pool, member: Member) {
+    this.ctx = ctx;
+    this.route = route;
+    this.pool = pool;
+    this.member = member;
+    this.children = ctx.metrics.childrenFor(route.name, pool.name, member.backend.id);
+  }
+
+  countBytes(fromClient: boolean, bytes: number): void {
+    if (fromClient) this.route.stats.bytesClientToBackend += bytes;
+    else this.route.stats.bytesBackendToClient += bytes;
+  }
+
+  ended(tunnel: Tunnel, end: TunnelEnd): void {
+    this.pool.release(this.member);
+    this.children.active.dec();
+    this.ctx.admission.release(tunnel.clientAddress);
+    this.ctx.tunnels.delete(tunnel);
+    this.route.log.info(
+      {
+        event: 'close',
+        backend: this.member.backend.id,
+        client: tunnel.clientAddress,
+        reason: end.reason,
+        initiator: end.initiator,
+        durationMs: Math.round(end.durationMs),
+        bytesIn: end.bytesClientToBackend,
+        bytesOut: end.bytesBackendToClient,
+      },
+      'connection closed',
+    );
+  }
+}
+
+const bindings = new WeakMap<RouteRuntime, Map<Member, TunnelBinding>>();
+
+function bindingFor(ctx: ProxyContext, route: RouteRuntime, pool: Pool, member: Member): TunnelBinding {
+  let byMember = bindings.get(route);
+  if (!byMember) {
+    byMember = new Map();
+    bindings.set(route, byMember);
+  }
+  let b = byMember.get(member);
+  if (!b) {
+    b = new TunnelBinding(ctx, route, pool, member);
+    byMember.set(member, b);
+  }
+  return b;
+}
+
+function ignoreError(): void {}
