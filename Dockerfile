@@ -1,0 +1,46 @@
+# syntax=docker/dockerfile:1
+# wsgate container image: build the TypeScript in one stage, ship only dist/ and production dependencies.
+#   docker build -t wsgate:latest .
+#   docker run --rm -p 8080:8080 -p 9090:9090 -v "$PWD/my-config.yaml:/etc/wsgate/config.yaml:ro" wsgate:latest
+
+ARG NODE_IMAGE=node:24-slim
+
+FROM ${NODE_IMAGE} AS build
+WORKDIR /app
+# Manifests first so the dependency layer is cached across source-only changes.
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+# Everything .dockerignore lets through (src/, bench/, tsconfig.json, config.example.yaml, ...).
+COPY . .
+# tsc emits only JavaScript; carry non-TypeScript assets under src/ (e.g. the admin status page) along.
+RUN npm run build \
+  && cd src && find . -type f ! -name '*.ts' -exec cp --parents {} ../dist/src/ \;
+
+FROM ${NODE_IMAGE} AS runtime
+ENV NODE_ENV=production
+WORKDIR /app
+COPY package.json package-lock.json ./
+# Runtime dependencies are pure JavaScript, so no install scripts are needed.
+RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
+COPY --from=build /app/dist ./dist
+# The example config is a starting point only: mount your own at /etc/wsgate/config.yaml
+# (the Kubernetes manifests mount a ConfigMap there). In a container the admin listener
+# (/metrics, /healthz, /readyz) must bind 0.0.0.0 in that config, not 127.0.0.1, or neither
+# Prometheus nor the kubelet can reach it; the HEALTHCHECK below works with either.
+COPY config.example.yaml /etc/wsgate/config.yaml
+
+# Ports at or above 1024, so the unprivileged user needs no capabilities.
+USER node
+# 8080 WebSocket/HTTP, 8443 WebSocket over TLS, 9090 admin (metrics, health, reload).
+EXPOSE 8080 8443 9090
+
+# node:24-slim has no curl or wget; Node's own fetch does the check.
+HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
+  CMD ["node", "-e", "fetch('http://127.0.0.1:9090/healthz').then((r)=>process.exit(r.ok?0:1)).catch(()=>process.exit(1))"]
+
+# wsgate drains on SIGTERM (close 1001 to every tunnel, bounded by timeouts.drain). Node runs as PID 1
+# here, which is fine because the CLI installs its own SIGTERM/SIGINT handlers; use `docker run --init`
+# if you want zombie reaping as well.
+STOPSIGNAL SIGTERM
+ENTRYPOINT ["node", "dist/src/cli.js"]
+CMD ["--config", "/etc/wsgate/config.yaml"]
