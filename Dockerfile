@@ -23,10 +23,11 @@ COPY package.json package-lock.json ./
 # Runtime dependencies are pure JavaScript, so no install scripts are needed.
 RUN npm ci --omit=dev --ignore-scripts --no-audit --no-fund && npm cache clean --force
 COPY --from=build /app/dist ./dist
-# The example config is a starting point only: mount your own at /etc/wsgate/config.yaml
-# (the Kubernetes manifests mount a ConfigMap there). In a container the admin listener
-# (/metrics, /healthz, /readyz) must bind 0.0.0.0 in that config, not 127.0.0.1, or neither
-# Prometheus nor the kubelet can reach it; the HEALTHCHECK below works with either.
+# The example config is a placeholder only: it binds every listener to 127.0.0.1 and points at demo
+# backends. Mount your own at /etc/wsgate/config.yaml (deploy/kubernetes mounts a ConfigMap there).
+# In a container, listeners and the admin listener (/metrics, /healthz, /readyz; admin.address
+# defaults to 127.0.0.1) must bind 0.0.0.0, or nothing outside the container (Prometheus, the
+# kubelet, clients) can reach them. The HEALTHCHECK below uses 127.0.0.1 and works either way.
 COPY config.example.yaml /etc/wsgate/config.yaml
 
 # Ports at or above 1024, so the unprivileged user needs no capabilities.
