@@ -35,6 +35,12 @@ export class PlainHttpProxy {
       refuse(Errors.SHUTTING_DOWN);
       return;
     }
+    if (req.headers.upgrade !== undefined) {
+      // An Upgrade the parser did not treat as one (no "Connection: upgrade") must not reach a backend that might
+      // (h2c smuggling): refuse it like any malformed upgrade.
+      refuse(Errors.BAD_CONNECTION);
+      return;
+    }
     if (isSuspiciousPath(url)) {
       refuse(Errors.BAD_PATH);
       return;
@@ -76,6 +82,7 @@ function respond(res: ServerResponse, entry: CatalogueEntry): void {
     'Content-Type': 'text/plain; charset=utf-8',
     'Content-Length': Buffer.byteLength(body),
     'X-Wsgate-Error': entry.code,
+    Connection: 'close',
   });
   res.end(body);
 }

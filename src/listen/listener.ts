@@ -57,12 +57,13 @@ export class Listener {
     );
     this.server.on('request', (req: IncomingMessage, res: ServerResponse) => handlers.request(req, res, secure));
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
-      const entry = clientErrorEntry(err);
-      handlers.clientError(entry, err.code ?? err.message);
+      // Node may report one bad request twice (the second time on a socket no longer writable): answer once.
       if (!socket.writable || err.code === 'ECONNRESET') {
         socket.destroy();
         return;
       }
+      const entry = clientErrorEntry(err);
+      handlers.clientError(entry, err.code ?? err.message);
       rejectHandshake(socket, entry);
     });
   }

@@ -1,0 +1,69 @@
+// Starts a real Gateway on port 0 from a config object (written as YAML, loaded like an operator's file).
+
+import { pino } from 'pino';
+import { stringify } from 'yaml';
+import { parseConfig } from '../../src/config/load.js';
+import { Gateway } from '../../src/gateway.js';
+import { Metrics } from '../../src/observe/metrics.js';
+
+export interface TestGateway {
+  readonly gateway: Gateway;
+  /** Port of the first plain listener. */
+  readonly port: number;
+  /** Port of the first TLS listener, if any. */
+  readonly tlsPort: number;
+  readonly adminPort: number;
+  metrics(): Promise<string>;
+  stop(): Promise<void>;
+}
+
+export type ConfigObject = Record<string, unknown>;
+
+/** A minimal config: one plain listener on port 0, one route '/' → pool 'main' with the given backends. */
+export function simpleConfig(backends: readonly string[], extra: ConfigObject = {}): ConfigObject {
+  return {
+    listeners: [{ name: 'public', address: '127.0.0.1', port: 0 }],
+    admin: { address: '127.0.0.1', port: 0 },
+    routes: [{ name: 'main', match: { path: '/' }, pool: 'main' }],
+    pools: { main: { hashKey: 'header:x-user-id', backends } },
+    timeouts: { handshake: '2s', idle: '60s', drain: '2s' },
+    ...extra,
+  };
+}
+
+export async function startGateway(
+  config: ConfigObject | string,
+  file = '/virtual/wsgate-test.yaml',
+): Promise<TestGateway> {
+  const text = typeof config === 'string' ? config : stringify(config);
+  const cfg = parseConfig(text, file);
+  const gateway = await Gateway.start(cfg, {
+    log: pino({ level: process.env.WSGATE_TEST_LOG ?? 'silent' }),
+    metrics: new Metrics({ defaultMetrics: false }),
+  });
+  const plain = gateway.boundListeners.find((l) => !l.secure);
+  const tls = gateway.boundListeners.find((l) => l.secure);
+  return {
+    gateway,
+    port: plain?.port ?? 0,
+    tlsPort: tls?.port ?? 0,
+    adminPort: gateway.adminPort,
+    metrics: () => gateway.metrics.text(),
+    stop: async () => {
+      await gateway.stop(500);
+    },
+  };
+}
+
+/** Reads one sample from Prometheus text, e.g. metricValue(text, 'wsgate_connections_active', { route: 'main' }). */
+export function metricValue(text: string, name: string, labels: Record<string, string> = {}): number | undefined {
+  let total: number | undefined;
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(`${name}{`) && !line.startsWith(`${name} `)) continue;
+    const ok = Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`));
+    if (!ok) continue;
+    const value = Number(line.slice(line.lastIndexOf(' ') + 1));
+    total = (total ?? 0) + value;
+  }
+  return total;
+}

@@ -1,0 +1,193 @@
+// Raw clients on real sockets: send exact handshake bytes, read the exact answer, speak frames by hand.
+
+import { randomBytes } from 'node:crypto';
+import { connect, type Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
+
+export const SAMPLE_KEY = 'dGhlIHNhbXBsZSBub25jZQ=='; // RFC 6455 §1.3
+export const SAMPLE_ACCEPT = 's3pPLMBiTxaQ9kYGzzhZRbK+xOo=';
+
+export interface RawResponse {
+  readonly status: number;
+  readonly headers: Record<string, string>;
+  /** Head text (status line + headers). */
+  readonly head: string;
+  /** Bytes after the head that came in the same read(s). */
+  readonly rest: Buffer;
+  readonly socket: Socket;
+}
+
+export interface UpgradeOptions {
+  path?: string;
+  host?: string;
+  headers?: Record<string, string>;
+  tls?: boolean;
+  /** Extra bytes sent right after the request head (pipelining, early frames). */
+  trailing?: Buffer | string;
+}
+
+export function upgradeRequest(options: UpgradeOptions = {}): string {
+  const headers: Record<string, string> = {
+    Host: options.host ?? 'localhost',
+    Upgrade: 'websocket',
+    Connection: 'Upgrade',
+    'Sec-WebSocket-Key': SAMPLE_KEY,
+    'Sec-WebSocket-Version': '13',
+    ...options.headers,
+  };
+  let text = `GET ${options.path ?? '/'} HTTP/1.1\r\n`;
+  for (const [k, v] of Object.entries(headers)) if (v !== '') text += `${k}: ${v}\r\n`;
+  return `${text}\r\n`;
+}
+
+export function openSocket(port: number, tls = false): Promise<Socket> {
+  return new Promise((resolve, reject) => {
+    const socket = tls
+      ? tlsConnect({ port, host: '127.0.0.1', rejectUnauthorized: false }, () => resolve(socket))
+      : connect({ port, host: '127.0.0.1' }, () => resolve(socket));
+    socket.once('error', reject);
+  });
+}
+
+/** Sends `request` bytes and resolves with the parsed response head (socket left open). */
+export async function sendRequest(
+  port: number,
+  request: string | Buffer,
+  tls = false,
+  trailing?: Buffer | string,
+): Promise<RawResponse> {
+  const socket = await openSocket(port, tls);
+  socket.write(request);
+  if (trailing !== undefined) socket.write(trailing);
+  return readResponseHead(socket);
+}
+
+export function rawUpgrade(port: number, options: UpgradeOptions = {}): Promise<RawResponse> {
+  return sendRequest(port, upgradeRequest(options), options.tls, options.trailing);
+}
+
+export function readResponseHead(socket: Socket): Promise<RawResponse> {
+  return new Promise((resolve, reject) => {
+    let buf = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      buf = Buffer.concat([buf, chunk]);
+      const end = buf.indexOf('\r\n\r\n');
+      if (end < 0) return;
+      cleanup();
+      socket.pause();
+      const head = buf.subarray(0, end).toString('latin1');
+      const [statusLine, ...lines] = head.split('\r\n');
+      const headers: Record<string, string> = {};
+      for (const l of lines) {
+        const i = l.indexOf(':');
+        headers[l.slice(0, i).trim().toLowerCase()] = l.slice(i + 1).trim();
+      }
+      resolve({ status: Number(statusLine?.split(' ')[1]), headers, head, rest: buf.subarray(end + 4), socket });
+    };
+    const onEnd = () => {
+      cleanup();
+      reject(new Error(`connection closed before a response head (got ${JSON.stringify(buf.toString('latin1'))})`));
+    };
+    const cleanup = () => {
+      socket.removeListener('data', onData);
+      socket.removeListener('end', onEnd);
+      socket.removeListener('close', onEnd);
+    };
+    socket.on('data', onData);
+    socket.once('end', onEnd);
+    socket.once('close', onEnd);
+    socket.on('error', () => {});
+  });
+}
+
+/** Resolves with everything the socket sends until it closes. */
+export function readUntilClose(socket: Socket, initial: Buffer = Buffer.alloc(0)): Promise<Buffer> {
+  return new Promise((resolve) => {
+    const chunks: Buffer[] = [initial];
+    socket.on('data', (c: Buffer) => chunks.push(c));
+    socket.on('error', () => {});
+    socket.once('close', () => resolve(Buffer.concat(chunks)));
+    socket.resume();
+  });
+}
+
+/** Resolves true when the socket closes within `ms`, false otherwise. */
+export function closesWithin(socket: Socket, ms: number): Promise<boolean> {
+  if (socket.destroyed) return Promise.resolve(true);
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => resolve(false), ms);
+    socket.once('close', () => {
+      clearTimeout(timer);
+      resolve(true);
+    });
+    socket.on('error', () => {});
+    socket.resume();
+  });
+}
+
+/** Encodes one frame; client frames are masked (RFC 6455 §5.3). */
+export function frame(
+  opcode: number,
+  payload: Buffer | string,
+  options: { masked?: boolean; fin?: boolean; rsv?: number } = {},
+): Buffer {
+  const data = typeof payload === 'string' ? Buffer.from(payload) : payload;
+  const masked = options.masked ?? true;
+  const fin = options.fin ?? true;
+  const len = data.length;
+  const extra = len < 126 ? 0 : len < 65536 ? 2 : 8;
+  const head = Buffer.alloc(2 + extra + (masked ? 4 : 0));
+  head[0] = (fin ? 0x80 : 0) | ((options.rsv ?? 0) << 4) | opcode;
+  head[1] = (masked ? 0x80 : 0) | (extra === 0 ? len : extra === 2 ? 126 : 127);
+  if (extra === 2) head.writeUInt16BE(len, 2);
+  if (extra === 8) head.writeBigUInt64BE(BigInt(len), 2);
+  if (!masked) return Buffer.concat([head, data]);
+  const mask = randomBytes(4);
+  mask.copy(head, 2 + extra);
+  const out = Buffer.from(data);
+  for (let i = 0; i < out.length; i++) out[i] = (out[i] as number) ^ (mask[i & 3] as number);
+  return Buffer.concat([head, out]);
+}
+
+export interface ParsedFrame {
+  fin: boolean;
+  opcode: number;
+  masked: boolean;
+  payload: Buffer;
+}
+
+/** Parses complete frames from `buf` (unmasking), ignoring a trailing partial frame. */
+export function parseFrames(buf: Buffer): ParsedFrame[] {
+  const frames: ParsedFrame[] = [];
+  let off = 0;
+  while (off + 2 <= buf.length) {
+    const b0 = buf[off] as number;
+    const b1 = buf[off + 1] as number;
+    let len = b1 & 0x7f;
+    let p = off + 2;
+    if (len === 126) {
+      if (p + 2 > buf.length) break;
+      len = buf.readUInt16BE(p);
+      p += 2;
+    } else if (len === 127) {
+      if (p + 8 > buf.length) break;
+      len = Number(buf.readBigUInt64BE(p));
+      p += 8;
+    }
+    const masked = (b1 & 0x80) !== 0;
+    const mask = masked ? buf.subarray(p, p + 4) : undefined;
+    if (masked) p += 4;
+    if (p + len > buf.length) break;
+    const payload = Buffer.from(buf.subarray(p, p + len));
+    if (mask) for (let i = 0; i < payload.length; i++) payload[i] = (payload[i] as number) ^ (mask[i & 3] as number);
+    frames.push({ fin: (b0 & 0x80) !== 0, opcode: b0 & 0x0f, masked, payload });
+    off = p + len;
+  }
+  return frames;
+}
+
+/** Close code of the first close frame in `buf`, if any. */
+export function closeCodeIn(buf: Buffer): number | undefined {
+  const close = parseFrames(buf).find((f) => f.opcode === 8);
+  return close && close.payload.length >= 2 ? close.payload.readUInt16BE(0) : undefined;
+}
