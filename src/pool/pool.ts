@@ -2,6 +2,7 @@
 // from. Membership changes build a new Ring and swap the reference (slow path); picks only read it (fast path).
 
 import type { BackendConfig, PoolConfig } from '../config/types.js';
+import type { Tunnel } from '../tunnel/tunnel.js';
 import { hashString } from '../routing/hash.js';
 import { Ring } from '../routing/ring.js';
 
@@ -11,6 +12,8 @@ export interface Member {
   readonly index: number;
   /** Live tunnels on this backend (bounded loads read this). */
   active: number;
+  /** The live tunnels themselves: what a dead backend's clients or rebalancing must close. */
+  readonly tunnels: Set<Tunnel>;
 }
 
 /** Retries walk to the next backend on the ring, at most this many attempts per connection. */
@@ -28,7 +31,7 @@ export class Pool {
   constructor(config: PoolConfig) {
     this.name = config.name;
     this.config = config;
-    this.members = config.backends.map((backend, index) => ({ backend, index, active: 0 }));
+    this.members = config.backends.map((backend, index) => ({ backend, index, active: 0, tunnels: new Set() }));
     this.ring = Ring.build(this.members.map((m) => ({ id: m.backend.id, weight: m.backend.weight })));
     this.loads = new Int32Array(this.members.length);
   }
@@ -40,13 +43,15 @@ export class Pool {
     return index < 0 ? undefined : this.members[index];
   }
 
-  acquire(member: Member): void {
+  acquire(member: Member, tunnel: Tunnel): void {
+    member.tunnels.add(tunnel);
     member.active++;
     this.loads[member.index] = member.active;
     this.totalActive++;
   }
 
-  release(member: Member): void {
+  release(member: Member, tunnel: Tunnel): void {
+    member.tunnels.delete(tunnel);
     member.active--;
     this.loads[member.index] = member.active;
     this.totalActive--;

@@ -132,10 +132,10 @@ export async function handleUpgrade(
   const selected = member as Member;
   client.write(last.head.raw);
   const binding = bindingFor(ctx, route, pool, selected);
-  pool.acquire(selected);
   binding.children.active.inc();
   binding.children.total.inc();
   const tunnel = new Tunnel(client, backendSocket, binding, runtime.config.timeouts.idleMs, ip);
+  pool.acquire(selected, tunnel);
   ctx.tunnels.add(tunnel);
   route.log.info(
     { event: 'open', backend: selected.backend.id, client: ip, path: url.slice(0, 200), attempts: tried.length },
@@ -205,7 +205,7 @@ class TunnelBinding implements TunnelHooks {
   }
 
   ended(tunnel: Tunnel, end: TunnelEnd): void {
-    this.pool.release(this.member);
+    this.pool.release(this.member, tunnel);
     this.children.active.dec();
     this.ctx.admission.release(tunnel.clientAddress);
     this.ctx.tunnels.delete(tunnel);
