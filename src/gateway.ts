@@ -15,6 +15,8 @@ import { Admission } from './proxy/admission.js';
 import type { ProxyContext } from './proxy/context.js';
 import { Runtime } from './proxy/runtime.js';
 import { handleUpgrade } from './proxy/upgrade.js';
+import { CLOSE_CODES } from './tunnel/close-frame.js';
+import { sweepPeriodFor, TunnelSweeper } from './tunnel/sweeper.js';
 import type { Tunnel } from './tunnel/tunnel.js';
 
 export interface GatewayOptions {
@@ -36,6 +38,8 @@ export class Gateway implements ProxyContext {
   readonly admission = new Admission();
   readonly log: Logger;
   readonly tunnels = new Set<Tunnel>();
+  /** Idle timeouts and keepalive pings for every tunnel, on one timer. */
+  private readonly sweeper = new TunnelSweeper(this.tunnels);
   draining = false;
   private readonly listeners: Listener[] = [];
   private readonly plainHttp = new PlainHttpProxy();
@@ -119,7 +123,16 @@ export class Gateway implements ProxyContext {
     });
     const adminAddress = await this.admin.listen(config.admin.port, config.admin.address);
     this.log.info({ address: config.admin.address, port: adminAddress.port }, 'admin listening');
+    this.startSweeper();
     this.started = true;
+  }
+
+  /** Sweeps often enough for the shortest idle timeout or keepalive setting in the running config. */
+  private startSweeper(): void {
+    const config = this.runtime.config;
+    const durations = [config.timeouts.idleMs];
+    for (const r of config.routes) if (r.keepalive) durations.push(r.keepalive.intervalMs, r.keepalive.timeoutMs);
+    this.sweeper.start(sweepPeriodFor(durations));
   }
 
   /**
@@ -128,8 +141,9 @@ export class Gateway implements ProxyContext {
    */
   async stop(drainMs = this.runtime.config.timeouts.drainMs): Promise<number> {
     this.draining = true;
+    this.sweeper.stop();
     await Promise.all(this.listeners.map((l) => l.stopAccepting()));
-    for (const t of this.tunnels) t.close('shutdown', 'proxy');
+    for (const t of this.tunnels) t.closeWithCode(CLOSE_CODES.GOING_AWAY, 'shutting down');
     const deadline = Date.now() + drainMs;
     while (this.tunnels.size > 0 && Date.now() < deadline) await delay(50);
     const destroyed = this.tunnels.size;

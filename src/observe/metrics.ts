@@ -1,18 +1,47 @@
 // Prometheus metrics (pinned names, see README). Label children are made once per route/pool/backend and kept;
-// per-chunk byte counts are plain numbers on shared stats objects, published to prom-client only at scrape time.
+// per-chunk and per-message counts are plain numbers on shared RouteStats objects, published to prom-client only
+// at scrape time, so the hot path allocates nothing for metrics.
 
-import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, Histogram, type Registry as PromRegistry, Registry } from 'prom-client';
 
-const DIRECTIONS = ['client_to_backend', 'backend_to_client'] as const;
+export const DIRECTIONS = ['client_to_backend', 'backend_to_client'] as const;
 export type Direction = (typeof DIRECTIONS)[number];
+/** Index of a direction in RouteStats arrays. */
+export const C2B = 0;
+export const B2C = 1;
 
-/** Hot-path counters of one route: plain fields, incremented by tunnels, read at scrape. */
+export const MESSAGE_TYPES = ['text', 'binary', 'control'] as const;
+export const TYPE_TEXT = 0;
+export const TYPE_BINARY = 1;
+export const TYPE_CONTROL = 2;
+
+/** Upper bounds (bytes) of the message-size histogram buckets. */
+export const MESSAGE_SIZE_BUCKETS: readonly number[] = [
+  16, 64, 256, 1024, 4096, 16_384, 65_536, 262_144, 1_048_576, 4_194_304, 16_777_216,
+];
+
+/** Hot-path counters of one route: plain numbers and typed arrays, incremented by tunnels, read at scrape. */
 export class RouteStats {
   readonly route: string;
-  bytesClientToBackend = 0;
-  bytesBackendToClient = 0;
+  /** Bytes forwarded, by direction (C2B, B2C). */
+  readonly bytes = new Float64Array(2);
+  /** Messages by direction × type: index = direction * 3 + type. */
+  readonly messages = new Float64Array(6);
+  /** Message-size histogram by direction: index = direction * (buckets + 1) + bucket (last = +Inf). */
+  readonly sizeBuckets = new Float64Array(2 * (MESSAGE_SIZE_BUCKETS.length + 1));
+  readonly sizeSum = new Float64Array(2);
   constructor(route: string) {
     this.route = route;
+  }
+
+  /** Records one complete data message of `bytes` payload bytes; `type` is TYPE_TEXT or TYPE_BINARY. */
+  countMessage(direction: number, type: number, bytes: number): void {
+    this.messages[direction * 3 + type]!++;
+    let b = 0;
+    const n = MESSAGE_SIZE_BUCKETS.length;
+    while (b < n && bytes > MESSAGE_SIZE_BUCKETS[b]!) b++;
+    this.sizeBuckets[direction * (n + 1) + b]!++;
+    this.sizeSum[direction]! += bytes;
   }
 }
 
@@ -31,9 +60,15 @@ export class Metrics {
   readonly upstreamErrors: Counter<'pool' | 'backend' | 'reason'>;
   readonly bytes: Counter<'route' | 'direction'>;
   readonly hashKeyFallbacks: Counter<'route'>;
+  readonly messages: Counter<'route' | 'direction' | 'type'>;
+  readonly closes: Counter<'route' | 'code' | 'initiator'>;
+  readonly protocolViolations: Counter<'route' | 'direction' | 'kind'>;
+  readonly limitExceeded: Counter<'route' | 'limit' | 'action'>;
+  readonly keepaliveTimeouts: Counter<'route' | 'peer'>;
 
   private readonly routeStats = new Map<string, RouteStats>();
-  private readonly published = new Map<RouteStats, [number, number]>();
+  /** What was already published per route, to turn running totals into counter increments. */
+  private readonly published = new Map<RouteStats, { bytes: Float64Array; messages: Float64Array }>();
   private readonly backendChildren = new Map<string, BackendChildren>();
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
@@ -74,8 +109,47 @@ export class Metrics {
       labelNames: ['pool', 'backend', 'reason'],
       registers,
     });
+    this.hashKeyFallbacks = new Counter({
+      name: 'wsgate_hash_key_fallbacks_total',
+      help: 'Connections whose configured hash key was missing, so the client IP was used.',
+      labelNames: ['route'],
+      registers,
+    });
+    this.closes = new Counter({
+      name: 'wsgate_closes_total',
+      help: 'Tunnels ended, by the WebSocket close code that ended them (1006: no close frame) and who started it.',
+      labelNames: ['route', 'code', 'initiator'],
+      registers,
+    });
+    this.protocolViolations = new Counter({
+      name: 'wsgate_protocol_violations_total',
+      help: 'RFC 6455 frame violations seen, by direction and kind (counted in strict and lenient mode).',
+      labelNames: ['route', 'direction', 'kind'],
+      registers,
+    });
+    this.limitExceeded = new Counter({
+      name: 'wsgate_limit_exceeded_total',
+      help: 'Per-connection limits hit, by limit and the action taken (close or throttle).',
+      labelNames: ['route', 'limit', 'action'],
+      registers,
+    });
+    this.keepaliveTimeouts = new Counter({
+      name: 'wsgate_keepalive_timeouts_total',
+      help: 'Peers closed because they did not answer a proxy ping in time.',
+      labelNames: ['route', 'peer'],
+      registers,
+    });
+
     const stats = this.routeStats;
     const published = this.published;
+    const publishedFor = (s: RouteStats) => {
+      let p = published.get(s);
+      if (!p) {
+        p = { bytes: new Float64Array(2), messages: new Float64Array(6) };
+        published.set(s, p);
+      }
+      return p;
+    };
     this.bytes = new Counter({
       name: 'wsgate_bytes_total',
       help: 'Bytes tunnelled after the 101, by direction.',
@@ -83,19 +157,31 @@ export class Metrics {
       registers,
       collect() {
         for (const s of stats.values()) {
-          const last = published.get(s) ?? [0, 0];
-          this.inc({ route: s.route, direction: 'client_to_backend' }, s.bytesClientToBackend - last[0]);
-          this.inc({ route: s.route, direction: 'backend_to_client' }, s.bytesBackendToClient - last[1]);
-          published.set(s, [s.bytesClientToBackend, s.bytesBackendToClient]);
+          const p = publishedFor(s);
+          for (let d = 0; d < 2; d++) {
+            this.inc({ route: s.route, direction: DIRECTIONS[d] }, s.bytes[d]! - p.bytes[d]!);
+            p.bytes[d] = s.bytes[d]!;
+          }
         }
       },
     });
-    this.hashKeyFallbacks = new Counter({
-      name: 'wsgate_hash_key_fallbacks_total',
-      help: 'Connections whose configured hash key was missing, so the client IP was used.',
-      labelNames: ['route'],
+    this.messages = new Counter({
+      name: 'wsgate_messages_total',
+      help: 'WebSocket messages tunnelled, by direction and type (a fragmented message counts once).',
+      labelNames: ['route', 'direction', 'type'],
       registers,
+      collect() {
+        for (const s of stats.values()) {
+          const p = publishedFor(s);
+          for (let i = 0; i < 6; i++) {
+            const labels = { route: s.route, direction: DIRECTIONS[Math.floor(i / 3)]!, type: MESSAGE_TYPES[i % 3]! };
+            this.inc(labels, s.messages[i]! - p.messages[i]!);
+            p.messages[i] = s.messages[i]!;
+          }
+        }
+      },
     });
+    registry.registerMetric(messageSizeHistogram(stats) as unknown as Parameters<PromRegistry['registerMetric']>[0]);
   }
 
   /** Shared stats for a route; created once, also making the route's series visible at 0. */
@@ -126,4 +212,32 @@ export class Metrics {
   async text(): Promise<string> {
     return this.registry.metrics();
   }
+}
+
+/**
+ * `wsgate_message_bytes` as a registry metric built from RouteStats' typed arrays at scrape time: prom-client's
+ * Histogram would hash label objects on every observe, which is a per-message allocation.
+ */
+function messageSizeHistogram(stats: ReadonlyMap<string, RouteStats>) {
+  const name = 'wsgate_message_bytes';
+  const help = 'Sizes of tunnelled WebSocket messages in bytes (whole message across fragments), by direction.';
+  const n = MESSAGE_SIZE_BUCKETS.length;
+  const get = async () => {
+    const values: { metricName: string; labels: Record<string, string | number>; value: number }[] = [];
+    for (const s of stats.values()) {
+      for (let d = 0; d < 2; d++) {
+        const direction = DIRECTIONS[d] as string;
+        let cumulative = 0;
+        for (let b = 0; b <= n; b++) {
+          cumulative += s.sizeBuckets[d * (n + 1) + b]!;
+          const le = b < n ? MESSAGE_SIZE_BUCKETS[b]! : '+Inf';
+          values.push({ metricName: `${name}_bucket`, labels: { le, route: s.route, direction }, value: cumulative });
+        }
+        values.push({ metricName: `${name}_sum`, labels: { route: s.route, direction }, value: s.sizeSum[d]! });
+        values.push({ metricName: `${name}_count`, labels: { route: s.route, direction }, value: cumulative });
+      }
+    }
+    return { name, help, type: 'histogram', aggregator: 'sum', values };
+  };
+  return { name, help, type: 'histogram', aggregator: 'sum', labelNames: ['route', 'direction'], get, reset() {} };
 }

@@ -9,8 +9,9 @@ import { type CatalogueEntry, Errors, reasonLabel } from '../errors.js';
 import { acceptFor } from '../handshake/accept.js';
 import { rejectHandshake, writeAndClose } from '../handshake/reject.js';
 import { originAllowed, validateUpgrade } from '../handshake/validate.js';
-import type { BackendChildren } from '../observe/metrics.js';
+import type { BackendChildren, Direction } from '../observe/metrics.js';
 import { MAX_ATTEMPTS, type Member, type Pool } from '../pool/pool.js';
+import { hashString } from '../routing/hash.js';
 import { hashKeyOf, normaliseIp } from '../routing/hash-key.js';
 import { isSuspiciousPath } from '../routing/router.js';
 import { Tunnel, type TunnelEnd, type TunnelHooks } from '../tunnel/tunnel.js';
@@ -134,7 +135,17 @@ export async function handleUpgrade(
   const binding = bindingFor(ctx, route, pool, selected);
   binding.children.active.inc();
   binding.children.total.inc();
-  const tunnel = new Tunnel(client, backendSocket, binding, runtime.config.timeouts.idleMs, ip);
+  const routeConfig = route.config;
+  const tunnel = new Tunnel(client, backendSocket, binding, {
+    stats: route.stats,
+    protocol: routeConfig.protocol,
+    limits: routeConfig.limits,
+    rsv1Allowed: negotiatedDeflate(last.head.headers.get('sec-websocket-extensions')),
+    clientAddress: ip,
+    keyHash: hashString(hashKey.key),
+    idleMs: runtime.config.timeouts.idleMs,
+    keepalive: routeConfig.keepalive,
+  });
   pool.acquire(selected, tunnel);
   ctx.tunnels.add(tunnel);
   route.log.info(
@@ -199,9 +210,16 @@ class TunnelBinding implements TunnelHooks {
     this.children = ctx.metrics.childrenFor(route.name, pool.name, member.backend.id);
   }
 
-  countBytes(fromClient: boolean, bytes: number): void {
-    if (fromClient) this.route.stats.bytesClientToBackend += bytes;
-    else this.route.stats.bytesBackendToClient += bytes;
+  violation(_tunnel: Tunnel, fromClient: boolean, kind: string): void {
+    this.ctx.metrics.protocolViolations.inc({ route: this.route.name, direction: directionOf(fromClient), kind });
+  }
+
+  limitExceeded(_tunnel: Tunnel, limit: string, action: 'close' | 'throttle'): void {
+    this.ctx.metrics.limitExceeded.inc({ route: this.route.name, limit, action });
+  }
+
+  keepaliveTimeout(_tunnel: Tunnel, peer: 'client' | 'backend'): void {
+    this.ctx.metrics.keepaliveTimeouts.inc({ route: this.route.name, peer });
   }
 
   ended(tunnel: Tunnel, end: TunnelEnd): void {
@@ -209,6 +227,7 @@ class TunnelBinding implements TunnelHooks {
     this.children.active.dec();
     this.ctx.admission.release(tunnel.clientAddress);
     this.ctx.tunnels.delete(tunnel);
+    this.ctx.metrics.closes.inc({ route: this.route.name, code: String(end.closeCode), initiator: end.initiator });
     this.route.log.info(
       {
         event: 'close',
@@ -216,9 +235,12 @@ class TunnelBinding implements TunnelHooks {
         client: tunnel.clientAddress,
         reason: end.reason,
         initiator: end.initiator,
+        closeCode: end.closeCode,
         durationMs: Math.round(end.durationMs),
         bytesIn: end.bytesClientToBackend,
         bytesOut: end.bytesBackendToClient,
+        messagesIn: end.messagesClientToBackend,
+        messagesOut: end.messagesBackendToClient,
       },
       'connection closed',
     );
@@ -242,3 +264,17 @@ function bindingFor(ctx: ProxyContext, route: RouteRuntime, pool: Pool, member: 
 }
 
 function ignoreError(): void {}
+
+function directionOf(fromClient: boolean): Direction {
+  return fromClient ? 'client_to_backend' : 'backend_to_client';
+}
+
+/** permessage-deflate in the backend's 101 means RSV1 may be set on first frames (RFC 7692 §6). */
+function negotiatedDeflate(extensions: string | undefined): boolean {
+  return extensions !== undefined && extensions.toLowerCase().includes('permessage-deflate');
+}
+
+/** The route a live tunnel was opened on: a reload drains the tunnels of removed routes. */
+export function routeOfTunnel(tunnel: Tunnel): RouteRuntime | undefined {
+  return tunnel.hooks instanceof TunnelBinding ? tunnel.hooks.route : undefined;
+}

@@ -1,55 +1,465 @@
-// The tunnel after a verified 101: each direction is a pump that writes the very Buffer it read to the other
-// socket (no copies), pausing the reader while the writer is full. Per-connection state is one object; the
-// socket handlers are shared functions that find it through a symbol, so an idle tunnel costs two sockets and
-// this object. Every exit goes through teardown, and the tunnel is accounted for exactly once, when both
-// sockets have closed.
+// The tunnel after a verified 101. Each direction is a Pump: it scans the frame headers of every chunk it reads
+// (FrameScanner: header bytes only, payload skipped by count) and writes the very Buffer it read to the other
+// socket, pausing the reader while the writer is full. The scan lets the pump count messages, enforce limits and
+// inject close frames at frame boundaries, without ever copying or unmasking payload.
+//
+// Per-connection state is this object plus two pumps and two scanners; socket handlers are shared functions that
+// find the tunnel through a symbol, so an idle tunnel costs no closures. Every exit converges on both sockets
+// closing, and the tunnel is accounted for exactly once, when the second one has closed.
 
 import type { Socket } from 'node:net';
+import type { ConnectionLimits, DirectionLimits } from '../config/types.js';
+import { B2C, C2B, type RouteStats, TYPE_BINARY, TYPE_CONTROL, TYPE_TEXT } from '../observe/metrics.js';
+import {
+  CLOSE_CODES,
+  encodeCloseFrame,
+  encodePing,
+  encodePong,
+  OPCODE_CLOSE,
+  OPCODE_PONG,
+  parseClosePayload,
+} from './close-frame.js';
+import { type FrameObserver, FrameScanner, VIOLATION_CLOSE_CODE, VIOLATION_KIND } from './frame-scanner.js';
+import { TokenBucket } from './token-bucket.js';
 
 /** Time the second socket gets to flush and close after the first one closed, before it is destroyed. */
 export const TEARDOWN_LINGER_MS = 5000;
+/** How long a close frame may wait for the frame in flight to finish before the TCP connection is cut instead. */
+export const CLOSE_FRAME_DEADLINE_MS = 2000;
+/** Payload of the proxy's own keepalive pings; pongs carrying it are absorbed, all others pass. */
+export const KEEPALIVE_PAYLOAD = Buffer.from('wsgate-keepalive');
+
+// Observer stop codes (≥ 100, see FrameObserver).
+const STOP_LIMIT = 100;
+const STOP_TOO_BIG = 101;
+const STOP_ABSORB = 102;
+const STOP_ABSORBED = 103;
 
 const kTunnel = Symbol('wsgate.tunnel');
 type TunnelSocket = Socket & { [kTunnel]?: Tunnel };
 
 export type CloseInitiator = 'client' | 'backend' | 'proxy';
+export type Protocol = 'strict' | 'lenient' | 'off';
+
+/** A coarse monotonic clock (ms), advanced by the sweeper: reading it on the hot path costs a property load. */
+export const coarseClock = { nowMs: performance.now() };
 
 export interface TunnelEnd {
   readonly reason: string;
   readonly initiator: CloseInitiator;
+  /** The close code that ended the WebSocket (first close frame seen or sent); 1006 when none was. */
+  readonly closeCode: number;
   readonly bytesClientToBackend: number;
   readonly bytesBackendToClient: number;
+  readonly messagesClientToBackend: number;
+  readonly messagesBackendToClient: number;
   readonly durationMs: number;
 }
 
 /** What the owner of a tunnel is told; one object per route/backend, shared by its tunnels. */
 export interface TunnelHooks {
-  /** Hot path: bytes forwarded, called per chunk. */
-  countBytes(fromClient: boolean, bytes: number): void;
+  /** A frame violated RFC 6455 (counted in strict and lenient mode). */
+  violation(tunnel: Tunnel, fromClient: boolean, kind: string): void;
+  /** A per-connection limit was hit. */
+  limitExceeded(tunnel: Tunnel, limit: string, action: 'close' | 'throttle'): void;
+  /** A peer did not answer a keepalive ping in time. */
+  keepaliveTimeout(tunnel: Tunnel, peer: 'client' | 'backend'): void;
   /** Called exactly once, after both sockets closed. */
   ended(tunnel: Tunnel, end: TunnelEnd): void;
+}
+
+export interface TunnelOptions {
+  readonly stats: RouteStats;
+  readonly protocol: Protocol;
+  readonly limits: ConnectionLimits;
+  /** permessage-deflate was negotiated (the backend's 101 said so): RSV1 is legal on first frames. */
+  readonly rsv1Allowed: boolean;
+  readonly clientAddress: string;
+  /** Hash of the connection's routing key, so rebalancing can tell whether its owner moved. */
+  readonly keyHash: number;
+  /** Close after this long without a data message (0: never). */
+  readonly idleMs: number;
+  readonly keepalive: KeepaliveSettings | undefined;
+}
+
+export interface KeepaliveSettings {
+  readonly intervalMs: number;
+  readonly timeoutMs: number;
+  readonly client: boolean;
+  readonly backend: boolean;
+}
+
+/** One direction of a tunnel: source → dest, with its scanner, limits and close-frame injection. */
+class Pump implements FrameObserver {
+  readonly tunnel: Tunnel;
+  readonly source: Socket;
+  readonly dest: Socket;
+  readonly fromClient: boolean;
+  readonly direction: number;
+  readonly scanner: FrameScanner | undefined;
+  readonly limits: DirectionLimits;
+  readonly throttle: boolean;
+  readonly messageBucket: TokenBucket | undefined;
+  readonly byteBucket: TokenBucket | undefined;
+  readonly controlBucket: TokenBucket | undefined;
+  bytes = 0;
+  messages = 0;
+  /** A close frame was written to `dest` (ours or forwarded): nothing may follow it. */
+  closedToDest = false;
+  /** Reading from `source` has stopped for good (it broke the protocol or a limit, or it is gone). */
+  halted = false;
+  /** A close frame waiting for the frame in flight toward `dest` to end. */
+  pendingClose: Buffer | undefined = undefined;
+  /** Code of the first close frame `source` sent, 0 if none. */
+  closeCodeSeen = 0;
+  /** Which limit stopped the scan (for the log line and metric). */
+  limitHit = '';
+  throttleMs = 0;
+  throttleTimer: NodeJS.Timeout | undefined = undefined;
+  /** A keepalive ping went to `source` and its pong has not come back. */
+  expectPong = false;
+  /** Dropping the bytes of one of our own pongs coming from `source`. */
+  dropping = false;
+  /** The next pong header must pass (it straddled chunks, so it cannot be cut out). */
+  passNextPong = false;
+  /** A pong we cut out that turned out not to be ours: written back in its place. */
+  reinject: Buffer | undefined = undefined;
+
+  constructor(tunnel: Tunnel, source: Socket, dest: Socket, fromClient: boolean, options: TunnelOptions) {
+    this.tunnel = tunnel;
+    this.source = source;
+    this.dest = dest;
+    this.fromClient = fromClient;
+    this.direction = fromClient ? C2B : B2C;
+    const limits = fromClient ? options.limits.clientToBackend : options.limits.backendToClient;
+    this.limits = limits;
+    this.throttle = options.limits.onExceed === 'throttle';
+    this.scanner =
+      options.protocol === 'off'
+        ? undefined
+        : new FrameScanner({
+            fromClient,
+            rsv1Allowed: options.rsv1Allowed,
+            strict: options.protocol === 'strict',
+            observer: this,
+          });
+    this.messageBucket = bucket(limits.messagesPerSecond, limits.burstMessages);
+    this.byteBucket = bucket(limits.bytesPerSecond, limits.bytesPerSecond);
+    this.controlBucket = bucket(limits.controlFramesPerSecond, limits.controlFramesPerSecond);
+  }
+
+  /** Handles one chunk read from `source`. */
+  push(chunk: Buffer): void {
+    if (this.halted || this.closedToDest) return;
+    const scanner = this.scanner;
+    if (scanner === undefined) {
+      this.tunnel.lastActivityMs = coarseClock.nowMs;
+      this.forward(chunk, 0, chunk.length);
+      return;
+    }
+    if (this.pendingClose !== undefined) {
+      this.pushUntilBoundary(chunk, scanner);
+      return;
+    }
+    let offset = 0;
+    for (;;) {
+      const rc = scanner.scan(chunk, offset);
+      if (rc === 0) {
+        if (!this.dropping) this.forward(chunk, offset, chunk.length);
+        break;
+      }
+      const stop = scanner.stopOffset;
+      if (rc === STOP_ABSORB) {
+        if (stop < offset) {
+          // The pong's header began in a chunk already forwarded: it cannot be cut out, so let it pass.
+          this.passNextPong = true;
+        } else {
+          this.forward(chunk, offset, stop);
+          this.dropping = true;
+        }
+        offset = scanner.resumeOffset;
+        continue;
+      }
+      if (rc === STOP_ABSORBED) {
+        this.dropping = false;
+        if (this.reinject !== undefined) {
+          this.write(this.reinject);
+          this.reinject = undefined;
+        }
+        offset = scanner.resumeOffset;
+        continue;
+      }
+      // A violation or a limit: forward up to the offending frame, then close.
+      const atBoundary = stop >= offset;
+      if (atBoundary && !this.dropping) this.forward(chunk, offset, stop);
+      this.stopped(rc, atBoundary);
+      return;
+    }
+    if (this.closeCodeSeen !== 0 && !this.closedToDest) {
+      // The chunk that carried the peer's close frame has gone through: nothing more may follow it.
+      this.closedToDest = true;
+      this.tunnel.closeFramePassed(this);
+    }
+    if (this.throttleMs > 0) this.startThrottle();
+  }
+
+  /** While a close frame waits: forward only up to the end of the frame in flight, then send the close. */
+  private pushUntilBoundary(chunk: Buffer, scanner: FrameScanner): void {
+    let offset = 0;
+    while (offset < chunk.length) {
+      const left = scanner.bytesToFrameEnd();
+      if (left === 0) break;
+      // A header still arriving (-1): feed it a byte at a time (at most 14) until its length is known.
+      const take = left < 0 ? 1 : Math.min(left, chunk.length - offset);
+      scanner.scan(chunk, offset, offset + take);
+      if (scanner.failed) {
+        this.halted = true;
+        this.tunnel.abort('violation_while_closing', 'proxy');
+        return;
+      }
+      if (!this.dropping) this.forward(chunk, offset, offset + take);
+      offset += take;
+    }
+    if (scanner.atFrameBoundary) this.flushPendingClose();
+  }
+
+  private forward(chunk: Buffer, start: number, end: number): void {
+    const n = end - start;
+    if (n <= 0 || this.dest.destroyed) return;
+    this.bytes += n;
+    this.tunnel.stats.bytes[this.direction]! += n;
+    const buf = start === 0 && end === chunk.length ? chunk : chunk.subarray(start, end);
+    if (!this.dest.write(buf)) this.source.pause();
+  }
+
+  private write(frame: Buffer): void {
+    if (!this.dest.destroyed) this.dest.write(frame);
+  }
+
+  /** Queues a close frame for `dest`, written now when the stream is at a frame boundary. */
+  sendClose(code: number, reason: string, streamAtBoundary: boolean): void {
+    if (this.closedToDest || this.pendingClose !== undefined) return;
+    const scanner = this.scanner;
+    const frame = encodeCloseFrame(code, reason, this.fromClient);
+    if (scanner === undefined) {
+      // Without scanning there are no known boundaries: the TCP close has to speak for us.
+      this.closedToDest = true;
+      return;
+    }
+    if (streamAtBoundary && (this.halted || scanner.atFrameBoundary)) {
+      this.write(frame);
+      this.closedToDest = true;
+      return;
+    }
+    if (this.halted) {
+      // The source is gone mid-frame: the frame toward dest can never finish, so no close frame can follow it.
+      this.closedToDest = true;
+      return;
+    }
+    this.pendingClose = frame;
+    this.tunnel.armCloseDeadline();
+  }
+
+  private flushPendingClose(): void {
+    const frame = this.pendingClose;
+    if (frame === undefined) return;
+    this.pendingClose = undefined;
+    this.write(frame);
+    this.closedToDest = true;
+    this.tunnel.maybeEndSockets();
+  }
+
+  private stopped(rc: number, atBoundary: boolean): void {
+    this.halted = true;
+    this.source.pause();
+    const t = this.tunnel;
+    if (rc < STOP_LIMIT) {
+      const code = VIOLATION_CLOSE_CODE[rc] ?? CLOSE_CODES.PROTOCOL_ERROR;
+      const kind = VIOLATION_KIND[rc] ?? 'unknown';
+      t.closeBecause(
+        this,
+        code,
+        `protocol error: ${kind}`,
+        this.fromClient ? 1011 : 1014,
+        atBoundary,
+        `violation:${kind}`,
+      );
+    } else if (rc === STOP_TOO_BIG) {
+      t.closeBecause(
+        this,
+        CLOSE_CODES.MESSAGE_TOO_BIG,
+        'message too big',
+        this.otherSideCode(),
+        atBoundary,
+        'message_too_big',
+      );
+    } else {
+      t.closeBecause(
+        this,
+        CLOSE_CODES.POLICY_VIOLATION,
+        `limit exceeded: ${this.limitHit}`,
+        this.otherSideCode(),
+        atBoundary,
+        `limit:${this.limitHit}`,
+      );
+    }
+  }
+
+  /** What the innocent side hears when this side's source is closed for cause. */
+  private otherSideCode(): number {
+    return this.fromClient ? CLOSE_CODES.NORMAL : CLOSE_CODES.BAD_GATEWAY;
+  }
+
+  private startThrottle(): void {
+    const ms = this.throttleMs;
+    this.throttleMs = 0;
+    if (this.throttleTimer !== undefined) return;
+    this.source.pause();
+    this.throttleTimer = setTimeout(endThrottle, ms, this);
+  }
+
+  // FrameObserver: called synchronously by the scanner.
+
+  onFrameHeader(s: FrameScanner): number {
+    const opcode = s.opcode;
+    if (opcode >= 8) {
+      if (this.controlBucket !== undefined && !this.allow(this.controlBucket, 1, 'control_frames_per_second')) {
+        return STOP_LIMIT;
+      }
+      if (opcode === OPCODE_PONG && this.expectPong && s.payloadLength === KEEPALIVE_PAYLOAD.length) {
+        if (this.passNextPong) this.passNextPong = false;
+        else if (!this.dropping) return STOP_ABSORB;
+      }
+      return 0;
+    }
+    if (s.messageBytes > this.limits.maxMessageBytes) {
+      this.limitHit = 'max_message_bytes';
+      this.tunnel.hooks.limitExceeded(this.tunnel, 'max_message_bytes', 'close');
+      return STOP_TOO_BIG;
+    }
+    if (s.messageFrames > this.limits.maxFramesPerMessage) {
+      this.limitHit = 'max_frames_per_message';
+      this.tunnel.hooks.limitExceeded(this.tunnel, 'max_frames_per_message', 'close');
+      return STOP_LIMIT;
+    }
+    if (s.messageFrames === 1 && this.messageBucket !== undefined) {
+      if (!this.allow(this.messageBucket, 1, 'messages_per_second')) return STOP_LIMIT;
+    }
+    if (this.byteBucket !== undefined && s.payloadLength > 0) {
+      if (!this.allow(this.byteBucket, s.payloadLength, 'bytes_per_second')) return STOP_LIMIT;
+    }
+    return 0;
+  }
+
+  onControlFrame(s: FrameScanner): number {
+    const stats = this.tunnel.stats;
+    stats.messages[this.direction * 3 + TYPE_CONTROL]!++;
+    const opcode = s.opcode;
+    if (opcode === OPCODE_CLOSE) {
+      if (this.closeCodeSeen === 0) {
+        const payload = s.controlPayload;
+        this.closeCodeSeen = (payload && parseClosePayload(payload)?.code) || CLOSE_CODES.NO_STATUS;
+      }
+      return 0;
+    }
+    if (opcode === OPCODE_PONG && this.dropping) {
+      const payload = s.controlPayload;
+      if (payload !== undefined && payload.equals(KEEPALIVE_PAYLOAD)) {
+        this.expectPong = false;
+        this.tunnel.pongReceived();
+      } else {
+        // Someone else's pong of the same length: put it back where it was.
+        this.reinject = encodePong(payload ?? Buffer.alloc(0), this.fromClient);
+      }
+      return STOP_ABSORBED;
+    }
+    return 0;
+  }
+
+  onMessageEnd(s: FrameScanner): number {
+    this.messages++;
+    this.tunnel.lastActivityMs = coarseClock.nowMs;
+    this.tunnel.stats.countMessage(this.direction, s.messageOpcode === 1 ? TYPE_TEXT : TYPE_BINARY, s.messageBytes);
+    return 0;
+  }
+
+  onViolation(_s: FrameScanner, code: number): number {
+    this.tunnel.hooks.violation(this.tunnel, this.fromClient, VIOLATION_KIND[code] ?? 'unknown');
+    return 0;
+  }
+
+  /** Takes from a bucket; on shortage counts the hit and either stops (close) or schedules a pause (throttle). */
+  private allow(b: TokenBucket, n: number, limit: string): boolean {
+    const now = performance.now();
+    if (this.throttle) {
+      const wait = b.spend(n, now);
+      if (wait > 0) {
+        if (this.throttleMs === 0 && this.throttleTimer === undefined) {
+          this.tunnel.hooks.limitExceeded(this.tunnel, limit, 'throttle');
+        }
+        this.throttleMs = Math.max(this.throttleMs, wait);
+      }
+      return true;
+    }
+    if (b.take(n, now)) return true;
+    this.limitHit = limit;
+    this.tunnel.hooks.limitExceeded(this.tunnel, limit, 'close');
+    return false;
+  }
+}
+
+function bucket(rate: number, burst: number): TokenBucket | undefined {
+  return Number.isFinite(rate) && rate > 0 ? new TokenBucket(rate, Math.max(1, burst)) : undefined;
+}
+
+function endThrottle(pump: Pump): void {
+  pump.throttleTimer = undefined;
+  if (pump.halted || pump.source.destroyed) return;
+  // Still blocked on the writer: its drain handler resumes the reader.
+  if (!pump.dest.writableNeedDrain) pump.source.resume();
 }
 
 export class Tunnel {
   readonly client: Socket;
   readonly backend: Socket;
   readonly hooks: TunnelHooks;
+  readonly stats: RouteStats;
   readonly clientAddress: string;
+  readonly keyHash: number;
+  readonly idleMs: number;
+  readonly keepaliveSettings: KeepaliveSettings | undefined;
   readonly startedAt: number;
-  bytesClientToBackend = 0;
-  bytesBackendToClient = 0;
+  readonly c2b: Pump;
+  readonly b2c: Pump;
+  /** Coarse time of the last data message (or chunk, without scanning); the sweeper closes idle tunnels. */
+  lastActivityMs: number;
+  /** When the outstanding keepalive ping was sent (0: none outstanding). */
+  pingSentMs = 0;
+  lastPingMs: number;
   /** First reason recorded wins: it is what the close log line and metrics report. */
   reason: string | undefined;
   initiator: CloseInitiator = 'proxy';
+  /** Close code sent by the proxy (0 if it sent none). */
+  proxyCloseCode = 0;
   private openSockets = 2;
   private lingerTimer: NodeJS.Timeout | undefined;
+  private deadlineTimer: NodeJS.Timeout | undefined;
+  private ending = false;
 
-  constructor(client: Socket, backend: Socket, hooks: TunnelHooks, idleTimeoutMs: number, clientAddress: string) {
+  constructor(client: Socket, backend: Socket, hooks: TunnelHooks, options: TunnelOptions) {
     this.client = client;
     this.backend = backend;
     this.hooks = hooks;
-    this.clientAddress = clientAddress;
+    this.stats = options.stats;
+    this.clientAddress = options.clientAddress;
+    this.keyHash = options.keyHash;
+    this.idleMs = options.idleMs;
+    this.keepaliveSettings = options.keepalive;
     this.startedAt = performance.now();
+    this.lastActivityMs = coarseClock.nowMs;
+    this.lastPingMs = coarseClock.nowMs;
+    this.c2b = new Pump(this, client, backend, true, options);
+    this.b2c = new Pump(this, backend, client, false, options);
     (client as TunnelSocket)[kTunnel] = this;
     (backend as TunnelSocket)[kTunnel] = this;
     client.setNoDelay(true);
@@ -64,10 +474,6 @@ export class Tunnel {
     backend.on('error', onError);
     client.on('close', onClose);
     backend.on('close', onClose);
-    if (idleTimeoutMs > 0) {
-      // Node re-arms this on every read or write of the client socket, which sees both directions.
-      client.setTimeout(idleTimeoutMs, onIdle);
-    }
   }
 
   /** Starts the pumps, after the 101 and any early bytes have been written. */
@@ -78,20 +484,177 @@ export class Tunnel {
 
   /** Forwards bytes that arrived with the handshake (frames glued to the 101 or to the request). */
   forwardEarly(fromClient: boolean, chunk: Buffer): void {
-    if (chunk.length === 0) return;
-    if (fromClient) pump(this, this.client, this.backend, chunk, true);
-    else pump(this, this.backend, this.client, chunk, false);
+    if (chunk.length > 0) (fromClient ? this.c2b : this.b2c).push(chunk);
+  }
+
+  /** A close is under way (a close frame passed or was sent, or a socket went). */
+  get closing(): boolean {
+    return this.reason !== undefined;
+  }
+
+  get messagesClientToBackend(): number {
+    return this.c2b.messages;
+  }
+
+  get messagesBackendToClient(): number {
+    return this.b2c.messages;
   }
 
   /**
-   * Graceful end: remember why, half-close both sockets so queued bytes still flush, and destroy whatever is
-   * left after TEARDOWN_LINGER_MS.
+   * Ends the WebSocket on the proxy's behalf: the client gets `code` with `reason`, the backend 1001, each at the
+   * next frame boundary of its direction (the frame in flight finishes first, within CLOSE_FRAME_DEADLINE_MS).
+   * Used for drain (1001), rebalancing (1012) and idle (1001).
    */
-  close(reason: string, initiator: CloseInitiator): void {
-    if (this.reason === undefined) {
-      this.reason = reason;
-      this.initiator = initiator;
+  closeWithCode(code: number, reason: string): void {
+    this.record(reason, 'proxy');
+    this.proxyCloseCode ||= code;
+    this.b2c.sendClose(code, reason, true);
+    this.c2b.sendClose(CLOSE_CODES.GOING_AWAY, reason, true);
+    this.maybeEndSockets();
+  }
+
+  /**
+   * `offender` broke the protocol or a limit: its source gets `code`, the other side `otherCode`. The offender's
+   * stream toward the other side stops at the offending frame (`atBoundary` says whether that is a clean boundary).
+   */
+  closeBecause(
+    offender: Pump,
+    code: number,
+    reason: string,
+    otherCode: number,
+    atBoundary: boolean,
+    logReason: string,
+  ): void {
+    this.record(logReason, 'proxy');
+    const other = offender === this.c2b ? this.b2c : this.c2b;
+    // The offender hears `code` through the other pump (whose dest is the offender).
+    if (offender === this.c2b) this.proxyCloseCode ||= code;
+    else this.proxyCloseCode ||= otherCode;
+    other.sendClose(code, reason, true);
+    offender.sendClose(otherCode, offender.fromClient ? 'client closed by proxy' : reason, atBoundary);
+    this.maybeEndSockets();
+  }
+
+  /** A peer's close frame went through to the other side. */
+  closeFramePassed(pump: Pump): void {
+    this.record(pump.fromClient ? 'client_close_frame' : 'backend_close_frame', pump.fromClient ? 'client' : 'backend');
+    this.maybeEndSockets();
+  }
+
+  /** Our keepalive pong came back; once every pinged peer answered, no ping is outstanding. */
+  pongReceived(): void {
+    if (!this.c2b.expectPong && !this.b2c.expectPong) this.pingSentMs = 0;
+  }
+
+  /** Sends keepalive pings where due and closes peers that did not answer; called by the sweeper. */
+  keepalive(settings: KeepaliveSettings, nowMs: number): void {
+    if (this.ending) return;
+    if (this.pingSentMs !== 0) {
+      if (nowMs - this.pingSentMs < settings.timeoutMs) return;
+      const clientSilent = this.c2b.expectPong;
+      const peer = clientSilent ? 'client' : 'backend';
+      this.hooks.keepaliveTimeout(this, peer);
+      if (clientSilent) this.closeWithCode(CLOSE_CODES.GOING_AWAY, 'keepalive timeout');
+      else this.closeWithCode(CLOSE_CODES.INTERNAL_ERROR, 'backend keepalive timeout');
+      return;
     }
+    if (nowMs - this.lastPingMs < settings.intervalMs) return;
+    // Pings go out only at frame boundaries; a busy stream gets its ping on a later sweep.
+    const toClient = settings.client && this.b2c.scanner?.atFrameBoundary === true && !this.b2c.closedToDest;
+    const toBackend = settings.backend && this.c2b.scanner?.atFrameBoundary === true && !this.c2b.closedToDest;
+    if (!toClient && !toBackend) return;
+    if (toClient) {
+      this.client.write(encodePing(KEEPALIVE_PAYLOAD, false));
+      this.c2b.expectPong = true;
+    }
+    if (toBackend) {
+      this.backend.write(encodePing(KEEPALIVE_PAYLOAD, true));
+      this.b2c.expectPong = true;
+    }
+    this.pingSentMs = nowMs;
+    this.lastPingMs = nowMs;
+  }
+
+  /** Immediate end: both sockets destroyed now. */
+  abort(reason: string, initiator: CloseInitiator): void {
+    this.record(reason, initiator);
+    destroyBoth(this);
+  }
+
+  /** @internal once no more close frames are owed in either direction, half-close both sockets. */
+  maybeEndSockets(): void {
+    const c2b = this.c2b;
+    const b2c = this.b2c;
+    const done = (p: Pump) => p.closedToDest || p.halted || p.dest.destroyed;
+    if (!done(c2b) || !done(b2c) || c2b.pendingClose !== undefined || b2c.pendingClose !== undefined) return;
+    this.endSockets();
+  }
+
+  /** @internal */
+  armCloseDeadline(): void {
+    if (this.deadlineTimer !== undefined) return;
+    this.deadlineTimer = setTimeout(closeDeadlinePassed, CLOSE_FRAME_DEADLINE_MS, this);
+    this.deadlineTimer.unref();
+  }
+
+  /** @internal a socket ended (FIN) or failed. */
+  peerGone(socket: Socket, reason: string): void {
+    const fromClient = socket === this.client;
+    const gone = fromClient ? this.c2b : this.b2c;
+    const other = fromClient ? this.b2c : this.c2b;
+    gone.halted = true;
+    if (gone.closeCodeSeen !== 0 || this.ending) {
+      this.endSockets();
+      return;
+    }
+    // The peer vanished without a close frame: tell the other side with a close code, not a bare reset.
+    this.record(reason, fromClient ? 'client' : 'backend');
+    if (fromClient) other.sendClose(CLOSE_CODES.GOING_AWAY, 'client went away', true);
+    else {
+      this.proxyCloseCode ||= CLOSE_CODES.BAD_GATEWAY;
+      other.sendClose(CLOSE_CODES.BAD_GATEWAY, 'backend connection lost', true);
+    }
+    gone.closedToDest = true;
+    this.maybeEndSockets();
+  }
+
+  /** @internal called by the shared close handler. */
+  socketClosed(socket: Socket): void {
+    this.openSockets--;
+    if (this.openSockets === 1) {
+      this.peerGone(socket, socket === this.client ? 'client_closed' : 'backend_closed');
+      return;
+    }
+    if (this.lingerTimer !== undefined) clearTimeout(this.lingerTimer);
+    if (this.deadlineTimer !== undefined) clearTimeout(this.deadlineTimer);
+    for (const p of [this.c2b, this.b2c]) if (p.throttleTimer !== undefined) clearTimeout(p.throttleTimer);
+    this.hooks.ended(this, {
+      reason: this.reason ?? 'closed',
+      initiator: this.initiator,
+      closeCode: this.closeCode(),
+      bytesClientToBackend: this.c2b.bytes,
+      bytesBackendToClient: this.b2c.bytes,
+      messagesClientToBackend: this.c2b.messages,
+      messagesBackendToClient: this.b2c.messages,
+      durationMs: performance.now() - this.startedAt,
+    });
+  }
+
+  private closeCode(): number {
+    if (this.initiator === 'proxy' && this.proxyCloseCode !== 0) return this.proxyCloseCode;
+    const first = this.initiator === 'backend' ? this.b2c.closeCodeSeen : this.c2b.closeCodeSeen;
+    return first || this.proxyCloseCode || this.c2b.closeCodeSeen || this.b2c.closeCodeSeen || CLOSE_CODES.ABNORMAL;
+  }
+
+  private record(reason: string, initiator: CloseInitiator): void {
+    if (this.reason !== undefined) return;
+    this.reason = reason;
+    this.initiator = initiator;
+  }
+
+  /** Half-closes both sockets so queued bytes still flush; whatever is left after the linger is destroyed. */
+  private endSockets(): void {
+    this.ending = true;
     if (!this.client.destroyed) this.client.end();
     if (!this.backend.destroyed) this.backend.end();
     if (this.lingerTimer === undefined && this.openSockets > 0) {
@@ -99,80 +662,40 @@ export class Tunnel {
       this.lingerTimer.unref();
     }
   }
-
-  /** Immediate end: both sockets destroyed now. */
-  abort(reason: string, initiator: CloseInitiator): void {
-    if (this.reason === undefined) {
-      this.reason = reason;
-      this.initiator = initiator;
-    }
-    destroyBoth(this);
-  }
-
-  /** @internal called by the shared close handler. */
-  socketClosed(socket: Socket): void {
-    this.openSockets--;
-    if (this.openSockets === 1) {
-      // The peer of a closed socket has nothing more to say to it: flush and close.
-      const fromClient = socket === this.client;
-      this.close(fromClient ? 'client_closed' : 'backend_closed', fromClient ? 'client' : 'backend');
-      return;
-    }
-    if (this.lingerTimer !== undefined) clearTimeout(this.lingerTimer);
-    this.client.setTimeout(0);
-    this.hooks.ended(this, {
-      reason: this.reason ?? 'closed',
-      initiator: this.initiator,
-      bytesClientToBackend: this.bytesClientToBackend,
-      bytesBackendToClient: this.bytesBackendToClient,
-      durationMs: performance.now() - this.startedAt,
-    });
-  }
-}
-
-function pump(t: Tunnel, source: Socket, dest: Socket, chunk: Buffer, fromClient: boolean): void {
-  if (fromClient) t.bytesClientToBackend += chunk.length;
-  else t.bytesBackendToClient += chunk.length;
-  t.hooks.countBytes(fromClient, chunk.length);
-  if (!dest.write(chunk)) source.pause();
 }
 
 function onClientData(this: TunnelSocket, chunk: Buffer): void {
-  const t = this[kTunnel]!;
-  pump(t, this, t.backend, chunk, true);
+  this[kTunnel]!.c2b.push(chunk);
 }
 
 function onBackendData(this: TunnelSocket, chunk: Buffer): void {
-  const t = this[kTunnel]!;
-  pump(t, this, t.client, chunk, false);
+  this[kTunnel]!.b2c.push(chunk);
 }
 
-/** The writer drained: let its peer read again. */
+/** The writer drained: let its peer read again, unless that reader is throttled or halted. */
 function onDrain(this: TunnelSocket): void {
   const t = this[kTunnel]!;
-  const reader = this === t.client ? t.backend : t.client;
-  if (!reader.destroyed) reader.resume();
+  const pump = this === t.client ? t.b2c : t.c2b;
+  if (!pump.halted && pump.throttleTimer === undefined && !pump.source.destroyed) pump.source.resume();
 }
 
 function onEnd(this: TunnelSocket): void {
   const t = this[kTunnel]!;
-  const fromClient = this === t.client;
-  t.close(fromClient ? 'client_closed' : 'backend_closed', fromClient ? 'client' : 'backend');
+  t.peerGone(this, this === t.client ? 'client_closed' : 'backend_closed');
 }
 
 function onError(this: TunnelSocket, err: NodeJS.ErrnoException): void {
   const t = this[kTunnel]!;
-  const fromClient = this === t.client;
-  const side = fromClient ? 'client' : 'backend';
-  t.abort(`${side}_error:${err.code ?? 'unknown'}`, side);
+  const side = this === t.client ? 'client' : 'backend';
+  t.peerGone(this, `${side}_error:${err.code ?? 'unknown'}`);
 }
 
 function onClose(this: TunnelSocket): void {
   this[kTunnel]!.socketClosed(this);
 }
 
-function onIdle(this: TunnelSocket): void {
-  this[kTunnel]!.close('idle_timeout', 'proxy');
+function closeDeadlinePassed(t: Tunnel): void {
+  t.abort('close_deadline', 'proxy');
 }
 
 function destroyBoth(t: Tunnel): void {

@@ -1,0 +1,49 @@
+// One timer for all tunnels instead of one per tunnel: advances the coarse clock, closes tunnels idle for longer
+// than the route allows (idleness counts data messages, not pings), and drives keepalive pings.
+
+import { CLOSE_CODES } from './close-frame.js';
+import { coarseClock, type Tunnel } from './tunnel.js';
+
+export const MIN_SWEEP_MS = 50;
+export const MAX_SWEEP_MS = 1000;
+
+export class TunnelSweeper {
+  private timer: NodeJS.Timeout | undefined;
+  private readonly tunnels: ReadonlySet<Tunnel>;
+
+  constructor(tunnels: ReadonlySet<Tunnel>) {
+    this.tunnels = tunnels;
+  }
+
+  /** (Re)starts sweeping every `everyMs`, clamped to [MIN_SWEEP_MS, MAX_SWEEP_MS]. */
+  start(everyMs: number): void {
+    this.stop();
+    const period = Math.min(MAX_SWEEP_MS, Math.max(MIN_SWEEP_MS, Math.floor(everyMs)));
+    this.timer = setInterval(() => this.sweep(), period);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer !== undefined) clearInterval(this.timer);
+    this.timer = undefined;
+  }
+
+  sweep(): void {
+    const now = performance.now();
+    coarseClock.nowMs = now;
+    for (const t of this.tunnels) {
+      if (t.closing) continue;
+      if (t.idleMs > 0 && now - t.lastActivityMs > t.idleMs) {
+        t.closeWithCode(CLOSE_CODES.GOING_AWAY, 'idle timeout');
+        continue;
+      }
+      if (t.keepaliveSettings !== undefined) t.keepalive(t.keepaliveSettings, now);
+    }
+  }
+}
+
+/** A sweep period fine enough for the shortest idle timeout or keepalive setting in use. */
+export function sweepPeriodFor(durationsMs: readonly number[]): number {
+  const positive = durationsMs.filter((d) => d > 0);
+  return positive.length === 0 ? MAX_SWEEP_MS : Math.min(...positive) / 4;
+}
