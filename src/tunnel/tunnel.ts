@@ -34,6 +34,7 @@ const STOP_LIMIT = 100;
 const STOP_TOO_BIG = 101;
 const STOP_ABSORB = 102;
 const STOP_ABSORBED = 103;
+const STOP_THROTTLE = 104;
 
 const kTunnel = Symbol('wsgate.tunnel');
 type TunnelSocket = Socket & { [kTunnel]?: Tunnel };
@@ -114,8 +115,13 @@ class Pump implements FrameObserver {
   closeCodeSeen = 0;
   /** Which limit stopped the scan (for the log line and metric). */
   limitHit = '';
+  /** The source vanished (FIN, error or close). */
+  sourceGone = false;
+  /** Throttled: how long to wait, the timer, and the unforwarded rest of the chunk that hit the limit. */
   throttleMs = 0;
   throttleTimer: NodeJS.Timeout | undefined = undefined;
+  held: Buffer | undefined = undefined;
+  heldOffset = 0;
   /** A keepalive ping went to `source` and its pong has not come back. */
   expectPong = false;
   /** Dropping the bytes of one of our own pongs coming from `source`. */
@@ -150,18 +156,30 @@ class Pump implements FrameObserver {
 
   /** Handles one chunk read from `source`. */
   push(chunk: Buffer): void {
+    this.pushFrom(chunk, 0);
+  }
+
+  /** Scans and forwards `chunk[start..]`; a stop may forward part of it, hold the rest (throttle) or close. */
+  pushFrom(chunk: Buffer, start: number): void {
     if (this.halted || this.closedToDest) return;
     const scanner = this.scanner;
     if (scanner === undefined) {
       this.tunnel.lastActivityMs = coarseClock.nowMs;
-      this.forward(chunk, 0, chunk.length);
+      this.forward(chunk, start, chunk.length);
+      return;
+    }
+    if (this.held !== undefined) {
+      // Paused for a throttle but a chunk was already on its way: keep it behind the held one (bounded: the
+      // socket is paused, so at most what it had buffered).
+      this.held = Buffer.concat([this.held.subarray(this.heldOffset), chunk.subarray(start)]);
+      this.heldOffset = 0;
       return;
     }
     if (this.pendingClose !== undefined) {
-      this.pushUntilBoundary(chunk, scanner);
+      this.pushUntilBoundary(chunk.subarray(start), scanner);
       return;
     }
-    let offset = 0;
+    let offset = start;
     for (;;) {
       const rc = scanner.scan(chunk, offset);
       if (rc === 0) {
@@ -189,6 +207,15 @@ class Pump implements FrameObserver {
         offset = scanner.resumeOffset;
         continue;
       }
+      if (rc === STOP_THROTTLE) {
+        // Forward up to the frame over the limit, keep the rest (a view, not a copy) and stop reading for a while.
+        if (stop >= offset && !this.dropping) this.forward(chunk, offset, stop);
+        this.held = chunk;
+        this.heldOffset = scanner.resumeOffset;
+        this.source.pause();
+        this.throttleTimer = setTimeout(endThrottle, this.throttleMs, this);
+        return;
+      }
       // A violation or a limit: forward up to the offending frame, then close.
       const atBoundary = stop >= offset;
       if (atBoundary && !this.dropping) this.forward(chunk, offset, stop);
@@ -200,7 +227,6 @@ class Pump implements FrameObserver {
       this.closedToDest = true;
       this.tunnel.closeFramePassed(this);
     }
-    if (this.throttleMs > 0) this.startThrottle();
   }
 
   /** While a close frame waits: forward only up to the end of the frame in flight, then send the close. */
@@ -236,23 +262,28 @@ class Pump implements FrameObserver {
     if (!this.dest.destroyed) this.dest.write(frame);
   }
 
-  /** Queues a close frame for `dest`, written now when the stream is at a frame boundary. */
+  /**
+   * Sends a close frame to `dest` at the next frame boundary (now, if the stream is at one). For a halted pump
+   * the caller says whether the stream stopped at a boundary.
+   */
   sendClose(code: number, reason: string, streamAtBoundary: boolean): void {
     if (this.closedToDest || this.pendingClose !== undefined) return;
     const scanner = this.scanner;
-    const frame = encodeCloseFrame(code, reason, this.fromClient);
     if (scanner === undefined) {
       // Without scanning there are no known boundaries: the TCP close has to speak for us.
       this.closedToDest = true;
       return;
     }
-    if (streamAtBoundary && (this.halted || scanner.atFrameBoundary)) {
-      this.write(frame);
+    const frame = encodeCloseFrame(code, reason, this.fromClient);
+    if (this.halted) {
+      // Nothing more comes from the source: the stream toward dest ends where it stopped, which is a frame
+      // boundary or not; mid-frame, no close frame can follow and the TCP close has to do.
+      if (streamAtBoundary) this.write(frame);
       this.closedToDest = true;
       return;
     }
-    if (this.halted) {
-      // The source is gone mid-frame: the frame toward dest can never finish, so no close frame can follow it.
+    if (scanner.atFrameBoundary) {
+      this.write(frame);
       this.closedToDest = true;
       return;
     }
@@ -310,21 +341,14 @@ class Pump implements FrameObserver {
     return this.fromClient ? CLOSE_CODES.NORMAL : CLOSE_CODES.BAD_GATEWAY;
   }
 
-  private startThrottle(): void {
-    const ms = this.throttleMs;
-    this.throttleMs = 0;
-    if (this.throttleTimer !== undefined) return;
-    this.source.pause();
-    this.throttleTimer = setTimeout(endThrottle, ms, this);
-  }
-
   // FrameObserver: called synchronously by the scanner.
 
   onFrameHeader(s: FrameScanner): number {
     const opcode = s.opcode;
     if (opcode >= 8) {
-      if (this.controlBucket !== undefined && !this.allow(this.controlBucket, 1, 'control_frames_per_second')) {
-        return STOP_LIMIT;
+      if (this.controlBucket !== undefined) {
+        const rc = this.allow(this.controlBucket, 1, 'control_frames_per_second');
+        if (rc !== 0) return rc;
       }
       if (opcode === OPCODE_PONG && this.expectPong && s.payloadLength === KEEPALIVE_PAYLOAD.length) {
         if (this.passNextPong) this.passNextPong = false;
@@ -343,10 +367,11 @@ class Pump implements FrameObserver {
       return STOP_LIMIT;
     }
     if (s.messageFrames === 1 && this.messageBucket !== undefined) {
-      if (!this.allow(this.messageBucket, 1, 'messages_per_second')) return STOP_LIMIT;
+      const rc = this.allow(this.messageBucket, 1, 'messages_per_second');
+      if (rc !== 0) return rc;
     }
     if (this.byteBucket !== undefined && s.payloadLength > 0) {
-      if (!this.allow(this.byteBucket, s.payloadLength, 'bytes_per_second')) return STOP_LIMIT;
+      return this.allow(this.byteBucket, s.payloadLength, 'bytes_per_second');
     }
     return 0;
   }
@@ -388,23 +413,21 @@ class Pump implements FrameObserver {
     return 0;
   }
 
-  /** Takes from a bucket; on shortage counts the hit and either stops (close) or schedules a pause (throttle). */
-  private allow(b: TokenBucket, n: number, limit: string): boolean {
+  /**
+   * Takes from a bucket. On shortage counts the hit and returns the stop code: STOP_LIMIT (close), or
+   * STOP_THROTTLE with `throttleMs` set, so the frame is presented again once the bucket has refilled.
+   */
+  private allow(b: TokenBucket, n: number, limit: string): number {
     const now = performance.now();
-    if (this.throttle) {
-      const wait = b.spend(n, now);
-      if (wait > 0) {
-        if (this.throttleMs === 0 && this.throttleTimer === undefined) {
-          this.tunnel.hooks.limitExceeded(this.tunnel, limit, 'throttle');
-        }
-        this.throttleMs = Math.max(this.throttleMs, wait);
-      }
-      return true;
-    }
-    if (b.take(n, now)) return true;
+    if (b.take(n, now)) return 0;
     this.limitHit = limit;
+    if (this.throttle) {
+      this.throttleMs = Math.max(1, b.msUntil(n, now));
+      this.tunnel.hooks.limitExceeded(this.tunnel, limit, 'throttle');
+      return STOP_THROTTLE;
+    }
     this.tunnel.hooks.limitExceeded(this.tunnel, limit, 'close');
-    return false;
+    return STOP_LIMIT;
   }
 }
 
@@ -412,9 +435,13 @@ function bucket(rate: number, burst: number): TokenBucket | undefined {
   return Number.isFinite(rate) && rate > 0 ? new TokenBucket(rate, Math.max(1, burst)) : undefined;
 }
 
+/** The bucket has refilled: carry on with the held rest of the chunk, then read again. */
 function endThrottle(pump: Pump): void {
   pump.throttleTimer = undefined;
-  if (pump.halted || pump.source.destroyed) return;
+  const held = pump.held;
+  pump.held = undefined;
+  if (held !== undefined) pump.pushFrom(held, pump.heldOffset);
+  if (pump.halted || pump.source.destroyed || pump.throttleTimer !== undefined) return;
   // Still blocked on the writer: its drain handler resumes the reader.
   if (!pump.dest.writableNeedDrain) pump.source.resume();
 }
@@ -597,25 +624,29 @@ export class Tunnel {
     this.deadlineTimer.unref();
   }
 
-  /** @internal a socket ended (FIN) or failed. */
+  /** @internal a socket ended (FIN), failed or closed: the survivor hears why, with a close code. */
   peerGone(socket: Socket, reason: string): void {
     const fromClient = socket === this.client;
+    // `gone` carried the vanished peer's frames to the survivor; `other` carried frames to the vanished peer.
     const gone = fromClient ? this.c2b : this.b2c;
     const other = fromClient ? this.b2c : this.c2b;
+    if (gone.sourceGone) return;
+    gone.sourceGone = true;
     gone.halted = true;
-    if (gone.closeCodeSeen !== 0 || this.ending) {
-      this.endSockets();
-      return;
+    other.closedToDest = true;
+    other.pendingClose = undefined;
+    if (gone.closeCodeSeen === 0 && !this.ending && !gone.closedToDest) {
+      // No close frame from the peer: a vanished backend is 1014 to the client, a vanished client 1001 to the backend.
+      this.record(reason, fromClient ? 'client' : 'backend');
+      const code = fromClient ? CLOSE_CODES.GOING_AWAY : CLOSE_CODES.BAD_GATEWAY;
+      if (!fromClient) this.proxyCloseCode ||= code;
+      gone.sendClose(
+        code,
+        fromClient ? 'client went away' : 'backend connection lost',
+        gone.scanner?.atFrameBoundary === true,
+      );
     }
-    // The peer vanished without a close frame: tell the other side with a close code, not a bare reset.
-    this.record(reason, fromClient ? 'client' : 'backend');
-    if (fromClient) other.sendClose(CLOSE_CODES.GOING_AWAY, 'client went away', true);
-    else {
-      this.proxyCloseCode ||= CLOSE_CODES.BAD_GATEWAY;
-      other.sendClose(CLOSE_CODES.BAD_GATEWAY, 'backend connection lost', true);
-    }
-    gone.closedToDest = true;
-    this.maybeEndSockets();
+    this.endSockets();
   }
 
   /** @internal called by the shared close handler. */
