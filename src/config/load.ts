@@ -66,7 +66,7 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): 
 /** Validates config text as if it were read from `file` (relative TLS paths resolve against its folder). */
 export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): Config {
   const lines = new LineCounter();
-  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: false, uniqueKeys: true });
+  const doc = parseDocument(text, { lineCounter: lines, prettyErrors: true, uniqueKeys: true });
   const pos = (offset: number | undefined) => (offset === undefined ? undefined : lines.linePos(offset));
   const at = (offset: number | undefined, path: string, message: string): ConfigIssue => {
     const p = pos(offset);
@@ -74,8 +74,11 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   };
 
   const issues: ConfigIssue[] = [];
-  for (const e of doc.errors) {
-    issues.push(issueAt(file, e.linePos?.[0], '', e.message.split('\n')[0] ?? e.message));
+  // The first syntax error is the real one; the ones after it are mostly the parser losing its footing.
+  const syntax = doc.errors[0];
+  if (syntax) {
+    const message = (syntax.message.split('\n')[0] ?? syntax.message).replace(/ at line \d+, column \d+:?$/, '');
+    issues.push(issueAt(file, syntax.linePos?.[0], '', message));
   }
   if (issues.length > 0) throw new ConfigError(issues);
 
@@ -116,7 +119,7 @@ function substituteEnv(
       node.value = node.value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (whole, varName: string) => {
         const value = env[varName];
         if (value !== undefined) return value;
-        report(node.range?.[0], pathOfAncestors(ancestors), `environment variable ${varName} is not set`);
+        report(node.range?.[0], pathOfAncestors([...ancestors, node]), `environment variable ${varName} is not set`);
         return whole;
       });
     },
@@ -138,14 +141,16 @@ function pathOfAncestors(ancestors: readonly unknown[]): string {
 }
 
 /** Offset of the YAML node at `path`, or of its nearest existing ancestor (so a missing key points at its parent). */
-function offsetOf(doc: Document, path: readonly PropertyKey[]): number | undefined {
+function offsetOf(doc: Document, path: readonly PropertyKey[], atKey = false): number | undefined {
   let node: unknown = doc.contents;
   let offset = (doc.contents as { range?: number[] } | null)?.range?.[0];
-  for (const seg of path) {
+  for (let i = 0; i < path.length; i++) {
+    const seg = path[i];
     if (isMap(node)) {
       const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(seg));
       if (!pair) break;
       offset = (pair.key as { range?: number[] }).range?.[0] ?? offset;
+      if (atKey && i === path.length - 1) break;
       node = pair.value;
       if (isScalar(node) || isMap(node) || isSeq(node)) offset = node.range?.[0] ?? offset;
     } else if (isSeq(node) && typeof seg === 'number') {
@@ -165,7 +170,7 @@ function zodIssueToConfigIssues(
 ): ConfigIssue[] {
   const path = zi.path as PropertyKey[];
   if (zi.code === 'unrecognized_keys') {
-    return zi.keys.map((k) => at(offsetOf(doc, [...path, k]), formatPath([...path, k]), 'unknown key'));
+    return zi.keys.map((k) => at(offsetOf(doc, [...path, k], true), formatPath([...path, k]), 'unknown key'));
   }
   if (zi.code === 'invalid_union') {
     // Report the most specific branch's first problem rather than "invalid input".
@@ -230,11 +235,44 @@ function normalise(raw: RawConfig, file: string, report: (path: PropertyKey[], m
   const pools = new Map<string, PoolConfig>();
   for (const [poolName, p] of Object.entries(raw.pools)) {
     const ids = new Set<string>();
-    p.backends.forEach((b, i) => {
+    const backends = p.backends ?? [];
+    backends.forEach((b, i) => {
       if (ids.has(b.id)) report(['pools', poolName, 'backends', i], `duplicate backend ${b.id}`);
       ids.add(b.id);
     });
-    pools.set(poolName, { name: poolName, hashKey: p.hashKey, balanceFactor: p.balanceFactor, backends: p.backends });
+    if (p.backends && p.discovery) {
+      report(['pools', poolName, 'discovery'], 'give either backends or discovery, not both');
+    } else if (!p.backends && !p.discovery) {
+      report(['pools', poolName], 'a pool needs backends or discovery');
+    }
+    const hc = p.healthCheck;
+    pools.set(poolName, {
+      name: poolName,
+      hashKey: p.hashKey,
+      balanceFactor: p.balanceFactor,
+      backends,
+      discovery: p.discovery && {
+        dns: p.discovery.dns,
+        port: p.discovery.port,
+        intervalMs: p.discovery.interval,
+        nameservers: p.discovery.nameservers,
+      },
+      healthCheck: hc && {
+        path: hc.path,
+        intervalMs: hc.interval,
+        timeoutMs: hc.timeout,
+        healthyThreshold: hc.healthyThreshold,
+        unhealthyThreshold: hc.unhealthyThreshold,
+        websocket: hc.websocket,
+      },
+      outlier: {
+        consecutiveFailures: p.outlier.consecutiveFailures,
+        ejectForMs: p.outlier.ejectFor,
+        maxEjectForMs: Math.max(p.outlier.maxEjectFor, p.outlier.ejectFor),
+      },
+      rebalance: p.rebalance,
+      panicThreshold: p.panicThreshold,
+    });
   }
 
   const globalLimits = raw.limits.perConnection;
@@ -245,6 +283,13 @@ function normalise(raw: RawConfig, file: string, report: (path: PropertyKey[], m
     if (!pools.has(r.pool)) {
       const known = [...pools.keys()].join(', ') || 'none';
       report(['routes', i, 'pool'], `pool "${r.pool}" is not defined (pools: ${known})`);
+    }
+    // Without frame scanning there are no messages to count or limit and no boundaries to ping at.
+    if (r.protocol === 'off' && (r.limits !== undefined || globalLimits !== undefined || r.keepalive !== undefined)) {
+      report(
+        ['routes', i, 'protocol'],
+        'protocol "off" cannot enforce limits.perConnection or keepalive; use strict or lenient',
+      );
     }
     return {
       name: r.name,
@@ -276,6 +321,8 @@ function normalise(raw: RawConfig, file: string, report: (path: PropertyKey[], m
       drainMs: raw.timeouts.drain,
     },
     log: { level: raw.log.level },
+    workers: raw.workers,
+    shutdown: { acceptDelayMs: raw.shutdown.acceptDelay },
   };
 }
 
