@@ -1,0 +1,69 @@
+// The upgrade request a backend receives, and the parser for its answer.
+
+import { IncomingMessage } from 'node:http';
+import { Socket } from 'node:net';
+import { describe, expect, it } from 'vitest';
+import { parseResponseHead } from '../../src/upstream/handshake.js';
+import { upstreamRequestHead } from '../../src/upstream/request.js';
+
+function request(url: string, headers: [string, string][]): IncomingMessage {
+  const req = new IncomingMessage(new Socket());
+  req.url = url;
+  req.rawHeaders = headers.flat();
+  const map: Record<string, string> = {};
+  for (const [k, v] of headers) map[k.toLowerCase()] ??= v;
+  req.headers = map;
+  return req;
+}
+
+describe('upstreamRequestHead', () => {
+  it('keeps end-to-end headers in order, drops hop-by-hop ones, and adds forwarding headers', () => {
+    const head = upstreamRequestHead(
+      request('/chat?room=1', [
+        ['Host', 'chat.example.com'],
+        ['Upgrade', 'websocket'],
+        ['Connection', 'Upgrade, X-Hop'],
+        ['X-Hop', 'drop me'],
+        ['Keep-Alive', 'timeout=5'],
+        ['Sec-WebSocket-Key', 'dGhlIHNhbXBsZSBub25jZQ=='],
+        ['Sec-WebSocket-Version', '13'],
+        ['Sec-WebSocket-Protocol', 'chat'],
+        ['X-Forwarded-For', '203.0.113.7'],
+        ['X-Forwarded-Proto', 'spoofed'],
+        ['Cookie', 'sid=abc'],
+      ]),
+      { clientAddress: '2001:db8::1', secure: true },
+    );
+    expect(head).toBe(
+      'GET /chat?room=1 HTTP/1.1\r\n' +
+        'Host: chat.example.com\r\n' +
+        'Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n' +
+        'Sec-WebSocket-Version: 13\r\n' +
+        'Sec-WebSocket-Protocol: chat\r\n' +
+        'Cookie: sid=abc\r\n' +
+        'X-Forwarded-For: 203.0.113.7, 2001:db8::1\r\n' +
+        'X-Forwarded-Proto: https\r\n' +
+        'X-Forwarded-Host: chat.example.com\r\n' +
+        'Forwarded: for="[2001:db8::1]";proto=https;host=chat.example.com\r\n' +
+        'Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n',
+    );
+  });
+});
+
+describe('parseResponseHead', () => {
+  it('parses status and first values of lower-cased headers', () => {
+    const raw = Buffer.from('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nX-A: 1\r\nx-a: 2\r\n\r\n');
+    const head = parseResponseHead(raw);
+    expect(head?.status).toBe(101);
+    expect(head?.headers.get('upgrade')).toBe('websocket');
+    expect(head?.headers.get('x-a')).toBe('1');
+    expect(head?.raw).toBe(raw);
+  });
+
+  it.each(['HTTP/2 101 x\r\n\r\n', 'garbage\r\n\r\n', 'HTTP/1.1 101 OK\r\nno colon line\r\n\r\n'])(
+    'refuses %j',
+    (text) => {
+      expect(parseResponseHead(Buffer.from(text))).toBeUndefined();
+    },
+  );
+});
