@@ -1,7 +1,9 @@
 // The data path end to end on real sockets: upstream retries and refusals, byte-identical tunnelling both ways,
 // consistent hashing across connections, teardown in both directions, and the metrics that describe it.
 
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { refusedPort, startEchoBackend, startRawBackend, type TestBackend } from '../helpers/backends.js';
@@ -259,5 +261,66 @@ describe('metrics', () => {
     const metrics = await fetch(`${base}/metrics`);
     expect(metrics.headers.get('content-type')).toContain('text/plain');
     expect(await metrics.text()).toContain('wsgate_connections_active{route="main",pool="main",backend=');
+  });
+});
+
+describe('admission, fallbacks and plain HTTP', () => {
+  it('answers 429 past maxConnectionsPerIp and admits again once a connection closes', async () => {
+    const b = await echo('b');
+    const gw = await gatewayFor([b.url], { limits: { maxConnections: 100, maxConnectionsPerIp: 2 } });
+    const c1 = await connectClient(gw.port, 'u1');
+    const c2 = await connectClient(gw.port, 'u2');
+    const third = await rawUpgrade(gw.port);
+    expect(third.status).toBe(429);
+    expect(third.headers['x-wsgate-error']).toBe('WSG_TOO_MANY_FROM_IP');
+    c1.ws.close();
+    await waitFor(() => gw.gateway.admission.active === 1);
+    const again = await connectClient(gw.port, 'u3');
+    expect(again.backend).toBe('b');
+    c2.ws.close();
+    again.ws.close();
+  });
+
+  it('counts a missing hash key that fell back to the client IP', async () => {
+    const b = await echo('b');
+    const gw = await gatewayFor([b.url]);
+    const res = await rawUpgrade(gw.port); // no x-user-id header
+    expect(res.status).toBe(101);
+    expect(metricValue(await gw.metrics(), 'wsgate_hash_key_fallbacks_total', { route: 'main' })).toBe(1);
+    res.socket.destroy();
+  });
+
+  it('proxies plain HTTP on a route to the backend the same key picks', async () => {
+    const backends = await Promise.all(['a', 'b', 'c'].map(echo));
+    const gw = await gatewayFor(backends.map((b) => b.url));
+    for (const user of ['alice', 'bob', 'carol', 'dave']) {
+      const { ws, backend } = await connectClient(gw.port, user);
+      ws.close();
+      const res = await fetch(`http://127.0.0.1:${gw.port}/poll`, { headers: { 'x-user-id': user } });
+      expect(res.status).toBe(200);
+      expect(res.headers.get('x-backend-id')).toBe(backend);
+      expect(await res.text()).toBe(`plain ${backend}`);
+    }
+  });
+});
+
+describe('exposition format', () => {
+  it('passes promtool check metrics', async () => {
+    const promtool = ['/usr/bin/promtool', '/usr/local/bin/promtool'].find((p) => existsSync(p));
+    if (!promtool) {
+      // CI installs prometheus (see .ci/run); a developer machine without it cannot run this check.
+      expect(process.env.CI, 'promtool is required in CI').not.toBe('true');
+      return;
+    }
+    const b = await echo('b');
+    const gw = await gatewayFor([b.url]);
+    const { ws } = await connectClient(gw.port, 'u');
+    ws.send('x');
+    await new Promise((r) => ws.once('message', r));
+    const text = await (await fetch(`http://127.0.0.1:${gw.adminPort}/metrics`)).text();
+    const result = spawnSync(promtool, ['check', 'metrics'], { input: text, encoding: 'utf8' });
+    expect(result.stderr + result.stdout).not.toMatch(/error/i);
+    expect(result.status).toBe(0);
+    ws.close();
   });
 });
