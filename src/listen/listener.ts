@@ -18,6 +18,8 @@ export interface ListenerHandlers {
   request(req: IncomingMessage, res: ServerResponse, secure: boolean): void;
   /** A request that never became one: malformed, too large, too slow. The socket is already answered. */
   clientError(entry: CatalogueEntry, detail: string): void;
+  /** accept() failed (EMFILE, ENFILE...): the process stays up; log it. Default: a rate-limited process warning. */
+  acceptError?(err: NodeJS.ErrnoException): void;
 }
 
 export class Listener {
@@ -55,7 +57,23 @@ export class Listener {
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
       handlers.upgrade(req, socket, head, secure),
     );
-    this.server.on('request', (req: IncomingMessage, res: ServerResponse) => handlers.request(req, res, secure));
+    this.server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      // llhttp accepts HTTP/0.9 ("GET /path" with no version and no headers, also what a CR/LF injected into a
+      // request target looks like); such a request must never be proxied as if it were HTTP/1.1.
+      if (req.httpVersionMajor < 1) {
+        handlers.clientError(Errors.BAD_HTTP_VERSION, `HTTP/${req.httpVersion}`);
+        rejectHandshake(req.socket, Errors.BAD_HTTP_VERSION);
+        return;
+      }
+      handlers.request(req, res, secure);
+    });
+    // After listen(), 'error' only reports accept() failures (EMFILE/ENFILE when libuv's reserve-fd trick could
+    // not shed the connection). Without a listener node would throw it and take the process down.
+    this.server.on('error', (err: NodeJS.ErrnoException) => {
+      if (!this.server.listening) return; // bind errors: listen() rejects with them
+      if (handlers.acceptError) handlers.acceptError(err);
+      else reportAcceptError(err);
+    });
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
       // Node may report one bad request twice (the second time on a socket no longer writable): answer once.
       if (!socket.writable || err.code === 'ECONNRESET') {
@@ -92,6 +110,22 @@ export class Listener {
       this.server.closeIdleConnections();
     });
   }
+}
+
+/** Accept errors come in bursts (every pending connection fails alike): one warning per second at most. */
+const ACCEPT_ERROR_REPORT_INTERVAL_MS = 1000;
+let lastAcceptErrorReport = 0;
+let acceptErrorsSinceReport = 0;
+
+function reportAcceptError(err: NodeJS.ErrnoException): void {
+  acceptErrorsSinceReport++;
+  const now = Date.now();
+  if (now - lastAcceptErrorReport < ACCEPT_ERROR_REPORT_INTERVAL_MS) return;
+  process.emitWarning(`accept failed ${acceptErrorsSinceReport} time(s): ${err.code ?? err.message}`, {
+    code: 'WSG_ACCEPT_ERROR',
+  });
+  lastAcceptErrorReport = now;
+  acceptErrorsSinceReport = 0;
 }
 
 function clientErrorEntry(err: NodeJS.ErrnoException): CatalogueEntry {

@@ -77,6 +77,9 @@ export function attemptUpstream(
         return;
       }
       const headEnd = end + HEAD_END.length;
+      // The limit holds for a head that arrived whole in one read too, not only for one still incomplete.
+      if (headEnd > MAX_RESPONSE_HEAD_BYTES)
+        return fail(false, Errors.UPSTREAM_BAD_RESPONSE, 'bad_response', 'response head too large');
       const head = parseResponseHead(buffered.subarray(0, headEnd));
       if (head === undefined)
         return fail(false, Errors.UPSTREAM_BAD_RESPONSE, 'bad_response', 'unparseable response head');
@@ -98,7 +101,9 @@ export function attemptUpstream(
 
     socket.once(backend.tls ? 'secureConnect' : 'connect', () => {
       connected = true;
-      socket.write(requestHead);
+      // node's parser decodes header bytes as latin1; encoding back as latin1 forwards them byte-exact
+      // (the default utf8 would turn one obs-text byte such as 0xE9 into two).
+      socket.write(requestHead, 'latin1');
     });
     socket.on('data', onData);
     socket.on('error', onError);

@@ -1,0 +1,87 @@
+// Child-process entry that runs one Gateway from a YAML file (argv[2]) and answers the parent over IPC: its ports
+// when ready, and on request its own resource use (fds, handles, heap after GC, tunnels). Used where the test
+// must own the process: fd limits (EMFILE), soak leak checks, crash detection. Logs go to stdout as pino JSON.
+
+import { readdirSync, readFileSync } from 'node:fs';
+import { pino } from 'pino';
+import { parseConfig } from '../../src/config/load.js';
+import { Gateway } from '../../src/gateway.js';
+import { Metrics } from '../../src/observe/metrics.js';
+
+export interface ChildReady {
+  readonly type: 'ready';
+  readonly port: number;
+  readonly tlsPort: number;
+  readonly adminPort: number;
+}
+
+export interface ChildStats {
+  readonly type: 'stats';
+  readonly fds: number;
+  /** process.getActiveResourcesInfo() grouped by kind. */
+  readonly resources: Record<string, number>;
+  readonly heapUsed: number;
+  readonly rss: number;
+  readonly tunnels: number;
+  readonly admitted: number;
+  readonly metrics: string;
+}
+
+export type ParentMessage = { readonly type: 'stats' } | { readonly type: 'stop' };
+
+const gc = (globalThis as { gc?: () => void }).gc;
+
+async function main(): Promise<void> {
+  const file = process.argv[2];
+  if (file === undefined) throw new Error('usage: gateway-process.ts CONFIG.yaml');
+  const config = parseConfig(readFileSync(file, 'utf8'), file);
+  const gateway = await Gateway.start(config, {
+    log: pino({ level: process.env.WSGATE_CHILD_LOG ?? 'info' }),
+    metrics: new Metrics({ defaultMetrics: false }),
+  });
+  const plain = gateway.boundListeners.find((l) => !l.secure);
+  const tls = gateway.boundListeners.find((l) => l.secure);
+  const ready: ChildReady = {
+    type: 'ready',
+    port: plain?.port ?? 0,
+    tlsPort: tls?.port ?? 0,
+    adminPort: gateway.adminPort,
+  };
+  process.send?.(ready);
+  process.on('message', (message: ParentMessage) => {
+    if (message.type === 'stop') {
+      void gateway.stop(500).then(() => process.exit(0));
+      return;
+    }
+    void statsOf(gateway).then((stats) => process.send?.(stats));
+  });
+  process.on('disconnect', () => process.exit(0));
+}
+
+async function statsOf(gateway: Gateway): Promise<ChildStats> {
+  if (gc) {
+    // Several passes with turns of the loop between them, so finalizers and weak maps settle.
+    for (let i = 0; i < 4; i++) {
+      gc();
+      await new Promise((resolve) => setImmediate(resolve));
+    }
+  }
+  const resources: Record<string, number> = {};
+  for (const kind of process.getActiveResourcesInfo()) resources[kind] = (resources[kind] ?? 0) + 1;
+  const memory = process.memoryUsage();
+  return {
+    type: 'stats',
+    fds: readdirSync('/proc/self/fd').length,
+    resources,
+    heapUsed: memory.heapUsed,
+    rss: memory.rss,
+    tunnels: gateway.tunnels.size,
+    admitted: gateway.admission.active,
+    metrics: await gateway.metrics.text(),
+  };
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`gateway-process: ${(err as Error).stack ?? String(err)}\n`);
+  process.exit(1);
+});
