@@ -56,6 +56,7 @@ export class Gateway implements ProxyContext {
   static async start(config: Config, options: GatewayOptions = {}): Promise<Gateway> {
     const gw = new Gateway(config, options);
     try {
+      await gw.runtime.start();
       await gw.bind();
     } catch (err) {
       await gw.stop(0);
@@ -142,6 +143,7 @@ export class Gateway implements ProxyContext {
   async stop(drainMs = this.runtime.config.timeouts.drainMs): Promise<number> {
     this.draining = true;
     this.sweeper.stop();
+    this.runtime.stop();
     await Promise.all(this.listeners.map((l) => l.stopAccepting()));
     for (const t of this.tunnels) t.closeWithCode(CLOSE_CODES.GOING_AWAY, 'shutting down');
     const deadline = Date.now() + drainMs;

@@ -76,7 +76,8 @@ const routeSchema = z.strictObject({
   }),
   pool: name,
   origins: z.array(z.string().min(1)).optional(),
-  protocol: z.enum(['strict', 'lenient']).default('strict'),
+  /** strict: RFC 6455 violations close the connection; lenient: counted and passed; off: no frame scanning. */
+  protocol: z.enum(['strict', 'lenient', 'off']).default('strict'),
   limits: z.strictObject({ perConnection: perConnectionSchema }).optional(),
   keepalive: keepaliveSchema.optional(),
 });
@@ -120,10 +121,49 @@ const hashKey = z.string().transform((text, ctx) => {
   return spec;
 });
 
+/** Active checks: an HTTP GET (2xx = pass) or, with `websocket`, a full upgrade and close on `path`. */
+const healthCheckSchema = z.strictObject({
+  path: z.string().startsWith('/', 'must start with "/"').default('/'),
+  interval: duration.default(5000),
+  timeout: duration.default(2000),
+  healthyThreshold: z.number().int().min(1).max(100).default(2),
+  unhealthyThreshold: z.number().int().min(1).max(100).default(3),
+  websocket: z.boolean().default(false),
+});
+
+/** Passive ejection after consecutive failed upstream connects/handshakes; repeats double up to maxEjectFor. */
+const outlierDefaults = { consecutiveFailures: 5, ejectFor: 30_000, maxEjectFor: 300_000 };
+const outlierSchema = z.strictObject({
+  consecutiveFailures: z.number().int().min(1).default(outlierDefaults.consecutiveFailures),
+  ejectFor: duration.default(outlierDefaults.ejectFor),
+  maxEjectFor: duration.default(outlierDefaults.maxEjectFor),
+});
+
+/** DNS A/AAAA discovery (the Kubernetes headless-Service pattern); `nameservers` overrides the system resolver. */
+const discoverySchema = z.strictObject({
+  dns: z.string().min(1),
+  port: port.min(1),
+  interval: duration.default(10_000),
+  nameservers: z.array(z.string().min(1)).min(1).optional(),
+});
+
+const rebalanceDefaults = { mode: 'gradual' as const, maxClosesPerSecond: 50 };
+const rebalanceSchema = z.strictObject({
+  mode: z.enum(['off', 'gradual']).default(rebalanceDefaults.mode),
+  maxClosesPerSecond: z.number().positive().max(100_000).default(rebalanceDefaults.maxClosesPerSecond),
+});
+
 const poolSchema = z.strictObject({
   hashKey: hashKey.default({ kind: 'ip' }),
   balanceFactor: z.number().min(1).max(10).optional(),
-  backends: z.array(backendSchema).min(1, 'a pool needs at least one backend'),
+  /** Exactly one of `backends` and `discovery` (checked in load.ts, where the error can name the pool). */
+  backends: z.array(backendSchema).min(1, 'a pool needs at least one backend').optional(),
+  discovery: discoverySchema.optional(),
+  healthCheck: healthCheckSchema.optional(),
+  outlier: outlierSchema.default(outlierDefaults),
+  rebalance: rebalanceSchema.default(rebalanceDefaults),
+  /** Largest fraction of a pool that may be out of the ring for health or ejection at once (Envoy's panic mode). */
+  panicThreshold: z.number().min(0).max(1).default(0.5),
 });
 
 export const configSchema = z.strictObject({
@@ -154,6 +194,18 @@ export const configSchema = z.strictObject({
   log: z
     .strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') })
     .default({ level: 'info' }),
+  /** Processes serving the listeners: a count, or "auto" for one per available CPU. Changing it needs a restart. */
+  workers: z.union([z.literal('auto'), z.number().int().min(1).max(1024)]).default(1),
+  shutdown: z
+    .strictObject({
+      /**
+       * After SIGTERM/SIGINT, /readyz answers 503 at once but the listeners keep accepting for this long, so
+       * a load balancer polling /readyz stops sending before connections would be refused. Then the drain
+       * (timeouts.drain) starts.
+       */
+      acceptDelay: duration.default(0),
+    })
+    .default({ acceptDelay: 0 }),
 });
 
 export type RawConfig = z.output<typeof configSchema>;

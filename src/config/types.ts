@@ -55,7 +55,7 @@ export interface RouteConfig {
   readonly pool: string;
   /** Lower-cased allowed origins; undefined = any origin. */
   readonly origins: readonly string[] | undefined;
-  readonly protocol: 'strict' | 'lenient';
+  readonly protocol: 'strict' | 'lenient' | 'off';
   readonly limits: ConnectionLimits;
   readonly keepalive: KeepaliveConfig | undefined;
 }
@@ -69,11 +69,48 @@ export interface BackendConfig {
   readonly weight: number;
 }
 
+export interface HealthCheckConfig {
+  readonly path: string;
+  readonly intervalMs: number;
+  readonly timeoutMs: number;
+  readonly healthyThreshold: number;
+  readonly unhealthyThreshold: number;
+  /** Full WebSocket handshake and close instead of an HTTP GET. */
+  readonly websocket: boolean;
+}
+
+export interface OutlierConfig {
+  readonly consecutiveFailures: number;
+  readonly ejectForMs: number;
+  readonly maxEjectForMs: number;
+}
+
+export interface DiscoveryConfig {
+  readonly dns: string;
+  readonly port: number;
+  readonly intervalMs: number;
+  /** "host" or "host:port" nameservers; undefined = the system's. */
+  readonly nameservers: readonly string[] | undefined;
+}
+
+export interface RebalanceConfig {
+  readonly mode: 'off' | 'gradual';
+  readonly maxClosesPerSecond: number;
+}
+
 export interface PoolConfig {
   readonly name: string;
   readonly hashKey: HashKeySpec;
   readonly balanceFactor: number | undefined;
+  /** Static members; empty when `discovery` supplies them. */
   readonly backends: readonly BackendConfig[];
+  readonly discovery: DiscoveryConfig | undefined;
+  /** Undefined: no active checks, members count as healthy. */
+  readonly healthCheck: HealthCheckConfig | undefined;
+  readonly outlier: OutlierConfig;
+  readonly rebalance: RebalanceConfig;
+  /** Largest fraction (0–1) of members that may be out of the ring for health or ejection at once. */
+  readonly panicThreshold: number;
 }
 
 export interface Config {
@@ -86,4 +123,7 @@ export interface Config {
   readonly limits: { readonly maxConnections: number; readonly maxConnectionsPerIp: number };
   readonly timeouts: { readonly handshakeMs: number; readonly idleMs: number; readonly drainMs: number };
   readonly log: { readonly level: string };
+  /** Worker processes: a count, or 'auto' (one per available CPU, resolved at start). */
+  readonly workers: number | 'auto';
+  readonly shutdown: { readonly acceptDelayMs: number };
 }

@@ -5,6 +5,7 @@ import type { Config, RouteConfig } from '../config/types.js';
 import type { Logger } from '../observe/log.js';
 import type { Metrics, RouteStats } from '../observe/metrics.js';
 import { Pool } from '../pool/pool.js';
+import { PoolMetrics } from '../pool/pool-metrics.js';
 import { Router, type RouteSpec } from '../routing/router.js';
 
 export interface RouteRuntime extends RouteSpec {
@@ -23,7 +24,11 @@ export class Runtime {
   constructor(config: Config, metrics: Metrics, log: Logger) {
     this.config = config;
     const pools = new Map<string, Pool>();
-    for (const [name, poolConfig] of config.pools) pools.set(name, new Pool(poolConfig));
+    const poolMetrics = PoolMetrics.for(metrics.registry);
+    for (const [name, poolConfig] of config.pools) {
+      const poolLog = log.child({ pool: name });
+      pools.set(name, new Pool(poolConfig, { log: poolLog, metrics: poolMetrics, drainMs: config.timeouts.drainMs }));
+    }
     this.pools = pools;
     this.routes = config.routes.map((r) => {
       const pool = pools.get(r.pool);
@@ -41,5 +46,18 @@ export class Runtime {
       return route;
     });
     this.router = new Router(this.routes);
+  }
+
+  /**
+   * Starts the pools' health checks and DNS discovery (kept pools are already running: start is idempotent) and
+   * resolves once every discovery pool had its first lookup. After a reload, stop the pools no longer configured.
+   */
+  async start(): Promise<void> {
+    await Promise.all([...this.pools.values()].map((p) => p.start()));
+  }
+
+  /** Stops every pool timer (health checks, discovery, rebalancing); for the final shutdown. */
+  stop(): void {
+    for (const p of this.pools.values()) p.stop();
   }
 }

@@ -81,17 +81,20 @@ export async function handleUpgrade(
   const expectedAccept = acceptFor(check.key);
   const timeoutMs = runtime.config.timeouts.handshakeMs;
 
+  const keyHash = hashString(hashKey.key);
   const tried: number[] = [];
   let last: AttemptResult | undefined;
   let member: Member | undefined;
   const attempts = Math.min(MAX_ATTEMPTS, pool.members.length);
   for (let i = 0; i < attempts && !clientGone; i++) {
-    member = pool.pick(hashKey.key, tried);
+    // The ring leaves unhealthy and ejected members out (within the panic threshold), so picks skip them.
+    member = pool.pickHash(keyHash, tried);
     if (!member) break;
     tried.push(member.index);
     const started = performance.now();
     last = await attemptUpstream(member.backend, requestHead, expectedAccept, timeoutMs);
     if (last.kind === 'failed') {
+      pool.reportFailure(member);
       ctx.metrics.upstreamErrors.inc({ pool: pool.name, backend: member.backend.id, reason: last.reason });
       route.log.warn(
         { event: 'upstream_failed', backend: member.backend.id, reason: last.reason, detail: last.detail, client: ip },
@@ -100,6 +103,7 @@ export async function handleUpgrade(
       if (last.retryable) continue;
       break;
     }
+    pool.reportSuccess(member);
     ctx.metrics.upstreamHandshakeSeconds.observe(
       { pool: pool.name, backend: member.backend.id },
       (performance.now() - started) / 1000,
@@ -142,7 +146,7 @@ export async function handleUpgrade(
     limits: routeConfig.limits,
     rsv1Allowed: negotiatedDeflate(last.head.headers.get('sec-websocket-extensions')),
     clientAddress: ip,
-    keyHash: hashString(hashKey.key),
+    keyHash,
     idleMs: runtime.config.timeouts.idleMs,
     keepalive: routeConfig.keepalive,
   });
