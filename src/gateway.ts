@@ -1,27 +1,50 @@
 // The gateway owns one running wsgate: listeners, admin server, the runtime snapshot, metrics, admission and
-// the live tunnels. It wires the stages together and owns start and stop.
+// the live tunnels. It wires the stages together and owns the lifecycle: start, reload (apply a validated config
+// without touching unchanged routes' connections), shutdown (readiness off, stop accepting, drain) and stop.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { AdminServer } from './admin/server.js';
-import type { Config } from './config/types.js';
+import { isDeepStrictEqual } from 'node:util';
+import { AdminServer, type AdminState } from './admin/server.js';
+import type { Config, ListenerConfig } from './config/types.js';
 import { type CatalogueEntry, reasonLabel } from './errors.js';
 import { PlainHttpProxy } from './http/plain-http.js';
-import { Listener } from './listen/listener.js';
+import { Listener, type ListenerHandlers } from './listen/listener.js';
 import { type CertificatePair, generateSelfSigned } from './listen/tls.js';
 import { createLogger, type Logger } from './observe/log.js';
 import { Metrics } from './observe/metrics.js';
+import { type DrainResult, drainTunnels } from './ops/drain.js';
+import { OpsMetrics } from './ops/metrics.js';
+import type { ReloadOutcome, ReloadTrigger } from './ops/reload.js';
+import {
+  addDirection,
+  formatHashKey,
+  type LastReload,
+  metricValues,
+  type ProcessStatus,
+  RateTracker,
+  type RouteStatus,
+  type Status,
+  zeroCounts,
+} from './ops/status.js';
+import { VERSION } from './ops/version.js';
 import { Admission } from './proxy/admission.js';
 import type { ProxyContext } from './proxy/context.js';
-import { Runtime } from './proxy/runtime.js';
-import { handleUpgrade } from './proxy/upgrade.js';
-import { CLOSE_CODES } from './tunnel/close-frame.js';
+import { type NameDiff, Runtime } from './proxy/runtime.js';
+import { handleUpgrade, routeOfTunnel } from './proxy/upgrade.js';
 import { sweepPeriodFor, TunnelSweeper } from './tunnel/sweeper.js';
 import type { Tunnel } from './tunnel/tunnel.js';
 
 export interface GatewayOptions {
   readonly log?: Logger;
   readonly metrics?: Metrics;
+  /**
+   * Serve the admin listener and the ops metrics from this process (default true). Cluster workers pass false:
+   * the primary serves admin and counts reloads.
+   */
+  readonly admin?: boolean;
+  /** Generation of the initial config (cluster workers get the primary's). */
+  readonly generation?: number;
 }
 
 export interface BoundListener {
@@ -32,24 +55,90 @@ export interface BoundListener {
   readonly selfSigned: boolean;
 }
 
+export interface ListenerDiff {
+  readonly added: string[];
+  readonly removed: string[];
+  /** Address, port or plain/TLS changed: a new socket was bound (before the old one closed, where possible). */
+  readonly rebound: string[];
+  /** Certificates or TLS settings changed: new handshakes use them, live sessions keep theirs. */
+  readonly tlsUpdated: string[];
+  readonly unchanged: string[];
+}
+
+/** What a reload changed; returned by POST /reload and logged. */
+export interface ReloadSummary {
+  readonly generation: number;
+  readonly listeners: ListenerDiff;
+  readonly routes: NameDiff;
+  readonly pools: NameDiff;
+  /** Tunnels told to go away (1001): on removed routes, on removed pools, on routes moved to another pool. */
+  readonly draining: number;
+  /** Changed keys that only take effect after a restart. */
+  readonly restartRequired: string[];
+}
+
+export interface ShutdownOptions {
+  /** Keep accepting this long after readiness turned off (default: the config's shutdown.acceptDelay). */
+  readonly acceptDelayMs?: number;
+  /** Time given to live tunnels after accepting stopped (default: the config's timeouts.drain). */
+  readonly drainMs?: number;
+}
+
 export class Gateway implements ProxyContext {
   runtime: Runtime;
   readonly metrics: Metrics;
   readonly admission = new Admission();
   readonly log: Logger;
   readonly tunnels = new Set<Tunnel>();
+  /** Set once accepting stopped: new upgrades (and plain requests on kept-alive sockets) get 503. */
+  draining = false;
+  /** Set at the first shutdown signal: /readyz answers 503 from then on. */
+  shuttingDown = false;
+  generation: number;
+  /** Ops metrics, in the process that owns the config (undefined in cluster workers). */
+  readonly ops: OpsMetrics | undefined;
+  /** Who answers POST /reload (a ReloadController); unset, the admin listener answers 501. */
+  reloadHandler: ((trigger: ReloadTrigger) => Promise<ReloadOutcome>) | undefined;
+  /** The controller's last reload, for the status page. */
+  lastReload: LastReload | null = null;
+  readonly startedAt = new Date();
   /** Idle timeouts and keepalive pings for every tunnel, on one timer. */
   private readonly sweeper = new TunnelSweeper(this.tunnels);
-  draining = false;
-  private readonly listeners: Listener[] = [];
+  private listeners: Listener[] = [];
   private readonly plainHttp = new PlainHttpProxy();
   private admin: AdminServer | undefined;
+  private readonly serveAdmin: boolean;
   private started = false;
+  /** Generated once, reused by every TLS listener without files, across reloads. */
+  private fallbackCert: CertificatePair | undefined;
+  /** Tunnels already sent 1001, shared by every drain so no tunnel gets two close frames. */
+  private readonly toldToGoAway = new WeakSet<Tunnel>();
+  private readonly backgroundDrains = new Set<Promise<DrainResult>>();
+  private readonly rates = new RateTracker();
+  private shutdownPromise: Promise<number> | undefined;
+  private readonly handlers: ListenerHandlers;
 
   private constructor(config: Config, options: GatewayOptions) {
     this.log = options.log ?? createLogger(config.log.level);
     this.metrics = options.metrics ?? new Metrics();
     this.runtime = new Runtime(config, this.metrics, this.log);
+    this.serveAdmin = options.admin !== false;
+    this.generation = options.generation ?? 1;
+    this.ops = this.serveAdmin ? new OpsMetrics(this.metrics.registry) : undefined;
+    this.ops?.generation.set(this.generation);
+    this.handlers = {
+      upgrade: (req: IncomingMessage, socket: Duplex, head: Buffer, secure: boolean) => {
+        handleUpgrade(this, req, socket, head, secure).catch((err: Error) => {
+          this.log.error({ err }, 'upgrade handler failed');
+          socket.destroy();
+        });
+      },
+      request: (req: IncomingMessage, res: ServerResponse) => this.plainHttp.handle(this, req, res),
+      clientError: (entry: CatalogueEntry, detail: string) => {
+        this.metrics.handshakeRejections.inc({ route: '', status: String(entry.status), reason: reasonLabel(entry) });
+        this.log.info({ event: 'rejected', status: entry.status, code: entry.code, detail }, 'malformed request');
+      },
+    };
   }
 
   /** Binds every listener and the admin server; rejects (and closes what was bound) if any bind fails. */
@@ -83,49 +172,55 @@ export class Gateway implements ProxyContext {
     return this.admin?.port ?? 0;
   }
 
+  /** Ready for traffic: listeners bound and no shutdown begun (what /readyz reports). */
+  get ready(): boolean {
+    return this.started && !this.shuttingDown;
+  }
+
   private async bind(): Promise<void> {
     const config = this.runtime.config;
-    let fallback: CertificatePair | undefined;
-    if (config.listeners.some((l) => l.tls && !l.tls.files)) {
-      fallback = await generateSelfSigned();
+    for (const lc of config.listeners) this.listeners.push(await this.openListener(lc));
+    if (this.serveAdmin) {
+      this.admin = new AdminServer(this.adminState());
+      const adminAddress = await this.admin.listen(config.admin.port, config.admin.address);
+      this.log.info({ address: config.admin.address, port: adminAddress.port }, 'admin listening');
     }
-    const handlers = {
-      upgrade: (req: IncomingMessage, socket: Duplex, head: Buffer, secure: boolean) => {
-        handleUpgrade(this, req, socket, head, secure).catch((err: Error) => {
-          this.log.error({ err }, 'upgrade handler failed');
-          socket.destroy();
-        });
-      },
-      request: (req: IncomingMessage, res: ServerResponse) => this.plainHttp.handle(this, req, res),
-      clientError: (entry: CatalogueEntry, detail: string) => {
-        this.metrics.handshakeRejections.inc({ route: '', status: String(entry.status), reason: reasonLabel(entry) });
-        this.log.info({ event: 'rejected', status: entry.status, code: entry.code, detail }, 'malformed request');
-      },
-    };
-    for (const lc of config.listeners) {
-      const listener = new Listener(lc, handlers, config.timeouts.handshakeMs, fallback);
-      this.listeners.push(listener);
-      await listener.listen();
-      this.log.info(
-        {
-          listener: lc.name,
-          address: lc.address,
-          port: listener.port,
-          tls: listener.secure,
-          selfSigned: listener.selfSigned,
-        },
-        listener.selfSigned ? 'listening (TLS with a generated self-signed certificate)' : 'listening',
-      );
-    }
-    this.admin = new AdminServer({
-      ready: () => this.started && !this.draining,
-      metricsText: () => this.metrics.text(),
-      metricsContentType: this.metrics.registry.contentType,
-    });
-    const adminAddress = await this.admin.listen(config.admin.port, config.admin.address);
-    this.log.info({ address: config.admin.address, port: adminAddress.port }, 'admin listening');
     this.startSweeper();
     this.started = true;
+  }
+
+  private async openListener(lc: ListenerConfig): Promise<Listener> {
+    if (lc.tls && !lc.tls.files && !this.fallbackCert) this.fallbackCert = await generateSelfSigned();
+    const listener = new Listener(lc, this.handlers, this.runtime.config.timeouts.handshakeMs, this.fallbackCert);
+    await listener.listen();
+    this.log.info(
+      {
+        listener: lc.name,
+        address: lc.address,
+        port: listener.port,
+        tls: listener.secure,
+        selfSigned: listener.selfSigned,
+      },
+      listener.selfSigned ? 'listening (TLS with a generated self-signed certificate)' : 'listening',
+    );
+    return listener;
+  }
+
+  private adminState(): AdminState {
+    return {
+      ready: () => this.ready,
+      metrics: async () => ({ text: await this.metrics.text(), contentType: this.metrics.registry.contentType }),
+      status: () => this.status(),
+      reload: (trigger) =>
+        this.reloadHandler
+          ? this.reloadHandler(trigger)
+          : Promise.resolve({
+              ok: false,
+              status: 501,
+              errors: ['this gateway was started without a config file, so there is nothing to reload'],
+            }),
+      token: () => this.runtime.config.admin.token,
+    };
   }
 
   /** Sweeps often enough for the shortest idle timeout or keepalive setting in the running config. */
@@ -137,23 +232,335 @@ export class Gateway implements ProxyContext {
   }
 
   /**
-   * Stops accepting, then closes live tunnels gracefully and waits up to `drainMs` for them to finish; whatever
-   * is left is destroyed. Resolves with the number of tunnels that had to be destroyed.
+   * Applies a validated config: binds new listeners first (a bind failure rejects and changes nothing), swaps in
+   * a runtime that keeps unchanged routes and pools (and so their tunnels), then closes listeners that went away
+   * and drains tunnels whose route or pool went away with 1001 within timeouts.drain.
    */
-  async stop(drainMs = this.runtime.config.timeouts.drainMs): Promise<number> {
+  async reload(config: Config, generation = this.generation + 1): Promise<ReloadSummary> {
+    if (this.shuttingDown) throw new Error('shutting down: reload refused');
+    const previous = this.runtime;
+    const old = previous.config;
+    const listeners = await this.reconcileListeners(config);
+
+    const runtime = new Runtime(config, this.metrics, this.log, previous);
+    // New pools check health and run their first DNS lookup before any connection can pick them.
+    await runtime.start();
+    this.runtime = runtime;
+    this.generation = generation;
+    this.ops?.generation.set(generation);
+    if (config.log.level !== old.log.level) this.log.level = config.log.level;
+    this.startSweeper();
+
+    // Tunnels to drain: on removed routes, on removed pools, or on a route that now sends to another pool.
+    const live = new Set(runtime.routes);
+    const removedPools = new Set(runtime.diff.pools.removed);
+    const goAway: Tunnel[] = [];
+    for (const t of this.tunnels) {
+      const route = routeOfTunnel(t);
+      if (!route || live.has(route)) continue;
+      const now = runtime.routes.find((r) => r.name === route.name);
+      if (!now || now.pool !== route.pool || removedPools.has(route.pool.name)) goAway.push(t);
+    }
+    for (const name of removedPools) previous.pools.get(name)?.stop();
+    if (goAway.length > 0) this.drainInBackground(goAway, 'route removed', config.timeouts.drainMs);
+
+    const restartRequired: string[] = [];
+    if (config.admin.address !== old.admin.address || config.admin.port !== old.admin.port) {
+      restartRequired.push('admin.address', 'admin.port');
+    }
+    if (config.workers !== old.workers) restartRequired.push('workers');
+    const summary: ReloadSummary = {
+      generation,
+      listeners,
+      routes: runtime.diff.routes,
+      pools: runtime.diff.pools,
+      draining: goAway.length,
+      restartRequired,
+    };
+    this.log.info({ event: 'reload', ...summary }, 'configuration applied');
+    if (restartRequired.length > 0) {
+      this.log.warn({ keys: restartRequired }, 'some changed keys take effect only after a restart');
+    }
+    return summary;
+  }
+
+  /** Brings the listeners in line with `config`; on a bind failure closes what it bound and rethrows. */
+  private async reconcileListeners(config: Config): Promise<ListenerDiff> {
+    const diff: ListenerDiff = { added: [], removed: [], rebound: [], tlsUpdated: [], unchanged: [] };
+    const oldByName = new Map(this.listeners.map((l) => [l.config.name, l]));
+    const keep = new Map<string, Listener>();
+    const toBind: ListenerConfig[] = [];
+    for (const lc of config.listeners) {
+      const old = oldByName.get(lc.name);
+      if (old && sameSocket(old.config, lc)) keep.set(lc.name, old);
+      else toBind.push(lc);
+    }
+    const retiring = this.listeners.filter((l) => keep.get(l.config.name) !== l);
+    // A new socket on an endpoint a retiring listener holds cannot be bound first: that one closes, then binds.
+    const heldBy = (lc: ListenerConfig) =>
+      lc.port === 0
+        ? undefined
+        : retiring.find((l) => l.server.listening && l.config.address === lc.address && l.port === lc.port);
+    const fresh: Listener[] = [];
+    const closedEarly: Listener[] = [];
+    try {
+      for (const lc of toBind.filter((c) => !heldBy(c))) fresh.push(await this.openListener(lc));
+      for (const lc of toBind) {
+        const holder = heldBy(lc);
+        if (!holder) continue;
+        this.log.warn(
+          { listener: lc.name, address: lc.address, port: lc.port },
+          'endpoint taken over by another listener definition: closing the old socket first (brief refusal window)',
+        );
+        await holder.stopAccepting();
+        closedEarly.push(holder);
+        fresh.push(await this.openListener(lc));
+      }
+    } catch (err) {
+      for (const l of fresh) await l.stopAccepting();
+      for (const l of closedEarly) await l.listen().catch(() => undefined);
+      throw err;
+    }
+    // Certificates: a changed TLS block (or changed file contents) on a kept socket swaps its secure context.
+    for (const lc of config.listeners) {
+      const listener = keep.get(lc.name);
+      if (!listener) continue;
+      if (isDeepStrictEqual(listener.config, lc)) {
+        diff.unchanged.push(lc.name);
+        continue;
+      }
+      if (lc.tls && !lc.tls.files && !this.fallbackCert) this.fallbackCert = await generateSelfSigned();
+      listener.updateTls(lc, this.fallbackCert);
+      diff.tlsUpdated.push(lc.name);
+      this.log.info({ listener: lc.name }, 'TLS settings updated for new handshakes');
+    }
+    for (const l of retiring) {
+      await l.stopAccepting();
+      if (config.listeners.some((lc) => lc.name === l.config.name)) diff.rebound.push(l.config.name);
+      else diff.removed.push(l.config.name);
+      this.log.info({ listener: l.config.name, port: l.port }, 'listener closed (live tunnels continue)');
+    }
+    for (const l of fresh) if (!diff.rebound.includes(l.config.name)) diff.added.push(l.config.name);
+    // Keep the configured order for boundListeners.
+    const byName = new Map([...keep, ...fresh.map((l) => [l.config.name, l] as const)]);
+    this.listeners = config.listeners.map((lc) => byName.get(lc.name) as Listener);
+    return diff;
+  }
+
+  private drainInBackground(tunnels: Tunnel[], reason: string, deadlineMs: number): void {
+    const drain = drainTunnels(tunnels, {
+      deadlineMs,
+      reason,
+      isOpen: (t) => this.tunnels.has(t),
+      told: this.toldToGoAway,
+    });
+    this.backgroundDrains.add(drain);
+    void drain.then((result) => {
+      this.backgroundDrains.delete(drain);
+      this.log.info({ event: 'drained', reason, ...result }, 'drain finished');
+    });
+  }
+
+  /** Turns /readyz to 503 at once; the listeners keep accepting until shutdown() stops them. */
+  beginShutdown(): void {
+    this.shuttingDown = true;
+  }
+
+  /**
+   * Graceful shutdown: readiness off now, accept for `acceptDelayMs` more, stop accepting, send 1001 to every
+   * tunnel spread over the first half of `drainMs`, destroy what is left at the deadline. Resolves with the
+   * number destroyed. Idempotent: a second call returns the first one's promise.
+   */
+  shutdown(options: ShutdownOptions = {}): Promise<number> {
+    this.shutdownPromise ??= this.runShutdown(
+      options.acceptDelayMs ?? this.runtime.config.shutdown.acceptDelayMs,
+      options.drainMs ?? this.runtime.config.timeouts.drainMs,
+    );
+    return this.shutdownPromise;
+  }
+
+  private async runShutdown(acceptDelayMs: number, drainMs: number): Promise<number> {
+    this.beginShutdown();
+    if (acceptDelayMs > 0) {
+      this.log.info({ acceptDelayMs }, 'readiness off; still accepting until the load balancer notices');
+      await delay(acceptDelayMs);
+    }
     this.draining = true;
+    await Promise.all(this.listeners.map((l) => l.stopAccepting()));
+    this.log.info({ live: this.tunnels.size, drainMs }, 'stopped accepting; draining');
+    const result = await drainTunnels([...this.tunnels], {
+      deadlineMs: drainMs,
+      reason: 'server shutting down',
+      isOpen: (t) => this.tunnels.has(t),
+      told: this.toldToGoAway,
+    });
+    // Background drains (removed routes) share the tunnel set: whatever they still hold is gone too.
+    let destroyed = result.destroyed;
+    for (const t of this.tunnels) {
+      t.abort('drain_deadline', 'proxy');
+      destroyed++;
+    }
     this.sweeper.stop();
     this.runtime.stop();
-    await Promise.all(this.listeners.map((l) => l.stopAccepting()));
-    for (const t of this.tunnels) t.closeWithCode(CLOSE_CODES.GOING_AWAY, 'shutting down');
-    const deadline = Date.now() + drainMs;
-    while (this.tunnels.size > 0 && Date.now() < deadline) await delay(50);
-    const destroyed = this.tunnels.size;
-    for (const t of this.tunnels) t.abort('shutdown_deadline', 'proxy');
     this.plainHttp.close();
-    await this.admin?.close();
+    this.log.info({ closed: result.closed, destroyed }, 'drain finished');
     return destroyed;
   }
+
+  /**
+   * Stops now-ish: no accept delay, drain within `drainMs` (tests and embedding), then closes the admin
+   * listener. Resolves with the number of tunnels destroyed at the deadline.
+   */
+  async stop(drainMs = this.runtime.config.timeouts.drainMs): Promise<number> {
+    const destroyed = await this.shutdown({ acceptDelayMs: 0, drainMs });
+    await this.closeAdmin();
+    return destroyed;
+  }
+
+  async closeAdmin(): Promise<void> {
+    await this.admin?.close();
+  }
+
+  /** This process's view: listeners, routes, pools with backend states, live counts and traffic totals. */
+  async processStatus(): Promise<ProcessStatus> {
+    const registry = this.metrics.registry;
+    const [active, total, bytes, messages] = await Promise.all([
+      metricValues(registry, 'wsgate_connections_active'),
+      metricValues(registry, 'wsgate_connections_total'),
+      metricValues(registry, 'wsgate_bytes_total'),
+      metricValues(registry, 'wsgate_messages_total'),
+    ]);
+    const runtime = this.runtime;
+    const routes = new Map<string, RouteStatus>(
+      runtime.routes.map((r) => [
+        r.name,
+        {
+          name: r.name,
+          host: r.config.host ?? null,
+          path: r.pathPrefix,
+          pool: r.pool.name,
+          active: 0,
+          connectionsTotal: 0,
+          bytes: zeroCounts(),
+          messages: zeroCounts(),
+        },
+      ]),
+    );
+    for (const v of active) {
+      const r = routes.get(String(v.labels.route));
+      if (r) r.active += v.value;
+    }
+    for (const v of total) {
+      const r = routes.get(String(v.labels.route));
+      if (r) r.connectionsTotal += v.value;
+    }
+    const allBytes = zeroCounts();
+    const allMessages = zeroCounts();
+    for (const v of bytes) {
+      addDirection(allBytes, v.labels.direction, v.value);
+      const r = routes.get(String(v.labels.route));
+      if (r) addDirection(r.bytes, v.labels.direction, v.value);
+    }
+    for (const v of messages) {
+      if (v.labels.type === 'control') continue;
+      addDirection(allMessages, v.labels.direction, v.value);
+      const r = routes.get(String(v.labels.route));
+      if (r) addDirection(r.messages, v.labels.direction, v.value);
+    }
+    const now = Date.now();
+    return {
+      pid: process.pid,
+      generation: this.generation,
+      draining: this.shuttingDown,
+      listeners: this.boundListeners.map((l) => ({
+        name: l.name,
+        address: l.address,
+        port: l.port,
+        tls: l.secure,
+        selfSigned: l.selfSigned,
+      })),
+      routes: [...routes.values()],
+      pools: [...runtime.pools.values()].map((p) => ({
+        name: p.name,
+        hashKey: formatHashKey(p.config.hashKey),
+        balanceFactor: p.config.balanceFactor ?? null,
+        active: p.totalActive,
+        backends: p.members.map((m) => ({
+          id: m.backend.id,
+          weight: m.backend.weight,
+          state: m.state(now),
+          active: m.active,
+        })),
+      })),
+      connections: { active: this.tunnels.size, total: total.reduce((sum, v) => sum + v.value, 0) },
+      bytes: allBytes,
+      messages: allMessages,
+    };
+  }
+
+  /** The GET /api/status document for a single-process gateway. */
+  async status(): Promise<Status> {
+    const local = await this.processStatus();
+    const config = this.runtime.config;
+    return composeStatus({
+      process: local,
+      startedAt: this.startedAt,
+      ready: this.ready,
+      configFile: config.file,
+      lastReload: this.lastReload,
+      admin: { address: config.admin.address, port: this.adminPort, tokenRequired: config.admin.token !== undefined },
+      workers: { configured: 1, live: 1, list: [] },
+      rates: this.rates,
+    });
+  }
+}
+
+export interface StatusParts {
+  readonly process: Omit<ProcessStatus, 'pid'>;
+  readonly startedAt: Date;
+  readonly ready: boolean;
+  readonly configFile: string;
+  readonly lastReload: LastReload | null;
+  readonly admin: Status['admin'];
+  readonly workers: Status['workers'];
+  readonly rates: RateTracker;
+}
+
+/** Builds the documented status document from one process's (or the merged cluster's) report. */
+export function composeStatus(parts: StatusParts): Status {
+  const p = parts.process;
+  const nowMs = Date.now();
+  const rates = parts.rates.observe(nowMs, p.bytes, p.messages);
+  return {
+    version: VERSION,
+    pid: process.pid,
+    startedAt: parts.startedAt.toISOString(),
+    now: new Date(nowMs).toISOString(),
+    uptimeSeconds: Math.round((nowMs - parts.startedAt.getTime()) / 100) / 10,
+    ready: parts.ready,
+    draining: p.draining,
+    configFile: parts.configFile,
+    generation: p.generation,
+    lastReload: parts.lastReload,
+    workers: parts.workers,
+    admin: parts.admin,
+    listeners: p.listeners,
+    routes: p.routes,
+    pools: p.pools,
+    connections: p.connections,
+    traffic: {
+      bytesTotal: p.bytes,
+      messagesTotal: p.messages,
+      bytesPerSecond: rates?.bytes ?? null,
+      messagesPerSecond: rates?.messages ?? null,
+      windowSeconds: rates ? Math.round(rates.windowSeconds * 10) / 10 : null,
+    },
+  };
+}
+
+/** Same socket: same address, port and plain/TLS (TLS details can change in place). */
+function sameSocket(a: ListenerConfig, b: ListenerConfig): boolean {
+  return a.address === b.address && a.port === b.port && (a.tls === undefined) === (b.tls === undefined);
 }
 
 function delay(ms: number): Promise<void> {

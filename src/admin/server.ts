@@ -1,13 +1,21 @@
-// The admin listener: /metrics (Prometheus text), /healthz (process alive), /readyz (listeners bound, config
-// loaded, not draining). Binds 127.0.0.1 by default.
+// The admin listener (127.0.0.1 by default): /metrics (Prometheus text), /healthz (process alive), /readyz (bound,
+// config loaded, not shutting down), POST /reload, GET /api/status (JSON, docs/admin-api.md) and GET / (the status
+// page, one self-contained HTML file polling /api/status). With admin.token set, /reload and /api/* need
+// `Authorization: Bearer <token>`; probes and /metrics stay open so kubelets and Prometheus need no secret.
 
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { ReloadOutcome, ReloadTrigger } from '../ops/reload.js';
 
 export interface AdminState {
   ready(): boolean;
-  metricsText(): Promise<string>;
-  readonly metricsContentType: string;
+  metrics(): Promise<{ readonly text: string; readonly contentType: string }>;
+  status(): Promise<unknown>;
+  reload(trigger: ReloadTrigger): Promise<ReloadOutcome>;
+  /** The bearer token required for /reload and /api/*, read per request so a reload can change it. */
+  token(): string | undefined;
 }
 
 export class AdminServer {
@@ -17,7 +25,10 @@ export class AdminServer {
   constructor(state: AdminState) {
     this.state = state;
     this.server = createServer((req, res) => {
-      this.route(req, res).catch((err: Error) => send(res, 500, `internal error: ${err.message}\n`));
+      this.route(req, res).catch((err: Error) => {
+        if (!res.headersSent) send(res, 500, `internal error: ${err.message}\n`);
+        else res.destroy();
+      });
     });
   }
 
@@ -32,7 +43,7 @@ export class AdminServer {
   }
 
   get port(): number {
-    return (this.server.address() as AddressInfo).port;
+    return (this.server.address() as AddressInfo | null)?.port ?? 0;
   }
 
   close(): Promise<void> {
@@ -44,10 +55,27 @@ export class AdminServer {
 
   private async route(req: IncomingMessage, res: ServerResponse): Promise<void> {
     const path = (req.url ?? '/').split('?')[0];
-    if (req.method !== 'GET' && req.method !== 'HEAD') return send(res, 405, 'method not allowed\n');
+    if (path === '/reload') {
+      if (req.method !== 'POST') return send(res, 405, 'use POST /reload\n', TEXT, { Allow: 'POST' });
+      req.resume(); // a body, if any, is not used
+      if (!this.authorized(req)) return unauthorized(res);
+      return this.reload(req, res);
+    }
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      return send(res, 405, 'method not allowed\n', TEXT, { Allow: 'GET, HEAD' });
+    }
+    if (path?.startsWith('/api/')) {
+      if (!this.authorized(req)) return unauthorized(res);
+      if (path === '/api/status') return sendJson(res, 200, await this.state.status());
+      return send(res, 404, 'not found\n');
+    }
     switch (path) {
-      case '/metrics':
-        return send(res, 200, await this.state.metricsText(), this.state.metricsContentType);
+      case '/':
+        return sendPage(res);
+      case '/metrics': {
+        const metrics = await this.state.metrics();
+        return send(res, 200, metrics.text, metrics.contentType);
+      }
       case '/healthz':
         return send(res, 200, 'ok\n');
       case '/readyz':
@@ -56,9 +84,118 @@ export class AdminServer {
         return send(res, 404, 'not found\n');
     }
   }
+
+  private async reload(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const outcome = await this.state.reload('admin');
+    if (wantsJson(req)) return sendJson(res, outcome.status, outcome);
+    if (outcome.ok) {
+      const what = outcome.unchanged ? 'unchanged' : 'applied';
+      return send(res, 200, `reloaded: configuration generation ${outcome.generation} ${what}\n`);
+    }
+    return send(res, outcome.status, `reload failed:\n${outcome.errors.join('\n')}\n`);
+  }
+
+  private authorized(req: IncomingMessage): boolean {
+    const token = this.state.token();
+    if (token === undefined) return true;
+    const header = req.headers.authorization ?? '';
+    const match = /^Bearer +(\S+)\s*$/i.exec(header);
+    // Compare digests: equal length whatever was sent, and constant time.
+    return match !== null && timingSafeEqual(digest(match[1] as string), digest(token));
+  }
 }
 
-function send(res: ServerResponse, status: number, body: string, contentType = 'text/plain; charset=utf-8'): void {
-  res.writeHead(status, { 'Content-Type': contentType, 'Content-Length': Buffer.byteLength(body) });
-  res.end(body);
+const TEXT = 'text/plain; charset=utf-8';
+
+function digest(text: string): Buffer {
+  return createHash('sha256').update(text).digest();
+}
+
+function wantsJson(req: IncomingMessage): boolean {
+  return (req.headers.accept ?? '').includes('application/json');
+}
+
+function unauthorized(res: ServerResponse): void {
+  send(res, 401, 'admin token required: Authorization: Bearer <admin.token>\n', TEXT, {
+    'WWW-Authenticate': 'Bearer realm="wsgate admin"',
+  });
+}
+
+function send(
+  res: ServerResponse,
+  status: number,
+  body: string,
+  contentType = TEXT,
+  headers: Record<string, string> = {},
+): void {
+  res.writeHead(status, {
+    'Content-Type': contentType,
+    'Content-Length': Buffer.byteLength(body),
+    'Cache-Control': 'no-store',
+    'X-Content-Type-Options': 'nosniff',
+    ...headers,
+  });
+  res.end(res.req.method === 'HEAD' ? undefined : body);
+}
+
+function sendJson(res: ServerResponse, status: number, value: unknown): void {
+  send(res, status, `${JSON.stringify(value, null, 2)}\n`, 'application/json; charset=utf-8');
+}
+
+interface Page {
+  readonly html: string;
+  readonly csp: string;
+}
+let page: Page | undefined;
+
+/**
+ * The status page, read once. tsc does not copy HTML into dist/, so next to this module (source, or a build
+ * that copied it, like the Dockerfile's) comes first, then the package's src/admin/.
+ */
+function statusPage(): Page {
+  if (page) return page;
+  const candidates = [
+    new URL('./status-page.html', import.meta.url),
+    new URL('../../../src/admin/status-page.html', import.meta.url),
+  ];
+  let html: string | undefined;
+  for (const url of candidates) {
+    try {
+      html = readFileSync(url, 'utf8');
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+  }
+  if (html === undefined) throw new Error('status-page.html not found next to the admin module or in src/admin/');
+  // Only the page's own inline script and style may run: pin them by hash.
+  const hashes = (tag: string) =>
+    [...html.matchAll(new RegExp(`<${tag}>([\\s\\S]*?)</${tag}>`, 'g'))]
+      .map(
+        (m) =>
+          `'sha256-${createHash('sha256')
+            .update(m[1] as string)
+            .digest('base64')}'`,
+      )
+      .join(' ');
+  const csp = [
+    "default-src 'none'",
+    `script-src ${hashes('script')}`,
+    `style-src ${hashes('style')}`,
+    "connect-src 'self'",
+    "img-src 'self' data:",
+    "base-uri 'none'",
+    "form-action 'none'",
+    "frame-ancestors 'none'",
+  ].join('; ');
+  page = { html, csp };
+  return page;
+}
+
+function sendPage(res: ServerResponse): void {
+  const { html, csp } = statusPage();
+  send(res, 200, html, 'text/html; charset=utf-8', {
+    'Content-Security-Policy': csp,
+    'Referrer-Policy': 'no-referrer',
+  });
 }

@@ -2,9 +2,10 @@
 // handlers it calls are the proxy's own; header size (431) and header-read (slowloris) limits are enforced here.
 
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import type { Duplex } from 'node:stream';
+import type { SecureContext } from 'node:tls';
 import type { ListenerConfig } from '../config/types.js';
 import { type CatalogueEntry, Errors } from '../errors.js';
 import { rejectHandshake } from '../handshake/reject.js';
@@ -22,11 +23,16 @@ export interface ListenerHandlers {
   acceptError?(err: NodeJS.ErrnoException): void;
 }
 
+type SniCallback = (name: string, cb: (err: Error | null, ctx?: SecureContext) => void) => void;
+
 export class Listener {
-  readonly config: ListenerConfig;
+  /** Replaced by updateTls on reload; address, port and plain/TLS never change for one Listener. */
+  config: ListenerConfig;
   readonly server: Server;
   readonly secure: boolean;
-  readonly selfSigned: boolean;
+  selfSigned: boolean;
+  /** The current SNI chooser; node fixes a server's SNICallback at creation, so it calls through this field. */
+  private sni: SniCallback | undefined;
 
   constructor(
     config: ListenerConfig,
@@ -46,9 +52,16 @@ export class Listener {
       noDelay: true,
     };
     if (config.tls) {
-      const tls = tlsServerOptions(config.tls, fallbackCert);
-      this.selfSigned = tls.selfSigned;
-      this.server = createHttpsServer({ ...httpOptions, ...tls.options, handshakeTimeout: handshakeTimeoutMs });
+      const { SNICallback, ...options } = tlsServerOptions(config.tls, fallbackCert).options;
+      this.selfSigned = config.tls.files === undefined;
+      this.sni = SNICallback;
+      const sniCallback: SniCallback = (name, cb) => (this.sni ? this.sni(name, cb) : cb(null, undefined));
+      this.server = createHttpsServer({
+        ...httpOptions,
+        ...options,
+        SNICallback: sniCallback,
+        handshakeTimeout: handshakeTimeoutMs,
+      });
     } else {
       this.selfSigned = false;
       this.server = createHttpServer(httpOptions);
@@ -101,14 +114,30 @@ export class Listener {
     return (this.server.address() as AddressInfo | null)?.port ?? this.config.port;
   }
 
-  /** Stops accepting; live connections are left to their owners. */
+  /**
+   * Stops accepting; live connections are left to their owners. Resolves once the port is released, not when
+   * every connection has ended: node's close callback also waits for upgraded sockets, i.e. live tunnels.
+   */
   stopAccepting(): Promise<void> {
-    return new Promise((resolve) => {
-      if (!this.server.listening) return resolve();
-      this.server.close(() => resolve());
-      // Idle keep-alive HTTP connections would hold close() open; upgraded sockets are no longer the server's.
+    if (this.server.listening) {
+      this.server.close();
+      // Idle keep-alive HTTP connections are ours to end; requests in flight finish and then close.
       this.server.closeIdleConnections();
-    });
+    }
+    return Promise.resolve();
+  }
+
+  /**
+   * New certificates, SNI entries, ciphers or minimum version for new TLS handshakes; sessions already
+   * established keep theirs. Throws (leaving the old settings) when the key does not match the certificate.
+   */
+  updateTls(config: ListenerConfig, fallbackCert?: CertificatePair): void {
+    if (!config.tls || !this.secure) throw new Error(`listener ${config.name}: plain/TLS cannot change in place`);
+    const { SNICallback, ...options } = tlsServerOptions(config.tls, fallbackCert).options;
+    (this.server as unknown as HttpsServer).setSecureContext(options);
+    this.sni = SNICallback;
+    this.selfSigned = config.tls.files === undefined;
+    this.config = config;
   }
 }
 

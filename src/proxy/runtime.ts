@@ -1,6 +1,9 @@
 // The running shape built from one Config: routes with their pool, router, metric children and loggers. Built
-// on the slow path (start, reload), read by every connection.
+// on the slow path (start, reload), read by every connection. A reload builds a new Runtime from the previous
+// one: pools are kept by name (updated in place when their config changed), and a route whose config and pool
+// are unchanged keeps its RouteRuntime object, which its live tunnels reference.
 
+import { isDeepStrictEqual } from 'node:util';
 import type { Config, RouteConfig } from '../config/types.js';
 import type { Logger } from '../observe/log.js';
 import type { Metrics, RouteStats } from '../observe/metrics.js';
@@ -21,18 +24,47 @@ export class Runtime {
   readonly routes: readonly RouteRuntime[];
   readonly pools: ReadonlyMap<string, Pool>;
 
-  constructor(config: Config, metrics: Metrics, log: Logger) {
+  /** What changed relative to the previous runtime (everything is "added" for the first one). */
+  readonly diff: RuntimeDiff;
+
+  constructor(config: Config, metrics: Metrics, log: Logger, previous?: Runtime) {
     this.config = config;
+    const diff: RuntimeDiff = {
+      routes: { added: [], removed: [], changed: [], unchanged: [] },
+      pools: { added: [], removed: [], changed: [], unchanged: [] },
+    };
     const pools = new Map<string, Pool>();
     const poolMetrics = PoolMetrics.for(metrics.registry);
     for (const [name, poolConfig] of config.pools) {
-      const poolLog = log.child({ pool: name });
-      pools.set(name, new Pool(poolConfig, { log: poolLog, metrics: poolMetrics, drainMs: config.timeouts.drainMs }));
+      const old = previous?.pools.get(name);
+      if (!old) {
+        const poolLog = log.child({ pool: name });
+        pools.set(name, new Pool(poolConfig, { log: poolLog, metrics: poolMetrics, drainMs: config.timeouts.drainMs }));
+        diff.pools.added.push(name);
+      } else if (isDeepStrictEqual(old.config, poolConfig)) {
+        pools.set(name, old);
+        diff.pools.unchanged.push(name);
+      } else {
+        // Same Pool object: members that stay keep their tunnels; rebalancing decides about moved keys.
+        old.update(poolConfig);
+        pools.set(name, old);
+        diff.pools.changed.push(name);
+      }
     }
+    for (const name of previous?.pools.keys() ?? []) if (!pools.has(name)) diff.pools.removed.push(name);
     this.pools = pools;
+    const oldRoutes = new Map(previous?.routes.map((r) => [r.name, r]));
     this.routes = config.routes.map((r) => {
       const pool = pools.get(r.pool);
       if (!pool) throw new Error(`route ${r.name} names unknown pool ${r.pool}`);
+      // Members a pool update added need their metric children too, also for unchanged routes.
+      for (const m of pool.members) metrics.childrenFor(r.name, pool.name, m.backend.id);
+      const old = oldRoutes.get(r.name);
+      if (old && old.pool === pool && isDeepStrictEqual(old.config, r)) {
+        diff.routes.unchanged.push(r.name);
+        return old;
+      }
+      diff.routes[old ? 'changed' : 'added'].push(r.name);
       const route: RouteRuntime = {
         name: r.name,
         pathPrefix: r.pathPrefix,
@@ -42,9 +74,11 @@ export class Runtime {
         stats: metrics.statsFor(r.name),
         log: log.child({ route: r.name, pool: r.pool }),
       };
-      for (const m of pool.members) metrics.childrenFor(r.name, pool.name, m.backend.id);
       return route;
     });
+    for (const name of oldRoutes.keys())
+      if (!config.routes.some((r) => r.name === name)) diff.routes.removed.push(name);
+    this.diff = diff;
     this.router = new Router(this.routes);
   }
 
@@ -60,4 +94,16 @@ export class Runtime {
   stop(): void {
     for (const p of this.pools.values()) p.stop();
   }
+}
+
+export interface NameDiff {
+  readonly added: string[];
+  readonly removed: string[];
+  readonly changed: string[];
+  readonly unchanged: string[];
+}
+
+export interface RuntimeDiff {
+  readonly routes: NameDiff;
+  readonly pools: NameDiff;
 }

@@ -1,0 +1,74 @@
+// Draining live tunnels: each gets close 1001 ("going away") at its next frame boundary, the closes spread over
+// the first half of the window so reconnecting clients do not arrive in one burst, and whatever is still open at
+// the deadline is destroyed. One timer per drain, not one per tunnel.
+
+import type { Tunnel } from '../tunnel/tunnel.js';
+
+export const GOING_AWAY = 1001;
+/** How often a drain sends its next batch of close frames. */
+export const DRAIN_TICK_MS = 25;
+
+export interface DrainOptions {
+  /** Milliseconds from now until tunnels still open are destroyed. */
+  readonly deadlineMs: number;
+  /** Close reason sent to the client (at most 123 bytes, RFC 6455 §5.5). */
+  readonly reason: string;
+  /** Whether the tunnel is still open (a tunnel leaves its owner's set when it ends). */
+  readonly isOpen: (tunnel: Tunnel) => boolean;
+  /** Tunnels already told to go away by another drain; shared so no tunnel gets two close frames. */
+  readonly told: WeakSet<Tunnel>;
+}
+
+export interface DrainResult {
+  /** Tunnels sent a close frame by this drain. */
+  readonly closed: number;
+  /** Tunnels still open at the deadline, destroyed. */
+  readonly destroyed: number;
+}
+
+/** Closes `tunnels` gracefully within `deadlineMs`; resolves when all have ended or the deadline passed. */
+export function drainTunnels(tunnels: readonly Tunnel[], options: DrainOptions): Promise<DrainResult> {
+  const { isOpen, told, reason } = options;
+  const deadline = performance.now() + options.deadlineMs;
+  const spreadMs = Math.max(0, options.deadlineMs / 2);
+  const ticks = Math.max(1, Math.floor(spreadMs / DRAIN_TICK_MS));
+  const perTick = Math.ceil(tunnels.length / ticks);
+  let next = 0;
+  let closed = 0;
+
+  const sendBatch = () => {
+    const end = Math.min(tunnels.length, next + perTick);
+    for (; next < end; next++) {
+      const t = tunnels[next] as Tunnel;
+      if (!isOpen(t) || told.has(t)) continue;
+      told.add(t);
+      t.closeWithCode(GOING_AWAY, reason);
+      closed++;
+    }
+  };
+
+  return new Promise((resolve) => {
+    const finish = (timer: NodeJS.Timeout) => {
+      clearInterval(timer);
+      let destroyed = 0;
+      for (const t of tunnels) {
+        if (!isOpen(t)) continue;
+        destroyed++;
+        t.abort('drain_deadline', 'proxy');
+      }
+      resolve({ closed, destroyed });
+    };
+    // Tunnels never reopen, so everything before `scan` is known closed: checking "all closed" stays O(n) in total.
+    let scan = 0;
+    const allClosed = () => {
+      while (scan < tunnels.length && !isOpen(tunnels[scan] as Tunnel)) scan++;
+      return scan >= tunnels.length;
+    };
+    sendBatch();
+    const timer: NodeJS.Timeout = setInterval(() => {
+      if (next < tunnels.length) sendBatch();
+      if (next >= tunnels.length && allClosed()) return finish(timer);
+      if (performance.now() >= deadline) finish(timer);
+    }, DRAIN_TICK_MS);
+  });
+}

@@ -1,0 +1,140 @@
+// Config reload: one controller per config file, whatever triggers it (SIGHUP, a file change, POST /reload).
+// The new file is read and validated completely first; an invalid file never replaces the running config: its
+// problems (file:line:column, key path) are logged and returned, and the failure is counted. Reloads run one at a
+// time, in the order they were asked for.
+
+import { readFileSync } from 'node:fs';
+import { isDeepStrictEqual } from 'node:util';
+import { ConfigError, type ConfigIssue, formatIssue, parseConfig } from '../config/load.js';
+import type { Config } from '../config/types.js';
+import type { Logger } from '../observe/log.js';
+import type { OpsMetrics } from './metrics.js';
+import type { LastReload } from './status.js';
+
+export type ReloadTrigger = 'signal' | 'watch' | 'admin';
+
+export type ReloadOutcome =
+  | {
+      readonly ok: true;
+      readonly status: 200;
+      readonly generation: number;
+      /** True when a file-change reload found nothing different (nothing applied, nothing counted). */
+      readonly unchanged: boolean;
+      /** What the apply step reports (the gateway's ReloadSummary; the primary's per-worker results). */
+      readonly changes: unknown;
+    }
+  | {
+      readonly ok: false;
+      /** 400 invalid config, 500 valid but could not be applied, 501 no file, 503 shutting down. */
+      readonly status: 400 | 500 | 501 | 503;
+      readonly errors: readonly string[];
+      readonly issues?: readonly ConfigIssue[];
+    };
+
+/** Where a validated config goes: the in-process gateway, or the cluster primary that forwards it to workers. */
+export interface ConfigTarget {
+  /** Applies `config` (parsed from `text`) as `generation`; throws when it cannot, leaving the old one running. */
+  apply(text: string, config: Config, generation: number): Promise<unknown>;
+  /** True once shutdown began: reloads are refused. */
+  readonly stopping: boolean;
+  /** Told about every counted reload, for the status page. */
+  recordReload(last: LastReload, generation: number): void;
+}
+
+export interface ReloadControllerOptions {
+  readonly file: string;
+  readonly config: Config;
+  readonly target: ConfigTarget;
+  readonly ops: OpsMetrics;
+  readonly log: Logger;
+  readonly env?: NodeJS.ProcessEnv;
+  /** Called after a successful apply with the new config (e.g. to re-point the file watcher). */
+  readonly onApplied?: (config: Config) => void;
+}
+
+export class ReloadController {
+  readonly file: string;
+  generation = 1;
+  current: Config;
+  private readonly target: ConfigTarget;
+  private readonly ops: OpsMetrics;
+  private readonly log: Logger;
+  private readonly env: NodeJS.ProcessEnv;
+  private readonly onApplied: ((config: Config) => void) | undefined;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  constructor(options: ReloadControllerOptions) {
+    this.file = options.file;
+    this.current = options.config;
+    this.target = options.target;
+    this.ops = options.ops;
+    this.log = options.log;
+    this.env = options.env ?? process.env;
+    this.onApplied = options.onApplied;
+  }
+
+  /** Queues a reload; resolves with its outcome (never rejects). */
+  reload(trigger: ReloadTrigger): Promise<ReloadOutcome> {
+    const run = this.queue.then(() => this.run(trigger));
+    this.queue = run;
+    return run;
+  }
+
+  /** The config file and every TLS file the running config reads: what a watcher should watch. */
+  watchedFiles(): string[] {
+    const files = new Set([this.file]);
+    for (const l of this.current.listeners) {
+      if (l.tls?.files) files.add(l.tls.files.certFile).add(l.tls.files.keyFile);
+      for (const s of l.tls?.sni ?? []) files.add(s.certFile).add(s.keyFile);
+    }
+    return [...files];
+  }
+
+  private async run(trigger: ReloadTrigger): Promise<ReloadOutcome> {
+    if (this.target.stopping) return { ok: false, status: 503, errors: ['shutting down: reload refused'] };
+    let config: Config;
+    let text: string;
+    try {
+      text = readFileSync(this.file, 'utf8');
+      config = parseConfig(text, this.file, this.env);
+    } catch (err) {
+      const issues: readonly ConfigIssue[] =
+        err instanceof ConfigError
+          ? err.issues
+          : [{ file: this.file, line: undefined, column: undefined, path: '', message: (err as Error).message }];
+      const errors = issues.map(formatIssue);
+      this.log.error(
+        { event: 'reload_failed', trigger, file: this.file, issues },
+        `configuration rejected, still running generation ${this.generation}:\n${errors.join('\n')}`,
+      );
+      this.failed(trigger, errors);
+      return { ok: false, status: 400, errors, issues };
+    }
+    if (trigger === 'watch' && isDeepStrictEqual(config, this.current)) {
+      this.log.debug({ event: 'reload_skipped', file: this.file }, 'file touched but configuration unchanged');
+      return { ok: true, status: 200, generation: this.generation, unchanged: true, changes: null };
+    }
+    const generation = this.generation + 1;
+    let changes: unknown;
+    try {
+      changes = await this.target.apply(text, config, generation);
+    } catch (err) {
+      const errors = [`configuration is valid but could not be applied: ${(err as Error).message}`];
+      this.log.error({ event: 'reload_failed', trigger, err }, errors[0]);
+      this.failed(trigger, errors);
+      return { ok: false, status: 500, errors };
+    }
+    this.generation = generation;
+    this.current = config;
+    this.ops.applied(generation);
+    this.target.recordReload({ at: new Date().toISOString(), trigger, result: 'success', errors: [] }, generation);
+    this.log.info({ event: 'reloaded', trigger, generation }, 'configuration reloaded');
+    this.onApplied?.(config);
+    return { ok: true, status: 200, generation, unchanged: false, changes };
+  }
+
+  private failed(trigger: ReloadTrigger, errors: readonly string[]): void {
+    this.ops.failed();
+    this.target.recordReload({ at: new Date().toISOString(), trigger, result: 'failure', errors }, this.generation);
+  }
+}

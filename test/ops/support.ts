@@ -1,0 +1,305 @@
+// Shared by the ops tests: a gateway run from a real config file with reload wired in, WebSocket clients that
+// remember how they closed, admin HTTP calls, and running the built CLI as a child process.
+
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, readdirSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { pino } from 'pino';
+import WebSocket from 'ws';
+import { stringify } from 'yaml';
+import { loadConfig } from '../../src/config/load.js';
+import { Gateway } from '../../src/gateway.js';
+import { Metrics } from '../../src/observe/metrics.js';
+import { controlGateway, type GatewayControl } from '../../src/ops/control.js';
+import type { ConfigObject } from '../helpers/gateway.js';
+import { delay, waitFor } from '../helpers/wait.js';
+
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+export const NODE_BIN = join(ROOT, 'node_modules', '.bin', 'node');
+
+export interface FileGateway {
+  readonly gateway: Gateway;
+  readonly control: GatewayControl;
+  readonly file: string;
+  readonly dir: string;
+  readonly adminPort: number;
+  /** Port of the listener named `name` (default: the first). */
+  port(name?: string): number;
+  /** Rewrites the config file. */
+  write(config: ConfigObject | string): void;
+  stop(): Promise<void>;
+}
+
+export async function startFileGateway(
+  config: ConfigObject,
+  options: { watch?: boolean; files?: Record<string, string> } = {},
+): Promise<FileGateway> {
+  const dir = mkdtempSync(join(tmpdir(), 'wsgate-ops-'));
+  for (const [name, content] of Object.entries(options.files ?? {})) writeFileSync(join(dir, name), content);
+  const file = join(dir, 'config.yaml');
+  const write = (c: ConfigObject | string) => writeFileSync(file, typeof c === 'string' ? c : stringify(c));
+  write(config);
+  const gateway = await Gateway.start(loadConfig(file), {
+    log: pino({ level: process.env.WSGATE_TEST_LOG ?? 'silent' }),
+    metrics: new Metrics({ defaultMetrics: false }),
+  });
+  const control = controlGateway(gateway, file, {
+    watch: options.watch ?? false,
+    watchIntervalMs: 50,
+    watchDebounceMs: 50,
+  });
+  return {
+    gateway,
+    control,
+    file,
+    dir,
+    adminPort: gateway.adminPort,
+    port: (name) => {
+      const l = name === undefined ? gateway.boundListeners[0] : gateway.boundListeners.find((b) => b.name === name);
+      if (!l) throw new Error(`no listener ${name}`);
+      return l.port;
+    },
+    write,
+    stop: async () => {
+      control.close();
+      await gateway.stop(500);
+    },
+  };
+}
+
+/** A WebSocket client that records the backend's welcome, its messages and how it closed. */
+export interface Client {
+  readonly ws: WebSocket;
+  readonly backend: string;
+  closeCode: number | undefined;
+  closedAtMs: number | undefined;
+  readonly messages: string[];
+  /** Sends `text` and resolves with the echo. */
+  echo(text: string): Promise<string>;
+  closed(): Promise<number>;
+}
+
+export function connectClient(
+  url: string,
+  headers: Record<string, string> = {},
+  options: WebSocket.ClientOptions = {},
+): Promise<Client> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { headers, ...options });
+    const messages: string[] = [];
+    let closeResolve: ((code: number) => void) | undefined;
+    const closedPromise = new Promise<number>((r) => {
+      closeResolve = r;
+    });
+    const client: Client = {
+      ws,
+      backend: '',
+      closeCode: undefined,
+      closedAtMs: undefined,
+      messages,
+      echo: (text) =>
+        new Promise((res, rej) => {
+          const onMessage = (data: WebSocket.RawData) => {
+            if (data.toString() !== text) return;
+            ws.off('message', onMessage);
+            res(text);
+          };
+          ws.on('message', onMessage);
+          ws.send(text, (err) => err && rej(err));
+        }),
+      closed: () => closedPromise,
+    };
+    ws.once('message', (data) => {
+      (client as { backend: string }).backend = (JSON.parse(data.toString()) as { backend: string }).backend;
+      ws.on('message', (d) => messages.push(d.toString()));
+      resolve(client);
+    });
+    ws.once('error', reject);
+    ws.once('close', (code) => {
+      client.closeCode = code;
+      client.closedAtMs = performance.now();
+      closeResolve?.(code);
+    });
+  });
+}
+
+/** Opens `n` clients, `batch` at a time (a thousand SYNs at once would overflow a listen backlog). */
+export async function connectMany(url: string, n: number, batch = 100): Promise<Client[]> {
+  const clients: Client[] = [];
+  for (let i = 0; i < n; i += batch) {
+    const size = Math.min(batch, n - i);
+    clients.push(
+      ...(await Promise.all(Array.from({ length: size }, (_, j) => connectClient(url, { 'x-user-id': `u${i + j}` })))),
+    );
+  }
+  return clients;
+}
+
+export interface AdminAnswer {
+  readonly status: number;
+  readonly text: string;
+  readonly headers: Headers;
+  json<T>(): T;
+}
+
+export async function admin(
+  port: number,
+  path: string,
+  init: { method?: string; token?: string; accept?: string } = {},
+): Promise<AdminAnswer> {
+  const headers: Record<string, string> = {};
+  if (init.token) headers.authorization = `Bearer ${init.token}`;
+  if (init.accept) headers.accept = init.accept;
+  const res = await fetch(`http://127.0.0.1:${port}${path}`, { method: init.method ?? 'GET', headers });
+  const text = await res.text();
+  return { status: res.status, text, headers: res.headers, json: <T>() => JSON.parse(text) as T };
+}
+
+// ── The built CLI as a child process ────────────────────────────────────────────────────────────
+
+/** Newest modification time under `dir` (recursively), for "is dist/ older than src/?". */
+function newestMtime(dir: string): number {
+  let newest = 0;
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const path = join(dir, entry.name);
+    newest = Math.max(newest, entry.isDirectory() ? newestMtime(path) : statSync(path).mtimeMs);
+  }
+  return newest;
+}
+
+/**
+ * Builds dist/ with tsc when it is missing or older than src/ (`npm test` builds first; a direct vitest run may
+ * not have). A lock directory keeps two test files from building at once.
+ */
+export async function ensureBuilt(): Promise<void> {
+  const cli = join(ROOT, 'dist', 'src', 'cli.js');
+  const fresh = () => {
+    try {
+      return statSync(cli).mtimeMs >= newestMtime(join(ROOT, 'src'));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false; // no build yet
+      throw err;
+    }
+  };
+  if (fresh()) return;
+  const lock = join(ROOT, 'dist', '.ops-test-build.lock');
+  mkdirSync(join(ROOT, 'dist'), { recursive: true });
+  for (;;) {
+    try {
+      mkdirSync(lock);
+      break;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      // Another test file is building: wait for it.
+      await delay(200);
+      if (fresh()) return;
+    }
+  }
+  try {
+    const result = spawnSync(
+      NODE_BIN,
+      [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'],
+      {
+        cwd: ROOT,
+        encoding: 'utf8',
+      },
+    );
+    if (!fresh()) throw new Error(`build failed:\n${result.stdout}${result.stderr}`);
+  } finally {
+    rmdirSync(lock);
+  }
+}
+
+export interface CliProcess {
+  readonly child: ChildProcess;
+  readonly lines: string[];
+  /** Parsed pino JSON lines. */
+  readonly logs: Record<string, unknown>[];
+  readonly exited: Promise<{ code: number | null; signal: string | null; atMs: number }>;
+  /** Resolves with the first log line whose msg is `msg` (and that matches `where`). */
+  logLine(
+    msg: string,
+    where?: (line: Record<string, unknown>) => boolean,
+    ms?: number,
+  ): Promise<Record<string, unknown>>;
+  kill(signal?: NodeJS.Signals): void;
+}
+
+export function runCli(configFile: string, extraArgs: string[] = []): CliProcess {
+  const child = spawn(NODE_BIN, [join(ROOT, 'dist', 'src', 'cli.js'), '--config', configFile, ...extraArgs], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, NODE_NO_WARNINGS: '1' },
+  });
+  const lines: string[] = [];
+  const logs: Record<string, unknown>[] = [];
+  let partial = '';
+  child.stdout?.setEncoding('utf8');
+  child.stdout?.on('data', (text: string) => {
+    const parts = (partial + text).split('\n');
+    partial = parts.pop() ?? '';
+    for (const line of parts) {
+      if (line === '') continue;
+      lines.push(line);
+      if (line.startsWith('{')) logs.push(JSON.parse(line) as Record<string, unknown>);
+    }
+  });
+  child.stderr?.setEncoding('utf8');
+  child.stderr?.on('data', (text: string) => lines.push(`stderr: ${text}`));
+  const exited = new Promise<{ code: number | null; signal: string | null; atMs: number }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal, atMs: performance.now() })),
+  );
+  return {
+    child,
+    lines,
+    logs,
+    exited,
+    logLine: async (msg, where = () => true, ms = 15_000) => {
+      let found: Record<string, unknown> | undefined;
+      await waitFor(
+        () => {
+          found = logs.find((l) => l.msg === msg && where(l));
+          return found !== undefined;
+        },
+        ms,
+        `log line "${msg}" (output so far:\n${lines.join('\n')})`,
+      );
+      return found as Record<string, unknown>;
+    },
+    kill: (signal = 'SIGTERM') => child.kill(signal),
+  };
+}
+
+export function writeConfig(config: ConfigObject): string {
+  const dir = mkdtempSync(join(tmpdir(), 'wsgate-cli-'));
+  const file = join(dir, 'config.yaml');
+  writeFileSync(file, stringify(config));
+  return file;
+}
+
+export const PROMTOOL = '/usr/bin/promtool';
+
+/**
+ * Metrics prom-client's collectDefaultMetrics() exports as gauges with a `_total` suffix, which promtool's linter
+ * flags. They are third-party names dashboards rely on, so they are tolerated; any other problem (a wsgate name,
+ * a parse error) is returned.
+ */
+export const PROM_CLIENT_LINT_EXCEPTIONS = [
+  'nodejs_active_handles_total',
+  'nodejs_active_requests_total',
+  'nodejs_active_resources_total',
+];
+
+/** Problems `promtool check metrics` reports for `text`, minus PROM_CLIENT_LINT_EXCEPTIONS. */
+export function promtoolMetricProblems(text: string): string[] {
+  const result = spawnSync(PROMTOOL, ['check', 'metrics'], { input: text, encoding: 'utf8' });
+  if (result.error) throw result.error;
+  const problems = `${result.stdout}${result.stderr}`.split('\n').filter((l) => l.trim() !== '');
+  const remaining = problems.filter((p) => !PROM_CLIENT_LINT_EXCEPTIONS.some((name) => p.startsWith(`${name} `)));
+  if (remaining.length === 0 && result.status !== 0 && problems.length === 0) {
+    return [`promtool exited ${result.status} without output`];
+  }
+  return remaining;
+}
