@@ -93,6 +93,14 @@ export class Listener {
         socket.destroy();
         return;
       }
+      if (this.secure && isTlsHandshakeError(err)) {
+        // https routes tlsClientError here. No HTTP answer can be read on a socket whose TLS handshake failed,
+        // and a lingering close would keep it 2 s past the handshake timeout: count it and drop it now.
+        const tlsEntry = err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT' ? Errors.HANDSHAKE_TIMEOUT : Errors.BAD_REQUEST;
+        handlers.clientError(tlsEntry, err.code ?? err.message);
+        socket.destroy();
+        return;
+      }
       const entry = clientErrorEntry(err);
       handlers.clientError(entry, err.code ?? err.message);
       rejectHandshake(socket, entry);
@@ -155,6 +163,13 @@ function reportAcceptError(err: NodeJS.ErrnoException): void {
   });
   lastAcceptErrorReport = now;
   acceptErrorsSinceReport = 0;
+}
+
+/** A failed or timed-out TLS handshake (node's own timeout, or an OpenSSL error such as a refused version). */
+function isTlsHandshakeError(err: NodeJS.ErrnoException & { library?: string }): boolean {
+  return (
+    err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT' || err.library !== undefined || err.code?.startsWith('ERR_SSL_') === true
+  );
 }
 
 function clientErrorEntry(err: NodeJS.ErrnoException): CatalogueEntry {
