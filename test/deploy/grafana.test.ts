@@ -29,6 +29,7 @@ const WSGATE_METRICS: Record<string, readonly string[]> = {
   wsgate_closes_total: ['route', 'code', 'initiator'],
   wsgate_protocol_violations_total: ['route', 'direction', 'kind'],
   wsgate_limit_exceeded_total: ['route', 'limit', 'action'],
+  wsgate_keepalive_timeouts_total: ['route', 'peer'],
   // Pools
   wsgate_backend_up: ['pool', 'backend'],
   wsgate_backend_health_checks_total: ['pool', 'backend', 'result'],

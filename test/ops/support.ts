@@ -34,7 +34,7 @@ export interface FileGateway {
 
 export async function startFileGateway(
   config: ConfigObject,
-  options: { watch?: boolean; files?: Record<string, string> } = {},
+  options: { watch?: boolean; files?: Record<string, string>; metrics?: Metrics } = {},
 ): Promise<FileGateway> {
   const dir = mkdtempSync(join(tmpdir(), 'wsgate-ops-'));
   for (const [name, content] of Object.entries(options.files ?? {})) writeFileSync(join(dir, name), content);
@@ -43,7 +43,7 @@ export async function startFileGateway(
   write(config);
   const gateway = await Gateway.start(loadConfig(file), {
     log: pino({ level: process.env.WSGATE_TEST_LOG ?? 'silent' }),
-    metrics: new Metrics({ defaultMetrics: false }),
+    metrics: options.metrics ?? new Metrics({ defaultMetrics: false }),
   });
   const control = controlGateway(gateway, file, {
     watch: options.watch ?? false,

@@ -1,0 +1,255 @@
+// The dashboard proven on a real Prometheus (Debian's `prometheus` binary): a running wsgate under a little
+// traffic of every kind is scraped once a second, then every panel's expression (and the annotation's), with the
+// template variables substituted as Grafana would for "All", is evaluated through the HTTP API and must return
+// data. `promtool check metrics` must accept the exposition. Without Prometheus the test is skipped locally and
+// fails in CI.
+
+import { type ChildProcess, spawn } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Metrics } from '../../src/observe/metrics.js';
+import { refusedPort, startEchoBackend, type TestBackend } from '../helpers/backends.js';
+import { frame, rawUpgrade } from '../helpers/raw-client.js';
+import { delay, waitFor } from '../helpers/wait.js';
+import {
+  type Client,
+  connectClient,
+  type FileGateway,
+  PROMTOOL,
+  promtoolMetricProblems,
+  ROOT,
+  startFileGateway,
+} from '../ops/support.js';
+
+const PROMETHEUS = '/usr/bin/prometheus';
+const IN_CI = !['', '0', 'false'].includes((process.env.CI ?? '').toLowerCase());
+const SCRAPE_INTERVAL = '1s';
+
+/**
+ * Panels whose metrics wsgate does not export at all yet. Each entry must name the issue that adds the metric;
+ * the list may only shrink: the test fails when a listed panel starts returning data (remove it then), and when
+ * an unlisted panel returns none.
+ */
+const PENDING: Readonly<Record<string, string>> = {
+  // (empty: every charted metric is exported)
+};
+
+interface Target {
+  readonly expr: string;
+  readonly refId: string;
+}
+interface Panel {
+  readonly id: number;
+  readonly type: string;
+  readonly title: string;
+  readonly targets?: readonly Target[];
+  readonly panels?: readonly Panel[];
+}
+const dashboard = JSON.parse(readFileSync(join(ROOT, 'grafana', 'wsgate-dashboard.json'), 'utf8')) as {
+  panels: Panel[];
+  annotations: { list: { name: string; expr?: string }[] };
+};
+const queries = [
+  ...dashboard.panels
+    .flatMap((p) => [p, ...(p.panels ?? [])])
+    .filter((p) => p.type !== 'row')
+    .flatMap((p) => (p.targets ?? []).map((t) => ({ name: `${p.title} (${t.refId})`, expr: t.expr }))),
+  ...dashboard.annotations.list.flatMap((a) => (a.expr ? [{ name: `annotation: ${a.name}`, expr: a.expr }] : [])),
+];
+
+/** As Grafana does for "All" (allValue .*); rate windows become 1m, plenty for a 1 s scrape interval. */
+function substitute(expr: string): string {
+  return expr.replace(/\$(__rate_interval|__interval|__range)\b/g, '1m').replace(/\$\{?(route|pool|backend)\}?/g, '.*');
+}
+
+const describePrometheus = existsSync(PROMETHEUS) || IN_CI ? describe : describe.skip;
+
+describePrometheus('dashboard queries on a real Prometheus', () => {
+  const cleanups: (() => Promise<unknown> | unknown)[] = [];
+  let gw: FileGateway;
+  let prometheus: { url: string; process: ChildProcess } | undefined;
+  let traffic: NodeJS.Timeout | undefined;
+
+  beforeAll(async () => {
+    if (!existsSync(PROMETHEUS)) return;
+    const backends: TestBackend[] = await Promise.all(['a', 'b', 'c'].map((id) => startEchoBackend(id)));
+    cleanups.push(() => Promise.all(backends.map((b) => b.close())));
+    const [a, b, c] = backends as [TestBackend, TestBackend, TestBackend];
+    const dead = await refusedPort();
+    gw = await startFileGateway(
+      {
+        listeners: [{ name: 'public', address: '127.0.0.1', port: 0 }],
+        admin: { address: '127.0.0.1', port: 0 },
+        routes: [
+          {
+            name: 'chat',
+            match: { path: '/chat' },
+            pool: 'chat',
+            limits: { perConnection: { maxMessageBytes: '4KiB' } },
+            keepalive: { interval: '200ms', timeout: '300ms', peers: 'client' },
+          },
+          { name: 'echo', match: { path: '/' }, pool: 'echo' },
+        ],
+        pools: {
+          // A refusing member: upstream errors, retries, and (after five in a row) an ejection.
+          chat: { hashKey: 'header:x-user-id', backends: [a.url, b.url, `ws://127.0.0.1:${dead}`] },
+          echo: { backends: [c.url], healthCheck: { path: '/', interval: '200ms', timeout: '500ms' } },
+        },
+        timeouts: { handshake: '2s', idle: '5m', drain: '1s' },
+      },
+      { metrics: new Metrics() },
+    );
+    cleanups.push(() => gw.stop());
+    const port = gw.port();
+
+    // Steady traffic: echoing clients on both routes, a new connection now and then, one close per tick.
+    const clients: Client[] = [];
+    cleanups.push(() => {
+      for (const cl of clients) cl.ws.terminate();
+    });
+    let n = 0;
+    const tick = async () => {
+      n++;
+      clients.push(await connectClient(`ws://127.0.0.1:${port}/chat`, { 'x-user-id': `user-${n}` }));
+      clients.push(await connectClient(`ws://127.0.0.1:${port}/`));
+      for (const cl of clients) if (cl.ws.readyState === cl.ws.OPEN) cl.ws.send(`message ${n}`);
+      clients.shift()?.ws.close(1000, 'done');
+    };
+    await tick();
+    traffic = setInterval(() => void tick().catch(() => undefined), 250);
+    cleanups.push(() => clearInterval(traffic));
+
+    // One of each trouble: a rejection, a hash-key fallback, a protocol violation, a limit hit, a silent client.
+    await rawUpgrade(port, { path: '/chat', headers: { 'Sec-WebSocket-Version': '8' } }).then((r) =>
+      r.socket.destroy(),
+    );
+    clients.push(await connectClient(`ws://127.0.0.1:${port}/chat`));
+    const raw = await rawUpgrade(port, { path: '/', headers: {} });
+    raw.socket.write(frame(0x1, 'unmasked', { masked: false }));
+    cleanups.push(() => raw.socket.destroy());
+    const big = await connectClient(`ws://127.0.0.1:${port}/chat`, { 'x-user-id': 'big' });
+    big.ws.send(Buffer.alloc(8192));
+    const silent = await rawUpgrade(port, { path: '/chat', headers: { 'x-user-id': 'silent' } });
+    silent.socket.pause(); // never reads, so never answers a ping
+    cleanups.push(() => (silent.socket as Socket).destroy());
+    prometheus = await startPrometheus(gw.adminPort, cleanups);
+    // A reload once Prometheus has seen generation 1, so the annotation's changes() sees it move.
+    await delay(1500);
+    await gw.control.controller.reload('admin');
+  }, 60_000);
+
+  afterAll(async () => {
+    while (cleanups.length > 0) await cleanups.pop()?.();
+  });
+
+  it('every panel returns data, except the listed pending ones, which return none', async () => {
+    if (!prometheus) throw new Error(`${PROMETHEUS} is missing; CI must install Debian's prometheus package`);
+    const url = prometheus.url;
+    const results = new Map<string, number>();
+    const evaluate = async () => {
+      for (const q of queries) results.set(q.name, await resultCount(url, substitute(q.expr)));
+    };
+    // Rates need two scrapes inside the window, the health and keepalive events a moment: poll until done.
+    await waitFor(
+      async () => {
+        await evaluate();
+        return queries.every((q) => (results.get(q.name) ?? 0) > 0 || q.name.split(' (')[0]! in PENDING);
+      },
+      30_000,
+      'every panel to have data',
+      1000,
+    ).catch(() => undefined);
+    const empty = queries.filter((q) => (results.get(q.name) ?? 0) === 0 && !(q.name.split(' (')[0]! in PENDING));
+    expect(
+      empty.map((q) => `${q.name}: ${substitute(q.expr)}`),
+      'panels without data',
+    ).toEqual([]);
+    const stale = Object.keys(PENDING).filter((title) =>
+      queries.some((q) => q.name.startsWith(`${title} (`) && (results.get(q.name) ?? 0) > 0),
+    );
+    expect(stale, 'pending panels that now have data: remove them from PENDING').toEqual([]);
+    for (const title of Object.keys(PENDING)) {
+      expect(
+        queries.some((q) => q.name.startsWith(`${title} (`)),
+        `PENDING names a real panel: ${title}`,
+      ).toBe(true);
+    }
+    expect(queries.length).toBeGreaterThanOrEqual(40);
+  }, 60_000);
+
+  it('promtool check metrics accepts the exposition', async () => {
+    if (!existsSync(PROMTOOL)) throw new Error(`${PROMTOOL} is missing`);
+    expect(promtoolMetricProblems(await gw.gateway.metrics.text())).toEqual([]);
+  });
+});
+
+/** Number of series an instant query returns (throws on a query error). */
+async function resultCount(baseUrl: string, expr: string): Promise<number> {
+  const res = await fetch(`${baseUrl}/api/v1/query?query=${encodeURIComponent(expr)}`);
+  const body = (await res.json()) as { status: string; error?: string; data?: { result: unknown[] } };
+  if (body.status !== 'success') throw new Error(`query failed: ${expr}: ${body.error}`);
+  return body.data?.result.length ?? 0;
+}
+
+/**
+ * Runs Prometheus scraping 127.0.0.1:adminPort. It binds port 0 itself (`--web.listen-address=127.0.0.1:0`) and
+ * logs the address it got ("Listening on" address=127.0.0.1:PORT), so no port is guessed or raced for.
+ */
+async function startPrometheus(
+  adminPort: number,
+  cleanups: (() => Promise<unknown> | unknown)[],
+): Promise<{ url: string; process: ChildProcess }> {
+  const dir = mkdtempSync(join(tmpdir(), 'wsgate-prometheus-'));
+  cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
+  const config = join(dir, 'prometheus.yml');
+  writeFileSync(
+    config,
+    [
+      'global:',
+      `  scrape_interval: ${SCRAPE_INTERVAL}`,
+      `  evaluation_interval: ${SCRAPE_INTERVAL}`,
+      'scrape_configs:',
+      '  - job_name: wsgate',
+      '    static_configs:',
+      `      - targets: ['127.0.0.1:${adminPort}']`,
+      '',
+    ].join('\n'),
+  );
+  const child = spawn(
+    PROMETHEUS,
+    [
+      `--config.file=${config}`,
+      `--storage.tsdb.path=${join(dir, 'data')}`,
+      '--web.listen-address=127.0.0.1:0',
+      '--log.level=info',
+    ],
+    { stdio: ['ignore', 'ignore', 'pipe'] },
+  );
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  cleanups.push(async () => {
+    child.kill('SIGTERM');
+    await Promise.race([exited, delay(5000).then(() => child.kill('SIGKILL'))]);
+  });
+  let log = '';
+  const address = await new Promise<string>((resolve, reject) => {
+    child.stderr?.setEncoding('utf8');
+    child.stderr?.on('data', (text: string) => {
+      log += text;
+      const match = /msg="Listening on" address=(127\.0\.0\.1:\d+)/.exec(log);
+      if (match) resolve(match[1] as string);
+    });
+    void exited.then(() => reject(new Error(`prometheus exited before listening:\n${log}`)));
+    setTimeout(() => reject(new Error(`prometheus did not report its address:\n${log}`)), 20_000).unref();
+  });
+  const url = `http://${address}`;
+  await waitFor(
+    async () => (await resultCount(url, 'up{job="wsgate"} == 1')) === 1,
+    20_000,
+    'Prometheus to scrape wsgate',
+    250,
+  );
+  return { url, process: child };
+}
