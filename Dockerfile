@@ -39,9 +39,10 @@ EXPOSE 8080 8443 9090
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
   CMD ["node", "-e", "fetch('http://127.0.0.1:9090/healthz').then((r)=>process.exit(r.ok?0:1)).catch(()=>process.exit(1))"]
 
-# wsgate drains on SIGTERM (close 1001 to every tunnel, bounded by timeouts.drain). Node runs as PID 1
-# here, which is fine because the CLI installs its own SIGTERM/SIGINT handlers; use `docker run --init`
-# if you want zombie reaping as well.
+# wsgate drains on SIGTERM (close 1001 to every tunnel, bounded by timeouts.drain) and reloads its config
+# on SIGHUP (`docker kill -s HUP <container>`) or when the mounted file changes. Node runs as PID 1 here,
+# which is fine because the CLI installs its own signal handlers and, with `workers` > 1, the primary reaps
+# its workers; use `docker run --init` if you want general zombie reaping as well.
 STOPSIGNAL SIGTERM
 ENTRYPOINT ["node", "dist/src/cli.js"]
 CMD ["--config", "/etc/wsgate/config.yaml"]

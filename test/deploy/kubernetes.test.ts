@@ -75,6 +75,8 @@ interface WsgateConfig {
   routes: { name: string; pool: string; match: { path?: string } }[];
   pools: Record<string, PoolConfig>;
   timeouts: { handshake: string; idle: string; drain: string };
+  shutdown?: { acceptDelay?: string };
+  workers?: number | 'auto';
 }
 
 const configMap = only('ConfigMap', 'wsgate-config');
@@ -184,16 +186,21 @@ describe('deploy/kubernetes manifests', () => {
     expect(annotations['prometheus.io/path']).toBe('/metrics');
   });
 
-  it('the grace period covers preStop plus timeouts.drain, so a drain is never SIGKILLed', () => {
+  it('the grace period covers preStop, shutdown.acceptDelay and timeouts.drain, so a drain is never SIGKILLed', () => {
     const command: string[] = container.lifecycle.preStop.exec.command;
     expect(command[0]).toBe('sleep');
     const preStopSeconds = Number(command[1]);
     expect(preStopSeconds).toBeGreaterThan(0);
     const drainSeconds = durationSeconds(embeddedConfig.timeouts.drain);
+    const acceptDelaySeconds = durationSeconds(embeddedConfig.shutdown?.acceptDelay ?? '0s');
     const grace: number = podSpec.terminationGracePeriodSeconds;
     expect(grace).toBe(45);
     expect(grace).toBeGreaterThan(drainSeconds);
-    expect(grace).toBeGreaterThan(drainSeconds + preStopSeconds);
+    expect(grace).toBeGreaterThan(preStopSeconds + acceptDelaySeconds + drainSeconds);
+  });
+
+  it('runs one process per pod and scales with replicas', () => {
+    expect(embeddedConfig.workers).toBe(1);
   });
 
   it('runs as a verifiable non-root user on a read-only root filesystem', () => {
