@@ -4,13 +4,14 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
+import { createSecureContext } from 'node:tls';
 import { isDeepStrictEqual } from 'node:util';
 import { AdminServer, type AdminState } from './admin/server.js';
 import type { Config, ListenerConfig } from './config/types.js';
 import { type CatalogueEntry, reasonLabel } from './errors.js';
 import { PlainHttpProxy } from './http/plain-http.js';
 import { Listener, type ListenerHandlers } from './listen/listener.js';
-import { type CertificatePair, generateSelfSigned } from './listen/tls.js';
+import { type CertificatePair, generateSelfSigned, tlsServerOptions } from './listen/tls.js';
 import { createLogger, type Logger } from './observe/log.js';
 import { Metrics } from './observe/metrics.js';
 import { type DrainResult, drainTunnels } from './ops/drain.js';
@@ -295,6 +296,22 @@ export class Gateway implements ProxyContext {
       if (old && sameSocket(old.config, lc)) keep.set(lc.name, old);
       else toBind.push(lc);
     }
+    // Every TLS setting that will be used is checked before anything is bound: a key that does not match its
+    // certificate fails the reload here, with nothing changed.
+    for (const lc of config.listeners) {
+      if (!lc.tls || isDeepStrictEqual(keep.get(lc.name)?.config, lc)) continue;
+      if (!lc.tls.files && !this.fallbackCert) this.fallbackCert = await generateSelfSigned();
+      const {
+        SNICallback: _sni,
+        ALPNProtocols: _alpn,
+        ...options
+      } = tlsServerOptions(lc.tls, this.fallbackCert).options;
+      try {
+        createSecureContext(options);
+      } catch (err) {
+        throw new Error(`listener ${lc.name}: TLS certificate or key unusable: ${(err as Error).message}`);
+      }
+    }
     const retiring = this.listeners.filter((l) => keep.get(l.config.name) !== l);
     // A new socket on an endpoint a retiring listener holds cannot be bound first: that one closes, then binds.
     const heldBy = (lc: ListenerConfig) =>
@@ -316,23 +333,24 @@ export class Gateway implements ProxyContext {
         closedEarly.push(holder);
         fresh.push(await this.openListener(lc));
       }
+      // Certificates: a changed TLS block (or changed file contents) on a kept socket swaps its secure context.
+      for (const lc of config.listeners) {
+        const listener = keep.get(lc.name);
+        if (!listener) continue;
+        if (isDeepStrictEqual(listener.config, lc)) {
+          diff.unchanged.push(lc.name);
+          continue;
+        }
+        listener.updateTls(lc, this.fallbackCert);
+        diff.tlsUpdated.push(lc.name);
+        this.log.info({ listener: lc.name }, 'TLS settings updated for new handshakes');
+      }
     } catch (err) {
       for (const l of fresh) await l.stopAccepting();
-      for (const l of closedEarly) await l.listen().catch(() => undefined);
-      throw err;
-    }
-    // Certificates: a changed TLS block (or changed file contents) on a kept socket swaps its secure context.
-    for (const lc of config.listeners) {
-      const listener = keep.get(lc.name);
-      if (!listener) continue;
-      if (isDeepStrictEqual(listener.config, lc)) {
-        diff.unchanged.push(lc.name);
-        continue;
+      for (const l of closedEarly) {
+        await l.listen().catch((e: Error) => this.log.error({ err: e, listener: l.config.name }, 'could not rebind'));
       }
-      if (lc.tls && !lc.tls.files && !this.fallbackCert) this.fallbackCert = await generateSelfSigned();
-      listener.updateTls(lc, this.fallbackCert);
-      diff.tlsUpdated.push(lc.name);
-      this.log.info({ listener: lc.name }, 'TLS settings updated for new handshakes');
+      throw err;
     }
     for (const l of retiring) {
       await l.stopAccepting();
@@ -393,6 +411,7 @@ export class Gateway implements ProxyContext {
       reason: 'server shutting down',
       isOpen: (t) => this.tunnels.has(t),
       told: this.toldToGoAway,
+      late: () => this.tunnels,
     });
     // Background drains (removed routes) share the tunnel set: whatever they still hold is gone too.
     let destroyed = result.destroyed;

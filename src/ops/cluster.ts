@@ -99,7 +99,10 @@ export class Primary implements ConfigTarget {
   private readonly startedAt = new Date();
   private readonly rates = new RateTracker();
   private nextRequestId = 1;
-  private readonly pending = new Map<number, { resolve: (value: unknown) => void; reject: (err: Error) => void }>();
+  private readonly pending = new Map<
+    number,
+    { slot: WorkerSlot; resolve: (value: unknown) => void; reject: (err: Error) => void }
+  >();
   private shutdownPromise: Promise<void> | undefined;
 
   constructor(options: PrimaryOptions) {
@@ -168,6 +171,8 @@ export class Primary implements ConfigTarget {
     slot.startedAt = new Date();
     slot.generation = 0;
     slot.worker = cluster.fork({ WSGATE_WORKER_ID: String(slot.id) });
+    // A send racing the worker's death fails asynchronously; its exit handler does the rest.
+    slot.worker.on('error', (err: Error) => this.log.warn({ worker: slot.id, err }, 'worker channel error'));
     slot.worker.once('online', () => {
       const { text, generation } = this.applied;
       this.send(slot, { type: 'wsgate:start', file: this.file, text, generation });
@@ -207,6 +212,12 @@ export class Primary implements ConfigTarget {
   private onExit(worker: Worker, code: number | null, signal: string | null): void {
     const slot = this.slotOf(worker);
     if (!slot) return;
+    // Whoever waits for this worker's answer (a scrape, a status call, a reload) learns now, not at the timeout.
+    for (const [id, waiter] of this.pending) {
+      if (waiter.slot !== slot) continue;
+      this.pending.delete(id);
+      waiter.reject(new Error(`worker ${slot.id} exited (${signal ?? code})`));
+    }
     this.ops.workers.set(this.slots.filter((s) => s.state === 'ready' && s.worker !== worker).length);
     if (this.stopping) {
       this.log.info({ worker: slot.id, workerPid: worker.process.pid, code, signal }, 'worker exited');
@@ -257,6 +268,7 @@ export class Primary implements ConfigTarget {
         reject(new Error(`worker ${slot.id} did not answer within ${WORKER_REPLY_TIMEOUT_MS} ms`));
       }, WORKER_REPLY_TIMEOUT_MS);
       this.pending.set(id, {
+        slot,
         resolve: (v) => {
           clearTimeout(timer);
           resolve(v);

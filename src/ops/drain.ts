@@ -17,7 +17,14 @@ export interface DrainOptions {
   readonly isOpen: (tunnel: Tunnel) => boolean;
   /** Tunnels already told to go away by another drain; shared so no tunnel gets two close frames. */
   readonly told: WeakSet<Tunnel>;
+  /**
+   * Where tunnels that open after the drain began come from (a handshake that was in flight when accepting
+   * stopped): scanned every LATE_SCAN_MS, and what is new is drained too.
+   */
+  readonly late?: () => Iterable<Tunnel>;
 }
+
+export const LATE_SCAN_MS = 250;
 
 export interface DrainResult {
   /** Tunnels sent a close frame by this drain. */
@@ -27,8 +34,20 @@ export interface DrainResult {
 }
 
 /** Closes `tunnels` gracefully within `deadlineMs`; resolves when all have ended or the deadline passed. */
-export function drainTunnels(tunnels: readonly Tunnel[], options: DrainOptions): Promise<DrainResult> {
-  const { isOpen, told, reason } = options;
+export function drainTunnels(initial: readonly Tunnel[], options: DrainOptions): Promise<DrainResult> {
+  const { isOpen, told, reason, late } = options;
+  const tunnels = [...initial];
+  const known = late ? new Set(tunnels) : undefined;
+  let lastLateScan = performance.now();
+  const adoptLate = () => {
+    if (!late || !known) return;
+    lastLateScan = performance.now();
+    for (const t of late()) {
+      if (known.has(t) || told.has(t) || !isOpen(t)) continue;
+      known.add(t);
+      tunnels.push(t);
+    }
+  };
   const deadline = performance.now() + options.deadlineMs;
   const spreadMs = Math.max(0, options.deadlineMs / 2);
   const ticks = Math.max(1, Math.floor(spreadMs / DRAIN_TICK_MS));
@@ -66,6 +85,7 @@ export function drainTunnels(tunnels: readonly Tunnel[], options: DrainOptions):
     };
     sendBatch();
     const timer: NodeJS.Timeout = setInterval(() => {
+      if (late && performance.now() - lastLateScan >= LATE_SCAN_MS) adoptLate();
       if (next < tunnels.length) sendBatch();
       if (next >= tunnels.length && allClosed()) return finish(timer);
       if (performance.now() >= deadline) finish(timer);

@@ -73,11 +73,18 @@ export class ReloadController {
     this.onApplied = options.onApplied;
   }
 
-  /** Queues a reload; resolves with its outcome (never rejects). */
+  /** Queues a reload; resolves with its outcome (never rejects, so a failure cannot stall later reloads). */
   reload(trigger: ReloadTrigger): Promise<ReloadOutcome> {
-    const run = this.queue.then(() => this.run(trigger));
-    this.queue = run;
-    return run;
+    const run = this.queue.then(
+      () => this.run(trigger),
+      () => this.run(trigger),
+    );
+    const settled = run.catch((err: Error): ReloadOutcome => {
+      this.log.error({ event: 'reload_failed', trigger, err }, 'reload failed unexpectedly');
+      return { ok: false, status: 500, errors: [`reload failed: ${err.message}`] };
+    });
+    this.queue = settled;
+    return settled;
   }
 
   /** The config file and every TLS file the running config reads: what a watcher should watch. */

@@ -10,7 +10,11 @@ export function waitFor(
   const deadline = Date.now() + ms;
   return new Promise((resolve, reject) => {
     const tick = async () => {
-      if (await check()) return resolve();
+      try {
+        if (await check()) return resolve();
+      } catch (err) {
+        return reject(err);
+      }
       if (Date.now() > deadline) return reject(new Error(`${what} not met within ${ms} ms`));
       setTimeout(tick, everyMs);
     };

@@ -248,6 +248,14 @@ describe('listeners and TLS on reload', () => {
     await waitFor(() => gw.gateway.generation > generation, 5000, 'reload after the certificate changed');
     expect(await servedFingerprint(gw.port('tls'))).toBe(fingerprint(second.cert));
     expect(await live.echo('same session')).toBe('same session');
+
+    // A key that does not belong to the certificate is refused before anything changes.
+    writeFileSync(join(gw.dir, 'server.key'), first.key);
+    const refused = await gw.control.controller.reload('admin');
+    expect(refused).toMatchObject({ ok: false, status: 500 });
+    expect(refused.ok ? '' : refused.errors.join()).toMatch(/listener tls: TLS certificate or key unusable/);
+    expect(gw.gateway.generation).toBe(generation + 1);
+    expect(await servedFingerprint(gw.port('tls'))).toBe(fingerprint(second.cert));
   });
 });
 

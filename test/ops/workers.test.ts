@@ -3,7 +3,7 @@
 // every worker, and SIGTERM drains all of them.
 
 import { existsSync, writeFileSync } from 'node:fs';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterEach, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { stringify } from 'yaml';
 import type { Status } from '../../src/ops/status.js';
 import { startEchoBackend, type TestBackend } from '../helpers/backends.js';
@@ -71,6 +71,9 @@ describe('workers: 2', () => {
     const file = writeConfig(config);
     const cli = runCli(file, ['--no-watch']);
     cleanups.push(() => cli.kill('SIGKILL'));
+    onTestFailed(() => {
+      process.stderr.write(`wsgate output:\n${cli.lines.join('\n')}\n`);
+    });
     const readyLine = await cli.logLine('wsgate ready');
     const port = (readyLine.listeners as { port: number }[])[0]?.port ?? 0;
     const adminPort = readyLine.adminPort as number;
@@ -96,7 +99,9 @@ describe('workers: 2', () => {
     process.kill(victim.pid, 'SIGKILL');
     await waitFor(
       async () => {
-        const s = await status(adminPort);
+        const answer = await admin(adminPort, '/api/status');
+        if (answer.status !== 200) return false;
+        const s = answer.json<Status>();
         const slot = s.workers.list.find((w) => w.id === victim.id);
         return s.workers.live === 2 && slot !== undefined && slot.pid !== victim.pid && slot.state === 'ready';
       },
