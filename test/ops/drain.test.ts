@@ -2,8 +2,10 @@
 // /readyz to 503 at once, the listeners keep accepting for shutdown.acceptDelay, every live WebSocket gets close
 // 1001 spread over the drain window, and the process exits 0 within timeouts.drain. A second signal exits at once.
 
+import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { stringify } from 'yaml';
 import { startEchoBackend, type TestBackend } from '../helpers/backends.js';
 import { upgradeRequest } from '../helpers/raw-client.js';
 import { waitFor } from '../helpers/wait.js';
@@ -22,8 +24,8 @@ async function echo(id: string): Promise<TestBackend> {
   return b;
 }
 
-function start(config: Record<string, unknown>): CliProcess {
-  const cli = runCli(writeConfig(config));
+function start(config: Record<string, unknown>, file = writeConfig(config)): CliProcess {
+  const cli = runCli(file);
   cleanups.push(() => cli.kill('SIGKILL'));
   return cli;
 }
@@ -102,5 +104,44 @@ describe('SIGTERM drains and exits 0', () => {
     expect(exit.atMs - second).toBeLessThan(1000);
     expect(exit.code).toBe(1);
     await cli.logLine('second signal: exiting now');
+  });
+});
+
+describe('SIGHUP', () => {
+  it('reloads the file in the running process; a bad file is reported and changes nothing', async () => {
+    const a = await echo('a');
+    const b = await echo('b');
+    const first = config(a.url, '1s', '0s');
+    const file = writeConfig(first);
+    const cli = start(first, file);
+    const { port, adminPort } = await ready(cli);
+    const live = await connectClient(`ws://127.0.0.1:${port}/`, { 'x-user-id': 'h' });
+    cleanups.push(() => live.ws.terminate());
+
+    const routes = first.routes as Record<string, unknown>[];
+    const pools = first.pools as Record<string, unknown>;
+    writeFileSync(
+      file,
+      stringify({
+        ...first,
+        routes: [{ name: 'fresh', match: { path: '/fresh' }, pool: 'other' }, ...routes],
+        pools: { ...pools, other: { backends: [b.url] } },
+      }),
+    );
+    cli.kill('SIGHUP');
+    await cli.logLine('configuration reloaded', (l) => l.trigger === 'signal' && l.generation === 2);
+    const fresh = await connectClient(`ws://127.0.0.1:${port}/fresh`);
+    cleanups.push(() => fresh.ws.terminate());
+    expect(fresh.backend).toBe('b');
+
+    writeFileSync(file, 'listeners: [}\n');
+    cli.kill('SIGHUP');
+    await waitFor(() => cli.logs.some((l) => l.event === 'reload_failed'), 5000, 'the rejected reload to be logged');
+    const rejected = cli.logs.find((l) => l.event === 'reload_failed');
+    expect(String(rejected?.msg)).toMatch(/^configuration rejected, still running generation 2:\n/);
+    expect(String(rejected?.msg)).toContain(`${file}:1:`);
+    const status = (await admin(adminPort, '/api/status')).json<{ generation: number }>();
+    expect(status.generation).toBe(2);
+    expect(await live.echo('still tunnelled')).toBe('still tunnelled');
   });
 });
