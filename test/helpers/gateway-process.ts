@@ -21,6 +21,8 @@ export interface ChildStats {
   /** process.getActiveResourcesInfo() grouped by kind. */
   readonly resources: Record<string, number>;
   readonly heapUsed: number;
+  /** Memory of Buffers and other ArrayBuffers (outside the JS heap): where a leaked socket buffer would show. */
+  readonly arrayBuffers: number;
   readonly rss: number;
   readonly tunnels: number;
   readonly admitted: number;
@@ -74,6 +76,7 @@ async function statsOf(gateway: Gateway): Promise<ChildStats> {
     fds: readdirSync('/proc/self/fd').length,
     resources,
     heapUsed: memory.heapUsed,
+    arrayBuffers: memory.arrayBuffers,
     rss: memory.rss,
     tunnels: gateway.tunnels.size,
     admitted: gateway.admission.active,
