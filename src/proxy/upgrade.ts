@@ -20,9 +20,6 @@ import { upstreamRequestHead } from '../upstream/request.js';
 import type { ProxyContext } from './context.js';
 import type { RouteRuntime } from './runtime.js';
 
-/** Early client bytes held while the backend handshake runs; a client must wait for the 101 (§4.1). */
-export const MAX_EARLY_CLIENT_BYTES = 64 * 1024;
-
 export async function handleUpgrade(
   ctx: ProxyContext,
   req: IncomingMessage,
@@ -60,19 +57,16 @@ export async function handleUpgrade(
   const refusal = ctx.admission.tryAcquire(ip, limits.maxConnections, limits.maxConnectionsPerIp);
   if (refusal) return refuse(refusal);
 
-  // From here on the admission slot is ours: every path must release it exactly once.
-  let early = head;
+  // From here on the admission slot is ours: every path must release it exactly once. The client stays paused
+  // until the 101: anything it sends early waits in its socket (TCP backpressure bounds it), and never reaches
+  // a backend that does not switch protocols. A FIN or close meanwhile means there is nobody to tunnel for.
   let clientGone = false;
-  const onEarlyData = (chunk: Buffer) => {
-    early = early.length === 0 ? chunk : Buffer.concat([early, chunk]);
-    if (early.length > MAX_EARLY_CLIENT_BYTES) client.destroy();
-  };
   const onClientGone = () => {
     clientGone = true;
   };
-  client.on('data', onEarlyData);
-  client.once('close', onClientGone);
   client.pause();
+  client.once('end', onClientGone);
+  client.once('close', onClientGone);
 
   const pool = route.pool;
   const hashKey = hashKeyOf({ headers: req.headers, url, remoteAddress: ip }, pool.config.hashKey);
@@ -110,13 +104,20 @@ export async function handleUpgrade(
     );
     break;
   }
-  client.removeListener('data', onEarlyData);
+  client.removeListener('end', onClientGone);
   client.removeListener('close', onClientGone);
 
   if (clientGone || client.destroyed) {
     ctx.admission.release(ip);
     if (last && last.kind !== 'failed') last.socket.destroy();
+    client.destroy();
     return;
+  }
+  if (ctx.draining) {
+    // Shutdown began while the backend answered: no new tunnel may start after the drain took its snapshot.
+    ctx.admission.release(ip);
+    if (last && last.kind !== 'failed') last.socket.destroy();
+    return refuse(Errors.SHUTTING_DOWN);
   }
   if (!member && !last) {
     ctx.admission.release(ip);
@@ -157,7 +158,7 @@ export async function handleUpgrade(
     'connection opened',
   );
   tunnel.forwardEarly(false, last.rest);
-  tunnel.forwardEarly(true, early);
+  tunnel.forwardEarly(true, head);
   tunnel.start();
 }
 

@@ -263,11 +263,8 @@ describe('half-closed sockets', () => {
     await expectNoLeaks(gw);
   });
 
-  // KNOWN BUG (src/proxy/upgrade.ts): a client FIN during the upstream handshake is not noticed. handleUpgrade
-  // watches only 'close'; the 'end' event fires before the Tunnel attaches its own 'end' handler, so after the 101
-  // the tunnel waits for an idle timeout (60 s by default) holding an admission slot and a backend connection.
-  // Fix: treat 'end' like 'close' in handleUpgrade (or check client.readableEnded before building the tunnel).
-  it.fails('client sends the upgrade and FIN at once, backend slow: the connection ends promptly', async () => {
+  // A FIN during the upstream handshake means nobody is left to tunnel for (regression: it used to hang to idle).
+  it('client sends the upgrade and FIN at once, backend slow: the connection ends promptly', async () => {
     const b = await rawBackend((req, socket) => {
       setTimeout(() => socket.write(switchingProtocols(req)), 200);
       return undefined;
@@ -330,11 +327,8 @@ describe('connection limit', () => {
 });
 
 describe('shutdown during a handshake', () => {
-  // KNOWN BUG (src/proxy/upgrade.ts + Gateway shutdown): a handshake in flight when shutdown begins becomes a
-  // tunnel after the drain took its snapshot of gateway.tunnels, so nobody ever closes it (until the idle timeout).
-  // Fix: after attemptUpstream returns, if ctx.draining, destroy the backend socket and refuse with 503
-  // WSG_SHUTTING_DOWN (or send 1001 right after the 101); and/or have the drain wait for handshakes in flight.
-  it.fails('stop() while the backend is still answering: the client gets a real answer or a close, never a hang', async () => {
+  // A handshake that completes after shutdown began must not become a tunnel the drain never sees.
+  it('stop() while the backend is still answering: the client gets a real answer or a close, never a hang', async () => {
     const b = await rawBackend((req, socket) => {
       setTimeout(() => {
         if (!socket.destroyed) socket.write(switchingProtocols(req));
