@@ -139,6 +139,10 @@ export class Gateway implements ProxyContext {
         this.metrics.handshakeRejections.inc({ route: '', status: String(entry.status), reason: reasonLabel(entry) });
         this.log.info({ event: 'rejected', status: entry.status, code: entry.code, detail }, 'malformed request');
       },
+      acceptError: (err: NodeJS.ErrnoException, count: number) => {
+        this.metrics.acceptErrors.inc(count);
+        this.log.warn({ err: err.code ?? err.message, count }, 'accept failed (out of file descriptors?): backing off');
+      },
     };
   }
 

@@ -20,7 +20,7 @@ export interface ListenerHandlers {
   /** A request that never became one: malformed, too large, too slow. The socket is already answered. */
   clientError(entry: CatalogueEntry, detail: string): void;
   /** accept() failed (EMFILE, ENFILE...): the process stays up; log it. Default: a rate-limited process warning. */
-  acceptError?(err: NodeJS.ErrnoException): void;
+  acceptError?(err: NodeJS.ErrnoException, count: number): void;
 }
 
 type SniCallback = (name: string, cb: (err: Error | null, ctx?: SecureContext) => void) => void;
@@ -84,8 +84,7 @@ export class Listener {
     // not shed the connection). Without a listener node would throw it and take the process down.
     this.server.on('error', (err: NodeJS.ErrnoException) => {
       if (!this.server.listening) return; // bind errors: listen() rejects with them
-      if (handlers.acceptError) handlers.acceptError(err);
-      else reportAcceptError(err);
+      reportAcceptError(err, handlers.acceptError ?? emitAcceptWarning);
     });
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
       // Node may report one bad request twice (the second time on a socket no longer writable): answer once.
@@ -154,15 +153,20 @@ const ACCEPT_ERROR_REPORT_INTERVAL_MS = 1000;
 let lastAcceptErrorReport = 0;
 let acceptErrorsSinceReport = 0;
 
-function reportAcceptError(err: NodeJS.ErrnoException): void {
+function reportAcceptError(
+  err: NodeJS.ErrnoException,
+  report: (err: NodeJS.ErrnoException, count: number) => void,
+): void {
   acceptErrorsSinceReport++;
   const now = Date.now();
   if (now - lastAcceptErrorReport < ACCEPT_ERROR_REPORT_INTERVAL_MS) return;
-  process.emitWarning(`accept failed ${acceptErrorsSinceReport} time(s): ${err.code ?? err.message}`, {
-    code: 'WSG_ACCEPT_ERROR',
-  });
+  report(err, acceptErrorsSinceReport);
   lastAcceptErrorReport = now;
   acceptErrorsSinceReport = 0;
+}
+
+function emitAcceptWarning(err: NodeJS.ErrnoException, count: number): void {
+  process.emitWarning(`accept failed ${count} time(s): ${err.code ?? err.message}`, { code: 'WSG_ACCEPT_ERROR' });
 }
 
 /** A failed or timed-out TLS handshake (node's own timeout, or an OpenSSL error such as a refused version). */

@@ -65,6 +65,7 @@ export class Metrics {
   readonly protocolViolations: Counter<'route' | 'direction' | 'kind'>;
   readonly limitExceeded: Counter<'route' | 'limit' | 'action'>;
   readonly keepaliveTimeouts: Counter<'route' | 'peer'>;
+  readonly acceptErrors: Counter;
 
   private readonly routeStats = new Map<string, RouteStats>();
   /** What was already published per route, to turn running totals into counter increments. */
@@ -137,6 +138,12 @@ export class Metrics {
       name: 'wsgate_keepalive_timeouts_total',
       help: 'Peers closed because they did not answer a proxy ping in time.',
       labelNames: ['route', 'peer'],
+      registers,
+    });
+
+    this.acceptErrors = new Counter({
+      name: 'wsgate_accept_errors_total',
+      help: 'Connections the listeners failed to accept (EMFILE/ENFILE: out of file descriptors).',
       registers,
     });
 

@@ -9,6 +9,7 @@ export const MAX_SWEEP_MS = 1000;
 
 export class TunnelSweeper {
   private timer: NodeJS.Timeout | undefined;
+  private periodMs: number = MAX_SWEEP_MS;
   private readonly tunnels: ReadonlySet<Tunnel>;
 
   constructor(tunnels: ReadonlySet<Tunnel>) {
@@ -19,6 +20,7 @@ export class TunnelSweeper {
   start(everyMs: number): void {
     this.stop();
     const period = Math.min(MAX_SWEEP_MS, Math.max(MIN_SWEEP_MS, Math.floor(everyMs)));
+    this.periodMs = period;
     this.timer = setInterval(() => this.sweep(), period);
     this.timer.unref();
   }
@@ -33,7 +35,8 @@ export class TunnelSweeper {
     coarseClock.nowMs = now;
     for (const t of this.tunnels) {
       if (t.closing) continue;
-      if (t.idleMs > 0 && now - t.lastActivityMs > t.idleMs) {
+      // Activity is stamped with the coarse clock, up to one period behind: allow for it so no tunnel closes early.
+      if (t.idleMs > 0 && now - t.lastActivityMs > t.idleMs + this.periodMs) {
         t.closeWithCode(CLOSE_CODES.GOING_AWAY, 'idle timeout');
         continue;
       }

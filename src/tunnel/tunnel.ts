@@ -483,8 +483,8 @@ export class Tunnel {
     this.idleMs = options.idleMs;
     this.keepaliveSettings = options.keepalive;
     this.startedAt = performance.now();
-    this.lastActivityMs = coarseClock.nowMs;
-    this.lastPingMs = coarseClock.nowMs;
+    this.lastActivityMs = this.startedAt;
+    this.lastPingMs = this.startedAt;
     this.c2b = new Pump(this, client, backend, true, options);
     this.b2c = new Pump(this, backend, client, false, options);
     (client as TunnelSocket)[kTunnel] = this;
