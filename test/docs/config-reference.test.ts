@@ -16,17 +16,21 @@ function keyPaths(schema: Node, path: string, out: Set<string>): void {
         keyPaths(v, path ? `${path}.${k}` : k, out);
       return;
     case 'array':
-      return keyPaths(def.element as Node, `${path}[]`, out);
+      keyPaths(def.element as Node, `${path}[]`, out);
+      return;
     case 'record':
-      return keyPaths(def.valueType as Node, `${path}.NAME`, out);
+      keyPaths(def.valueType as Node, `${path}.NAME`, out);
+      return;
     case 'optional':
     case 'default':
     case 'nullable':
     case 'readonly':
     case 'prefault':
-      return keyPaths(def.innerType as Node, path, out);
+      keyPaths(def.innerType as Node, path, out);
+      return;
     case 'pipe':
-      return keyPaths(def.in as Node, path, out);
+      keyPaths(def.in as Node, path, out);
+      return;
     case 'union':
       for (const option of def.options as Node[]) keyPaths(option, path, out);
       return;
