@@ -276,7 +276,7 @@ function directionOf(fromClient: boolean): Direction {
 
 /** permessage-deflate in the backend's 101 means RSV1 may be set on first frames (RFC 7692 §6). */
 function negotiatedDeflate(extensions: string | undefined): boolean {
-  return extensions !== undefined && extensions.toLowerCase().includes('permessage-deflate');
+  return extensions?.toLowerCase().includes('permessage-deflate') === true;
 }
 
 /** The route a live tunnel was opened on: a reload drains the tunnels of removed routes. */

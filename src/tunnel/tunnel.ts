@@ -389,7 +389,7 @@ class Pump implements FrameObserver {
     }
     if (opcode === OPCODE_PONG && this.dropping) {
       const payload = s.controlPayload;
-      if (payload !== undefined && payload.equals(KEEPALIVE_PAYLOAD)) {
+      if (payload?.equals(KEEPALIVE_PAYLOAD)) {
         this.expectPong = false;
         this.tunnel.pongReceived();
       } else {

@@ -66,7 +66,8 @@ describe('valid config', () => {
     expect(Object.isFrozen(c.pools.get('chat')?.backends[0])).toBe(true);
   });
 
-  it('substitutes ${NAME} from the environment', () => {
+  it('substitutes environment variables', () => {
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: the config syntax under test
     const c = parseConfig(VALID.replace('ws://127.0.0.1:3001', 'ws://${BACKEND}:3001'), FILE, {
       BACKEND: 'chat-1.internal',
     });
@@ -141,6 +142,7 @@ describe('errors name file, line, column and key path', () => {
   });
 
   it('an unset environment variable', () => {
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: the config syntax under test
     const [issue] = issuesOf(VALID.replace('ws://127.0.0.1:3001', 'ws://${NOPE}:3001'));
     expect(issue).toMatchObject({ line: 13, path: 'pools.chat.backends[0]' });
     expect(issue?.message).toBe('environment variable NOPE is not set');

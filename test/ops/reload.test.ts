@@ -180,9 +180,11 @@ describe('reload keeps what did not change', () => {
     const gw = await fileGateway(baseConfig({ main: a.url }, [mainRoute]), { watch: true });
     const next = baseConfig({ main: a.url, other: b.url }, [freshRoute, mainRoute]);
     gw.write(next);
-    await waitFor(() => gw.gateway.generation === 2, 5000, 'reload after the file changed').catch(async (err: Error) => {
-      throw new Error(`${err.message}; last reload ${JSON.stringify(gw.gateway.lastReload)}`);
-    });
+    await waitFor(() => gw.gateway.generation === 2, 5000, 'reload after the file changed').catch(
+      async (err: Error) => {
+        throw new Error(`${err.message}; last reload ${JSON.stringify(gw.gateway.lastReload)}`);
+      },
+    );
     const fresh = await connectClient(`ws://127.0.0.1:${gw.port()}/fresh`, { 'x-user-id': 'w' });
     cleanups.push(() => fresh.ws.terminate());
     expect(fresh.backend).toBe('b');
