@@ -3,7 +3,7 @@
 // socket, pausing the reader while the writer is full. The scan lets the pump count messages, enforce limits and
 // inject close frames at frame boundaries, without ever copying or unmasking payload.
 //
-// Per-connection state is this object plus two pumps and two scanners; socket handlers are shared functions that
+// Per-connection state is this object plus two pumps (and a scanner each, from its first byte); socket handlers are shared functions that
 // find the tunnel through a symbol, so an idle tunnel costs no closures. Every exit converges on both sockets
 // closing, and the tunnel is accounted for exactly once, when the second one has closed.
 
@@ -90,19 +90,29 @@ export interface KeepaliveSettings {
   readonly backend: boolean;
 }
 
-/** One direction of a tunnel: source → dest, with its scanner, limits and close-frame injection. */
+// How a pump scans (Pump.scanMode): not at all, or strict/lenient, with RSV1 allowed when deflate was negotiated.
+const SCAN_OFF = 0;
+const SCAN_STRICT = 1;
+const SCAN_LENIENT = 2;
+const SCAN_RSV1 = 4;
+
+/**
+ * One direction of a tunnel: source → dest, with its scanner, limits and close-frame injection. The scanner and
+ * the token buckets are made on first use, so a connection that stays silent costs neither.
+ */
 class Pump implements FrameObserver {
   readonly tunnel: Tunnel;
   readonly source: Socket;
   readonly dest: Socket;
   readonly fromClient: boolean;
   readonly direction: number;
-  readonly scanner: FrameScanner | undefined;
+  readonly scanMode: number;
+  scanner: FrameScanner | undefined = undefined;
   readonly limits: DirectionLimits;
   readonly throttle: boolean;
-  readonly messageBucket: TokenBucket | undefined;
-  readonly byteBucket: TokenBucket | undefined;
-  readonly controlBucket: TokenBucket | undefined;
+  messageBucket: TokenBucket | undefined = undefined;
+  byteBucket: TokenBucket | undefined = undefined;
+  controlBucket: TokenBucket | undefined = undefined;
   bytes = 0;
   messages = 0;
   /** A close frame was written to `dest` (ours or forwarded): nothing may follow it. */
@@ -140,18 +150,28 @@ class Pump implements FrameObserver {
     const limits = fromClient ? options.limits.clientToBackend : options.limits.backendToClient;
     this.limits = limits;
     this.throttle = options.limits.onExceed === 'throttle';
-    this.scanner =
-      options.protocol === 'off'
-        ? undefined
-        : new FrameScanner({
-            fromClient,
-            rsv1Allowed: options.rsv1Allowed,
-            strict: options.protocol === 'strict',
-            observer: this,
-          });
-    this.messageBucket = bucket(limits.messagesPerSecond, limits.burstMessages);
-    this.byteBucket = bucket(limits.bytesPerSecond, limits.bytesPerSecond);
-    this.controlBucket = bucket(limits.controlFramesPerSecond, limits.controlFramesPerSecond);
+    const protocol = options.protocol;
+    this.scanMode =
+      protocol === 'off'
+        ? SCAN_OFF
+        : (protocol === 'strict' ? SCAN_STRICT : SCAN_LENIENT) | (options.rsv1Allowed ? SCAN_RSV1 : 0);
+  }
+
+  /** Whether a frame may be written to `dest` now: never without scanning, always before the first byte. */
+  atFrameBoundary(): boolean {
+    return this.scanMode !== SCAN_OFF && (this.scanner === undefined || this.scanner.atFrameBoundary);
+  }
+
+  private newScanner(): FrameScanner {
+    const mode = this.scanMode;
+    const scanner = new FrameScanner({
+      fromClient: this.fromClient,
+      rsv1Allowed: (mode & SCAN_RSV1) !== 0,
+      strict: (mode & SCAN_STRICT) !== 0,
+      observer: this,
+    });
+    this.scanner = scanner;
+    return scanner;
   }
 
   /** Handles one chunk read from `source`. */
@@ -162,12 +182,12 @@ class Pump implements FrameObserver {
   /** Scans and forwards `chunk[start..]`; a stop may forward part of it, hold the rest (throttle) or close. */
   pushFrom(chunk: Buffer, start: number): void {
     if (this.halted || this.closedToDest) return;
-    const scanner = this.scanner;
-    if (scanner === undefined) {
+    if (this.scanMode === SCAN_OFF) {
       this.tunnel.lastActivityMs = coarseClock.nowMs;
       this.forward(chunk, start, chunk.length);
       return;
     }
+    const scanner = this.scanner ?? this.newScanner();
     if (this.held !== undefined) {
       // Paused for a throttle but a chunk was already on its way: keep it behind the held one (bounded: the
       // socket is paused, so at most what it had buffered).
@@ -268,8 +288,7 @@ class Pump implements FrameObserver {
    */
   sendClose(code: number, reason: string, streamAtBoundary: boolean): void {
     if (this.closedToDest || this.pendingClose !== undefined) return;
-    const scanner = this.scanner;
-    if (scanner === undefined) {
+    if (this.scanMode === SCAN_OFF) {
       // Without scanning there are no known boundaries: the TCP close has to speak for us.
       this.closedToDest = true;
       return;
@@ -282,7 +301,7 @@ class Pump implements FrameObserver {
       this.closedToDest = true;
       return;
     }
-    if (scanner.atFrameBoundary) {
+    if (this.atFrameBoundary()) {
       this.write(frame);
       this.closedToDest = true;
       return;
@@ -345,9 +364,14 @@ class Pump implements FrameObserver {
 
   onFrameHeader(s: FrameScanner): number {
     const opcode = s.opcode;
+    const limits = this.limits;
     if (opcode >= 8) {
-      if (this.controlBucket !== undefined) {
-        const rc = this.allow(this.controlBucket, 1, 'control_frames_per_second');
+      if (limits.controlFramesPerSecond !== Number.POSITIVE_INFINITY) {
+        this.controlBucket ??= new TokenBucket(
+          limits.controlFramesPerSecond,
+          Math.max(1, limits.controlFramesPerSecond),
+        );
+        const rc = this.allow(this.controlBucket, 1, 'control_frames_per_second', performance.now());
         if (rc !== 0) return rc;
       }
       if (opcode === OPCODE_PONG && this.expectPong && s.payloadLength === KEEPALIVE_PAYLOAD.length) {
@@ -356,22 +380,28 @@ class Pump implements FrameObserver {
       }
       return 0;
     }
-    if (s.messageBytes > this.limits.maxMessageBytes) {
+    if (s.messageBytes > limits.maxMessageBytes) {
       this.limitHit = 'max_message_bytes';
       this.tunnel.hooks.limitExceeded(this.tunnel, 'max_message_bytes', 'close');
       return STOP_TOO_BIG;
     }
-    if (s.messageFrames > this.limits.maxFramesPerMessage) {
+    if (s.messageFrames > limits.maxFramesPerMessage) {
       this.limitHit = 'max_frames_per_message';
       this.tunnel.hooks.limitExceeded(this.tunnel, 'max_frames_per_message', 'close');
       return STOP_LIMIT;
     }
-    if (s.messageFrames === 1 && this.messageBucket !== undefined) {
-      const rc = this.allow(this.messageBucket, 1, 'messages_per_second');
+    const countMessage = s.messageFrames === 1 && limits.messagesPerSecond !== Number.POSITIVE_INFINITY;
+    const countBytes = s.payloadLength > 0 && limits.bytesPerSecond !== Number.POSITIVE_INFINITY;
+    if (!countMessage && !countBytes) return 0;
+    const now = performance.now();
+    if (countMessage) {
+      this.messageBucket ??= new TokenBucket(limits.messagesPerSecond, Math.max(1, limits.burstMessages));
+      const rc = this.allow(this.messageBucket, 1, 'messages_per_second', now);
       if (rc !== 0) return rc;
     }
-    if (this.byteBucket !== undefined && s.payloadLength > 0) {
-      return this.allow(this.byteBucket, s.payloadLength, 'bytes_per_second');
+    if (countBytes) {
+      this.byteBucket ??= new TokenBucket(limits.bytesPerSecond, Math.max(1, limits.bytesPerSecond));
+      return this.allow(this.byteBucket, s.payloadLength, 'bytes_per_second', now);
     }
     return 0;
   }
@@ -417,8 +447,7 @@ class Pump implements FrameObserver {
    * Takes from a bucket. On shortage counts the hit and returns the stop code: STOP_LIMIT (close), or
    * STOP_THROTTLE with `throttleMs` set, so the frame is presented again once the bucket has refilled.
    */
-  private allow(b: TokenBucket, n: number, limit: string): number {
-    const now = performance.now();
+  private allow(b: TokenBucket, n: number, limit: string, now: number): number {
     if (b.take(n, now)) return 0;
     this.limitHit = limit;
     if (this.throttle) {
@@ -429,10 +458,6 @@ class Pump implements FrameObserver {
     this.tunnel.hooks.limitExceeded(this.tunnel, limit, 'close');
     return STOP_LIMIT;
   }
-}
-
-function bucket(rate: number, burst: number): TokenBucket | undefined {
-  return Number.isFinite(rate) && rate > 0 ? new TokenBucket(rate, Math.max(1, burst)) : undefined;
 }
 
 /** The bucket has refilled: carry on with the held rest of the chunk, then read again. */
@@ -587,8 +612,8 @@ export class Tunnel {
     }
     if (nowMs - this.lastPingMs < settings.intervalMs) return;
     // Pings go out only at frame boundaries; a busy stream gets its ping on a later sweep.
-    const toClient = settings.client && this.b2c.scanner?.atFrameBoundary === true && !this.b2c.closedToDest;
-    const toBackend = settings.backend && this.c2b.scanner?.atFrameBoundary === true && !this.c2b.closedToDest;
+    const toClient = settings.client && this.b2c.atFrameBoundary() && !this.b2c.closedToDest;
+    const toBackend = settings.backend && this.c2b.atFrameBoundary() && !this.c2b.closedToDest;
     if (!toClient && !toBackend) return;
     if (toClient) {
       this.client.write(encodePing(KEEPALIVE_PAYLOAD, false));
@@ -640,11 +665,7 @@ export class Tunnel {
       this.record(reason, fromClient ? 'client' : 'backend');
       const code = fromClient ? CLOSE_CODES.GOING_AWAY : CLOSE_CODES.BAD_GATEWAY;
       if (!fromClient) this.proxyCloseCode ||= code;
-      gone.sendClose(
-        code,
-        fromClient ? 'client went away' : 'backend connection lost',
-        gone.scanner?.atFrameBoundary === true,
-      );
+      gone.sendClose(code, fromClient ? 'client went away' : 'backend connection lost', gone.atFrameBoundary());
     }
     this.endSockets();
   }
