@@ -257,16 +257,12 @@ export class Gateway implements ProxyContext {
     this.startSweeper();
 
     // Tunnels to drain: on removed routes, on removed pools, or on a route that now sends to another pool.
-    const live = new Set(runtime.routes);
-    const removedPools = new Set(runtime.diff.pools.removed);
     const goAway: Tunnel[] = [];
     for (const t of this.tunnels) {
       const route = routeOfTunnel(t);
-      if (!route || live.has(route)) continue;
-      const now = runtime.routes.find((r) => r.name === route.name);
-      if (!now || now.pool !== route.pool || removedPools.has(route.pool.name)) goAway.push(t);
+      if (route && !runtime.keepsConnectionsOf(route)) goAway.push(t);
     }
-    for (const name of removedPools) previous.pools.get(name)?.stop();
+    for (const name of runtime.diff.pools.removed) previous.pools.get(name)?.stop();
     if (goAway.length > 0) this.drainInBackground(goAway, 'route removed', config.timeouts.drainMs);
 
     const restartRequired: string[] = [];

@@ -90,6 +90,15 @@ export class Runtime {
     await Promise.all([...this.pools.values()].map((p) => p.start()));
   }
 
+  /**
+   * Whether connections opened on `route` (possibly from an earlier runtime) may live on under this one: the route
+   * is still here, or a route of the same name still sends to the same pool. Otherwise they are drained (1001).
+   */
+  keepsConnectionsOf(route: RouteRuntime): boolean {
+    if (this.routes.includes(route)) return true;
+    return this.routes.find((r) => r.name === route.name)?.pool === route.pool;
+  }
+
   /** Stops every pool timer (health checks, discovery, rebalancing); for the final shutdown. */
   stop(): void {
     for (const p of this.pools.values()) p.stop();

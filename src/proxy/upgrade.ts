@@ -14,6 +14,7 @@ import { MAX_ATTEMPTS, type Member, type Pool } from '../pool/pool.js';
 import { hashString } from '../routing/hash.js';
 import { hashKeyOf, normaliseIp } from '../routing/hash-key.js';
 import { isSuspiciousPath } from '../routing/router.js';
+import { CLOSE_CODES } from '../tunnel/close-frame.js';
 import { Tunnel, type TunnelEnd, type TunnelHooks } from '../tunnel/tunnel.js';
 import { type AttemptResult, attemptUpstream } from '../upstream/handshake.js';
 import { upstreamRequestHead } from '../upstream/request.js';
@@ -160,6 +161,10 @@ export async function handleUpgrade(
   tunnel.forwardEarly(false, last.rest);
   tunnel.forwardEarly(true, head);
   tunnel.start();
+  // A reload during the backend handshake may have removed this route: the drain did not see this tunnel yet.
+  if (ctx.runtime !== runtime && !ctx.runtime.keepsConnectionsOf(route)) {
+    tunnel.closeWithCode(CLOSE_CODES.GOING_AWAY, 'route removed');
+  }
 }
 
 /** A non-101 answer goes to the client as it came, then both sockets close: nothing is ever tunnelled. */
