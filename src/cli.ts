@@ -12,6 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ConfigError, parseConfig } from './config/load.js';
 import type { Config } from './config/types.js';
+import { demoBackendId } from './demo/names.js';
 import { Gateway } from './gateway.js';
 import { createLogger, type Logger } from './observe/log.js';
 import { Primary, resolveWorkers, runWorker } from './ops/cluster.js';
@@ -244,8 +245,15 @@ function printDemoHelp(gateway: Gateway): void {
   );
   if (plain) {
     const url = `ws://127.0.0.1:${plain.port}/chat?user=alice`;
+    lines.push('Consistent hashing on ?user= picks these backends (the same user always lands on the same one):');
+    const chat = gateway.runtime.pools.get('chat');
+    for (const user of ['alice', 'bob', 'carol', 'dave', 'erin']) {
+      const member = chat?.pick(user);
+      if (member) lines.push(`  ${user.padEnd(6)} → ${demoBackendId(member.backend.port)}`);
+    }
     lines.push(
-      'Try it (the same user always lands on the same backend):',
+      '',
+      'Try it:',
       `  npx wscat -c '${url}'`,
       `  node -e "const w=new WebSocket('${url}');w.onmessage=e=>console.log(e.data);w.onopen=()=>w.send('hi')"`,
       `  curl http://127.0.0.1:${plain.port}/chat?user=alice`,

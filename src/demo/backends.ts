@@ -4,6 +4,7 @@
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { WebSocketServer } from 'ws';
+import { demoBackendId } from './names.js';
 
 export interface DemoBackend {
   readonly id: string;
@@ -59,7 +60,7 @@ export function startDemoBackend(id: string, port: number, host = '127.0.0.1'): 
 // Run as a child of `wsgate` in demo mode: `node backends.js 3001 3002 3003`; exits with its parent.
 if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop() ?? '') && process.argv[2]) {
   const ports = process.argv.slice(2).map(Number);
-  Promise.all(ports.map((p, i) => startDemoBackend(`backend-${i + 1}`, p)))
+  Promise.all(ports.map((p) => startDemoBackend(demoBackendId(p), p)))
     .then((started) => {
       process.send?.({ ready: started.map((b) => ({ id: b.id, port: b.port })) });
     })
