@@ -7,8 +7,9 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { refusedPort, startEchoBackend, type TestBackend } from '../helpers/backends.js';
+import { cleanupAfterEach } from '../helpers/cleanups.js';
 import type { ConfigObject } from '../helpers/gateway.js';
 import { type Client, connectClient, type FileGateway, ROOT, startFileGateway } from '../ops/support.js';
 
@@ -17,10 +18,7 @@ const ARTIFACTS = join(ROOT, 'test-artifacts');
 const IN_CI = !['', '0', 'false'].includes((process.env.CI ?? '').toLowerCase());
 const PHONE = { width: 390, height: 844 };
 
-const cleanups: (() => Promise<unknown> | unknown)[] = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()?.();
-});
+const cleanups = cleanupAfterEach();
 
 let browser: Browser | undefined;
 beforeAll(async () => {

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Metrics } from '../../src/observe/metrics.js';
 import { refusedPort, startEchoBackend, type TestBackend } from '../helpers/backends.js';
+import { type Cleanup, runCleanups } from '../helpers/cleanups.js';
 import { frame, rawUpgrade } from '../helpers/raw-client.js';
 import { delay, waitFor } from '../helpers/wait.js';
 import {
@@ -68,7 +69,7 @@ function substitute(expr: string): string {
 const describePrometheus = existsSync(PROMETHEUS) || IN_CI ? describe : describe.skip;
 
 describePrometheus('dashboard queries on a real Prometheus', () => {
-  const cleanups: (() => Promise<unknown> | unknown)[] = [];
+  const cleanups: Cleanup[] = [];
   let gw: FileGateway;
   let prometheus: { url: string; process: ChildProcess } | undefined;
   let traffic: NodeJS.Timeout | undefined;
@@ -141,9 +142,7 @@ describePrometheus('dashboard queries on a real Prometheus', () => {
     await gw.control.controller.reload('admin');
   }, 60_000);
 
-  afterAll(async () => {
-    while (cleanups.length > 0) await cleanups.pop()?.();
-  });
+  afterAll(() => runCleanups(cleanups));
 
   it('every panel returns data, except the listed pending ones, which return none', async () => {
     if (!prometheus) throw new Error(`${PROMETHEUS} is missing; CI must install Debian's prometheus package`);
@@ -200,7 +199,7 @@ async function resultCount(baseUrl: string, expr: string): Promise<number> {
  */
 async function startPrometheus(
   adminPort: number,
-  cleanups: (() => Promise<unknown> | unknown)[],
+  cleanups: Cleanup[],
 ): Promise<{ url: string; process: ChildProcess }> {
   const dir = mkdtempSync(join(tmpdir(), 'wsgate-prometheus-'));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));

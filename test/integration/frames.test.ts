@@ -4,13 +4,14 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import { startEchoBackend, startRawBackend, type TestBackend } from '../helpers/backends.js';
+import { type Cleanup, runCleanups } from '../helpers/cleanups.js';
 import { type ConfigObject, metricValue, simpleConfig, startGateway, type TestGateway } from '../helpers/gateway.js';
 import { closeCodeIn, frame, parseFrames, rawUpgrade, readUntilClose, SAMPLE_ACCEPT } from '../helpers/raw-client.js';
 
-const cleanups: (() => Promise<unknown>)[] = [];
+const cleanups: Cleanup[] = [];
 afterEach(async () => {
-  vi.useRealTimers();
-  while (cleanups.length > 0) await cleanups.pop()?.();
+  vi.useRealTimers(); // before the gateway stops: its drain must not run on a faked clock
+  await runCleanups(cleanups);
 });
 
 async function echoBackend(options: { welcome?: boolean; perMessageDeflate?: boolean } = {}): Promise<TestBackend> {

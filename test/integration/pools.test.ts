@@ -2,18 +2,16 @@
 // connections go elsewhere) and comes back (exactly its keys move back with 1012, paced), DNS discovery through
 // a real UDP nameserver, the panic threshold, and 503 when a pool has no eligible backend.
 
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { cleanupAfterEach } from '../helpers/cleanups.js';
 import { type DnsStub, startDnsStub } from '../helpers/dns-stub.js';
 import { type ConfigObject, metricValue, startGateway, type TestGateway } from '../helpers/gateway.js';
 import { type PoolBackend, startPoolBackend } from '../helpers/pool-backend.js';
 import { rawUpgrade } from '../helpers/raw-client.js';
 import { waitFor } from '../helpers/wait.js';
 
-const cleanups: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()?.();
-});
+const cleanups = cleanupAfterEach();
 
 function config(pool: ConfigObject): ConfigObject {
   return {

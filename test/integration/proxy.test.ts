@@ -4,16 +4,14 @@
 import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { refusedPort, startEchoBackend, startRawBackend, type TestBackend } from '../helpers/backends.js';
+import { cleanupAfterEach } from '../helpers/cleanups.js';
 import { metricValue, simpleConfig, startGateway, type TestGateway } from '../helpers/gateway.js';
 import { closesWithin, rawUpgrade, readUntilClose, SAMPLE_ACCEPT } from '../helpers/raw-client.js';
 
-const cleanups: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()?.();
-});
+const cleanups = cleanupAfterEach();
 
 async function gatewayFor(backends: string[], extra = {}): Promise<TestGateway> {
   const gw = await startGateway(simpleConfig(backends, extra));

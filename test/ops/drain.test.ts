@@ -4,19 +4,17 @@
 
 import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { startEchoBackend, type TestBackend } from '../helpers/backends.js';
+import { cleanupAfterEach } from '../helpers/cleanups.js';
 import { upgradeRequest } from '../helpers/raw-client.js';
 import { waitFor } from '../helpers/wait.js';
 import { admin, type CliProcess, connectClient, connectMany, ensureBuilt, runCli, writeConfig } from './support.js';
 
 beforeAll(ensureBuilt, 120_000);
 
-const cleanups: (() => Promise<unknown> | unknown)[] = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()?.();
-});
+const cleanups = cleanupAfterEach();
 
 async function echo(id: string): Promise<TestBackend> {
   const b = await startEchoBackend(id);

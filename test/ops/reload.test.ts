@@ -6,19 +6,17 @@ import { X509Certificate } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { ReloadSummary } from '../../src/gateway.js';
 import { generateSelfSigned } from '../../src/listen/tls.js';
 import type { Status } from '../../src/ops/status.js';
 import { startEchoBackend, type TestBackend } from '../helpers/backends.js';
+import { cleanupAfterEach } from '../helpers/cleanups.js';
 import { type ConfigObject, metricValue } from '../helpers/gateway.js';
 import { delay, waitFor } from '../helpers/wait.js';
 import { admin, type Client, connectClient, connectMany, type FileGateway, startFileGateway } from './support.js';
 
-const cleanups: (() => Promise<unknown> | unknown)[] = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()?.();
-});
+const cleanups = cleanupAfterEach();
 
 async function echo(id: string): Promise<TestBackend> {
   const b = await startEchoBackend(id);

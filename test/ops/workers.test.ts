@@ -3,10 +3,11 @@
 // every worker, and SIGTERM drains all of them.
 
 import { existsSync, writeFileSync } from 'node:fs';
-import { afterEach, beforeAll, describe, expect, it, onTestFailed } from 'vitest';
+import { beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { stringify } from 'yaml';
 import type { Status } from '../../src/ops/status.js';
 import { startEchoBackend, type TestBackend } from '../helpers/backends.js';
+import { cleanupAfterEach } from '../helpers/cleanups.js';
 import { metricValue } from '../helpers/gateway.js';
 import { waitFor } from '../helpers/wait.js';
 import {
@@ -23,10 +24,7 @@ import {
 
 beforeAll(ensureBuilt, 120_000);
 
-const cleanups: (() => Promise<unknown> | unknown)[] = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()?.();
-});
+const cleanups = cleanupAfterEach();
 
 async function echo(id: string): Promise<TestBackend> {
   const b = await startEchoBackend(id);

@@ -2,17 +2,15 @@
 // members, and keeping the last good set when a lookup fails.
 
 import { Resolver } from 'node:dns/promises';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { type AddressResolver, backendAt, lookupAddresses } from '../../src/pool/discovery.js';
 import { Pool } from '../../src/pool/pool.js';
+import { cleanupAfterEach } from '../helpers/cleanups.js';
 import { type DnsStub, startDnsStub } from '../helpers/dns-stub.js';
 import { waitFor } from '../helpers/wait.js';
 import { type FakeTunnel, poolConfig } from './fixtures.js';
 
-const cleanups: (() => unknown)[] = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()?.();
-});
+const cleanups = cleanupAfterEach();
 
 function dnsError(code: string): Error {
   return Object.assign(new Error(`query failed: ${code}`), { code });

@@ -2,17 +2,15 @@
 // when the backend accepts and never answers.
 
 import { createServer, type Server, type Socket } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { BackendConfig, HealthCheckConfig } from '../../src/config/types.js';
 import { HealthChecker } from '../../src/pool/health.js';
 import { probeBackend } from '../../src/pool/probe.js';
+import { cleanupAfterEach } from '../helpers/cleanups.js';
 import { type PoolBackend, startPoolBackend } from '../helpers/pool-backend.js';
 import { delay, waitFor } from '../helpers/wait.js';
 
-const cleanups: (() => unknown)[] = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()?.();
-});
+const cleanups = cleanupAfterEach();
 
 function check(overrides: Partial<HealthCheckConfig> = {}): HealthCheckConfig {
   return {

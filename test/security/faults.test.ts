@@ -4,10 +4,11 @@
 
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Tunnel } from '../../src/tunnel/tunnel.js';
 import { type RawBackend, startEchoBackend, startRawBackend } from '../helpers/backends.js';
 import { spawnGateway } from '../helpers/child-gateway.js';
+import { cleanupAfterEach } from '../helpers/cleanups.js';
 import { afterHead } from '../helpers/frames.js';
 import { type ConfigObject, metricValue, simpleConfig, startGateway, type TestGateway } from '../helpers/gateway.js';
 import { switchingProtocols } from '../helpers/hostile-backends.js';
@@ -23,10 +24,7 @@ import {
 } from '../helpers/raw-client.js';
 import { delay, waitFor } from '../helpers/wait.js';
 
-const cleanups: (() => Promise<unknown>)[] = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()?.();
-});
+const cleanups = cleanupAfterEach();
 
 async function gatewayFor(backends: string[], extra: ConfigObject = {}): Promise<TestGateway> {
   const gw = await startGateway(simpleConfig(backends, extra));
