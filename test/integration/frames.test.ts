@@ -7,6 +7,7 @@ import { startEchoBackend, startRawBackend, type TestBackend } from '../helpers/
 import { type Cleanup, runCleanups } from '../helpers/cleanups.js';
 import { type ConfigObject, metricValue, simpleConfig, startGateway, type TestGateway } from '../helpers/gateway.js';
 import { closeCodeIn, frame, parseFrames, rawUpgrade, readUntilClose, SAMPLE_ACCEPT } from '../helpers/raw-client.js';
+import { waitFor } from '../helpers/wait.js';
 
 const cleanups: Cleanup[] = [];
 afterEach(async () => {
@@ -51,18 +52,6 @@ function backendCloseCode(b: TestBackend): Promise<number> {
   });
 }
 
-function until(check: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  return new Promise((resolve, reject) => {
-    const tick = async () => {
-      if (await check()) return resolve();
-      if (Date.now() > deadline) return reject(new Error('condition not met in time'));
-      setTimeout(tick, 10);
-    };
-    void tick();
-  });
-}
-
 describe('protocol violations (RFC 6455 §5)', () => {
   it('an unmasked client frame: client gets 1002, backend 1011, counted', async () => {
     const b = await echoBackend();
@@ -72,7 +61,7 @@ describe('protocol violations (RFC 6455 §5)', () => {
     c.socket.write(frame(1, 'hello', { masked: false }));
     expect(closeCodeIn(await c.closed)).toBe(1002);
     expect(await backendCode).toBe(1011);
-    await until(async () => metricValue(await gw.metrics(), 'wsgate_connections_active') === 0);
+    await waitFor(async () => metricValue(await gw.metrics(), 'wsgate_connections_active') === 0);
     const text = await gw.metrics();
     expect(
       metricValue(text, 'wsgate_protocol_violations_total', {
@@ -104,7 +93,7 @@ describe('protocol violations (RFC 6455 §5)', () => {
     const gw = await gateway([evil.url]);
     const c = await rawClient(gw.port);
     expect(closeCodeIn(await c.closed)).toBe(1014);
-    await until(() => (evil.received[0]?.length ?? 0) > 1);
+    await waitFor(() => (evil.received[0]?.length ?? 0) > 1);
     const toBackend = Buffer.concat(evil.received[0] ?? []);
     const afterHead = toBackend.subarray(toBackend.indexOf('\r\n\r\n') + 4);
     const frames = parseFrames(afterHead);
@@ -122,7 +111,7 @@ describe('protocol violations (RFC 6455 §5)', () => {
     const gw = await gateway([raw.url], { protocol: 'lenient' });
     const c = await rawClient(gw.port);
     c.socket.write(frame(1, 'unmasked', { masked: false }));
-    await until(() => Buffer.concat(raw.received[0] ?? []).includes('unmasked'));
+    await waitFor(() => Buffer.concat(raw.received[0] ?? []).includes('unmasked'));
     expect(metricValue(await gw.metrics(), 'wsgate_protocol_violations_total', { kind: 'unmasked_client_frame' })).toBe(
       1,
     );
@@ -142,7 +131,7 @@ describe('limits', () => {
     ws.on('message', () => echoed++);
     for (let second = 0; second < 10; second++) {
       for (let i = 0; i < 90; i++) ws.send(`m${second}-${i}`);
-      await until(() => echoed === (second + 1) * 90);
+      await waitFor(() => echoed === (second + 1) * 90);
       vi.advanceTimersByTime(1000);
     }
     expect(ws.readyState).toBe(WebSocket.OPEN);
@@ -151,7 +140,7 @@ describe('limits', () => {
     for (let i = 0; i < 300; i++) ws.send('flood');
     expect(await closed).toBe(1008);
     expect(await backendCode).toBe(1000);
-    await until(async () => metricValue(await gw.metrics(), 'wsgate_connections_active') === 0);
+    await waitFor(async () => metricValue(await gw.metrics(), 'wsgate_connections_active') === 0);
     const text = await gw.metrics();
     expect(metricValue(text, 'wsgate_limit_exceeded_total', { limit: 'messages_per_second', action: 'close' })).toBe(1);
     expect(metricValue(text, 'wsgate_closes_total', { code: '1008', initiator: 'proxy' })).toBe(1);
@@ -168,7 +157,7 @@ describe('limits', () => {
     ws.on('message', (d) => got.push(d.toString()));
     const started = performance.now();
     for (let i = 0; i < 120; i++) ws.send(`m${i}`);
-    await until(() => got.length === 120, 10_000);
+    await waitFor(() => got.length === 120, 10_000);
     // 100 messages over the burst at 200/s take at least ~0.5 s; generous lower bound.
     expect(performance.now() - started).toBeGreaterThan(250);
     expect(got).toEqual(Array.from({ length: 120 }, (_, i) => `m${i}`));
@@ -239,10 +228,10 @@ describe('counting', () => {
     );
     c.socket.write(frame(1, Buffer.alloc(300, 0x61)));
     // Echoes: 'hello', 'abcdef' (one binary message), 300 bytes; plus ws answers the ping with a pong.
-    await until(() => parseFrames(c.received()).length >= 4);
+    await waitFor(() => parseFrames(c.received()).length >= 4);
     c.socket.write(frame(8, Buffer.from([0x03, 0xe8])));
     await c.closed;
-    await until(async () => metricValue(await gw.metrics(), 'wsgate_connections_active') === 0);
+    await waitFor(async () => metricValue(await gw.metrics(), 'wsgate_connections_active') === 0);
     const text = await gw.metrics();
     const m = (direction: string, type: string) => metricValue(text, 'wsgate_messages_total', { direction, type });
     expect(m('client_to_backend', 'text')).toBe(2);
@@ -264,13 +253,13 @@ describe('backend loss, keepalive and idle', () => {
     const gw = await gateway([b.url]);
     const ws = new WebSocket(`ws://127.0.0.1:${gw.port}/`);
     await new Promise((r) => ws.once('open', r));
-    await until(() => b.sockets.size === 1);
+    await waitFor(() => b.sockets.size === 1);
     const closed = new Promise<{ code: number; reason: string }>((resolve) =>
       ws.once('close', (code, reason) => resolve({ code, reason: reason.toString() })),
     );
     b.killConnections();
     expect(await closed).toEqual({ code: 1014, reason: 'backend connection lost' });
-    await until(async () => metricValue(await gw.metrics(), 'wsgate_connections_active') === 0);
+    await waitFor(async () => metricValue(await gw.metrics(), 'wsgate_connections_active') === 0);
     expect(metricValue(await gw.metrics(), 'wsgate_closes_total', { code: '1014' })).toBe(1);
   });
 
@@ -283,9 +272,9 @@ describe('backend loss, keepalive and idle', () => {
     ws.on('ping', () => pings++);
     await new Promise((r) => ws.once('open', r));
     const backendPongs: number[] = [];
-    await until(() => b.sockets.size === 1);
+    await waitFor(() => b.sockets.size === 1);
     for (const s of b.sockets) s.on('pong', () => backendPongs.push(1));
-    await until(() => pings >= 3, 5000);
+    await waitFor(() => pings >= 3, 5000);
     expect(ws.readyState).toBe(WebSocket.OPEN);
     expect(backendPongs).toHaveLength(0);
     ws.close();
@@ -344,7 +333,7 @@ describe('drain', () => {
     const port = (wss.address() as { port: number }).port;
     const gw = await gateway([`ws://127.0.0.1:${port}`]);
     const c = await rawClient(gw.port);
-    await until(() => gw.gateway.tunnels.size === 1);
+    await waitFor(() => gw.gateway.tunnels.size === 1);
     for (const t of gw.gateway.tunnels) t.closeWithCode(1012, 'rebalance');
     const all = await readUntilClose(c.socket, c.received());
     expect(closeCodeIn(all)).toBe(1012);
@@ -374,7 +363,7 @@ describe('throttle memory', () => {
         maxHeld = Math.max(maxHeld, held + t.client.readableLength);
       }
     }, 5);
-    await until(() => echoedBytes === total, 20_000);
+    await waitFor(() => echoedBytes === total, 20_000);
     clearInterval(sampler);
     // The proxy never holds more than a socket read or two of the client's 10 MiB.
     expect(maxHeld).toBeLessThan(1024 * 1024);

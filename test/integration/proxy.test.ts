@@ -10,6 +10,7 @@ import { refusedPort, startEchoBackend, startRawBackend, type TestBackend } from
 import { cleanupAfterEach } from '../helpers/cleanups.js';
 import { metricValue, simpleConfig, startGateway, type TestGateway } from '../helpers/gateway.js';
 import { closesWithin, rawUpgrade, readUntilClose, SAMPLE_ACCEPT } from '../helpers/raw-client.js';
+import { waitFor } from '../helpers/wait.js';
 
 const cleanups = cleanupAfterEach();
 
@@ -33,18 +34,6 @@ function connectClient(port: number, user: string): Promise<{ ws: WebSocket; bac
     });
     ws.once('message', (d) => resolve({ ws, backend: (JSON.parse(d.toString()) as { backend: string }).backend }));
     ws.once('error', reject);
-  });
-}
-
-function waitFor(check: () => boolean | Promise<boolean>, ms = 5000): Promise<void> {
-  const deadline = Date.now() + ms;
-  return new Promise((resolve, reject) => {
-    const tick = async () => {
-      if (await check()) return resolve();
-      if (Date.now() > deadline) return reject(new Error('condition not met in time'));
-      setTimeout(tick, 20);
-    };
-    void tick();
   });
 }
 
