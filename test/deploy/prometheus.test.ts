@@ -13,7 +13,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Metrics } from '../../src/observe/metrics.js';
 import { refusedPort, startEchoBackend, type TestBackend } from '../helpers/backends.js';
 import { type Cleanup, runCleanups } from '../helpers/cleanups.js';
-import { frame, rawUpgrade } from '../helpers/raw-client.js';
+import { frame } from '../helpers/frames.js';
+import { rawUpgrade } from '../helpers/raw-client.js';
 import { delay, waitFor } from '../helpers/wait.js';
 import {
   type Client,

@@ -1,6 +1,6 @@
-// Raw clients on real sockets: send exact handshake bytes, read the exact answer, speak frames by hand.
+// Raw clients on real sockets: send exact handshake bytes, read the exact answer, then the raw bytes that follow
+// (frames to build and parse are in frames.ts).
 
-import { randomBytes } from 'node:crypto';
 import { connect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
 
@@ -123,71 +123,4 @@ export function closesWithin(socket: Socket, ms: number): Promise<boolean> {
     socket.on('error', () => {});
     socket.resume();
   });
-}
-
-/** Encodes one frame; client frames are masked (RFC 6455 §5.3). */
-export function frame(
-  opcode: number,
-  payload: Buffer | string,
-  options: { masked?: boolean; fin?: boolean; rsv?: number } = {},
-): Buffer {
-  const data = typeof payload === 'string' ? Buffer.from(payload) : payload;
-  const masked = options.masked ?? true;
-  const fin = options.fin ?? true;
-  const len = data.length;
-  const extra = len < 126 ? 0 : len < 65536 ? 2 : 8;
-  const head = Buffer.alloc(2 + extra + (masked ? 4 : 0));
-  head[0] = (fin ? 0x80 : 0) | ((options.rsv ?? 0) << 4) | opcode;
-  head[1] = (masked ? 0x80 : 0) | (extra === 0 ? len : extra === 2 ? 126 : 127);
-  if (extra === 2) head.writeUInt16BE(len, 2);
-  if (extra === 8) head.writeBigUInt64BE(BigInt(len), 2);
-  if (!masked) return Buffer.concat([head, data]);
-  const mask = randomBytes(4);
-  mask.copy(head, 2 + extra);
-  const out = Buffer.from(data);
-  for (let i = 0; i < out.length; i++) out[i] = (out[i] as number) ^ (mask[i & 3] as number);
-  return Buffer.concat([head, out]);
-}
-
-export interface ParsedFrame {
-  fin: boolean;
-  opcode: number;
-  masked: boolean;
-  payload: Buffer;
-}
-
-/** Parses complete frames from `buf` (unmasking), ignoring a trailing partial frame. */
-export function parseFrames(buf: Buffer): ParsedFrame[] {
-  const frames: ParsedFrame[] = [];
-  let off = 0;
-  while (off + 2 <= buf.length) {
-    const b0 = buf[off] as number;
-    const b1 = buf[off + 1] as number;
-    let len = b1 & 0x7f;
-    let p = off + 2;
-    if (len === 126) {
-      if (p + 2 > buf.length) break;
-      len = buf.readUInt16BE(p);
-      p += 2;
-    } else if (len === 127) {
-      if (p + 8 > buf.length) break;
-      len = Number(buf.readBigUInt64BE(p));
-      p += 8;
-    }
-    const masked = (b1 & 0x80) !== 0;
-    const mask = masked ? buf.subarray(p, p + 4) : undefined;
-    if (masked) p += 4;
-    if (p + len > buf.length) break;
-    const payload = Buffer.from(buf.subarray(p, p + len));
-    if (mask) for (let i = 0; i < payload.length; i++) payload[i] = (payload[i] as number) ^ (mask[i & 3] as number);
-    frames.push({ fin: (b0 & 0x80) !== 0, opcode: b0 & 0x0f, masked, payload });
-    off = p + len;
-  }
-  return frames;
-}
-
-/** Close code of the first close frame in `buf`, if any. */
-export function closeCodeIn(buf: Buffer): number | undefined {
-  const close = parseFrames(buf).find((f) => f.opcode === 8);
-  return close && close.payload.length >= 2 ? close.payload.readUInt16BE(0) : undefined;
 }

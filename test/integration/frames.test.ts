@@ -5,8 +5,9 @@ import { afterEach, describe, expect, it, vi } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import { startEchoBackend, startRawBackend, type TestBackend } from '../helpers/backends.js';
 import { type Cleanup, runCleanups } from '../helpers/cleanups.js';
+import { closeCodeIn, frame, parseFrames } from '../helpers/frames.js';
 import { type ConfigObject, metricValue, simpleConfig, startGateway, type TestGateway } from '../helpers/gateway.js';
-import { closeCodeIn, frame, parseFrames, rawUpgrade, readUntilClose, SAMPLE_ACCEPT } from '../helpers/raw-client.js';
+import { rawUpgrade, readUntilClose, SAMPLE_ACCEPT } from '../helpers/raw-client.js';
 import { waitFor } from '../helpers/wait.js';
 
 const cleanups: Cleanup[] = [];

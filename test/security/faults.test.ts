@@ -9,19 +9,10 @@ import type { Tunnel } from '../../src/tunnel/tunnel.js';
 import { type RawBackend, startEchoBackend, startRawBackend } from '../helpers/backends.js';
 import { spawnGateway } from '../helpers/child-gateway.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
-import { afterHead } from '../helpers/frames.js';
+import { afterHead, closeCodeIn, frame, frameHeader, parseFrames } from '../helpers/frames.js';
 import { type ConfigObject, metricValue, simpleConfig, startGateway, type TestGateway } from '../helpers/gateway.js';
 import { switchingProtocols } from '../helpers/hostile-backends.js';
-import {
-  closeCodeIn,
-  closesWithin,
-  frame,
-  openSocket,
-  parseFrames,
-  type RawResponse,
-  rawUpgrade,
-  upgradeRequest,
-} from '../helpers/raw-client.js';
+import { closesWithin, openSocket, type RawResponse, rawUpgrade, upgradeRequest } from '../helpers/raw-client.js';
 import { delay, waitFor } from '../helpers/wait.js';
 
 const cleanups = cleanupAfterEach();
@@ -226,11 +217,7 @@ describe('backpressure: a peer that stops reading does not make the proxy buffer
 
 /** A binary frame header declaring 2^40 bytes: a stream without end, so no limit or frame boundary interferes. */
 function frameHeaderHuge(masked = true): Buffer {
-  const head = Buffer.alloc(masked ? 14 : 10);
-  head[0] = 0x82;
-  head[1] = (masked ? 0x80 : 0) | 127;
-  head.writeBigUInt64BE(1n << 40n, 2);
-  return head;
+  return frameHeader(0x82, 1n << 40n, { masked, mask: Buffer.alloc(4) }); // an all-zero key: payload bytes as sent
 }
 
 describe('half-closed sockets', () => {

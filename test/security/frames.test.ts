@@ -7,10 +7,10 @@
 import type { Socket } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { type RawBackend, startRawBackend } from '../helpers/backends.js';
-import { afterHead, frameHeader } from '../helpers/frames.js';
+import { afterHead, closeCodeIn, frame, frameHeader, type ParsedFrame, parseFrames } from '../helpers/frames.js';
 import { metricValue, simpleConfig, startGateway, type TestGateway } from '../helpers/gateway.js';
 import { switchingProtocols } from '../helpers/hostile-backends.js';
-import { closeCodeIn, frame, type ParsedFrame, parseFrames, rawUpgrade } from '../helpers/raw-client.js';
+import { rawUpgrade } from '../helpers/raw-client.js';
 import { delay, waitFor } from '../helpers/wait.js';
 
 /** What the backend sends right after its 101, for the next connection only. */

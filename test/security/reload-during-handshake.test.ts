@@ -7,10 +7,10 @@ import { stringify } from 'yaml';
 import { parseConfig } from '../../src/config/load.js';
 import { startRawBackend } from '../helpers/backends.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
-import { afterHead } from '../helpers/frames.js';
+import { afterHead, closeCodeIn } from '../helpers/frames.js';
 import { type ConfigObject, simpleConfig, startGateway } from '../helpers/gateway.js';
 import { switchingProtocols } from '../helpers/hostile-backends.js';
-import { closeCodeIn, openSocket, upgradeRequest } from '../helpers/raw-client.js';
+import { openSocket, upgradeRequest } from '../helpers/raw-client.js';
 import { waitFor } from '../helpers/wait.js';
 
 const cleanups = cleanupAfterEach();

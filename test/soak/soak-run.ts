@@ -6,9 +6,10 @@
 import { connect, type Socket } from 'node:net';
 import { type RawBackend, startEchoBackend, startRawBackend, type TestBackend } from '../helpers/backends.js';
 import { type ChildGateway, spawnGateway } from '../helpers/child-gateway.js';
+import { closeCodeIn, frame } from '../helpers/frames.js';
 import type { ChildStats } from '../helpers/gateway-process.js';
 import { switchingProtocols } from '../helpers/hostile-backends.js';
-import { closeCodeIn, frame, upgradeRequest } from '../helpers/raw-client.js';
+import { upgradeRequest } from '../helpers/raw-client.js';
 
 export const KINDS = ['normal', 'refused', 'rate_limited', 'backend_killed', 'client_abort'] as const;
 export type Kind = (typeof KINDS)[number];

@@ -11,6 +11,7 @@ import {
   VIOLATION_KIND,
   Violation,
 } from '../../src/tunnel/frame-scanner.js';
+import { frame as encodeFrame } from '../helpers/frames.js';
 
 const hex = (text: string): Buffer => Buffer.from(text.replace(/\s+/g, ''), 'hex');
 
@@ -77,27 +78,21 @@ interface FrameSpec {
 
 const DEFAULT_KEY = 0x37fa213d; // the §5.7 example key
 
-/** Builds one frame as a peer would put it on the wire (payload masked when `mask`). */
+const LENGTH_BYTES = { 7: 0, 16: 2, 64: 8 } as const;
+
+/** Builds one frame as a peer would put it on the wire (payload masked with `key` when `mask`). */
 function frame(spec: FrameSpec): Buffer {
+  const key = spec.key ?? DEFAULT_KEY;
   const payload =
     typeof spec.payload === 'string' ? Buffer.from(spec.payload, 'utf8') : Buffer.from(spec.payload ?? []);
-  const declared = BigInt(spec.declared ?? payload.length);
-  const form = spec.form ?? (declared < 126n ? 7 : declared < 65536n ? 16 : 64);
-  const mask = spec.mask ?? false;
-  const head: number[] = [((spec.fin ?? true) ? 0x80 : 0) | ((spec.rsv ?? 0) << 4) | spec.opcode];
-  const maskBit = mask ? 0x80 : 0;
-  if (form === 7) head.push(maskBit | Number(declared));
-  else if (form === 16) head.push(maskBit | 126, Number(declared >> 8n) & 0xff, Number(declared) & 0xff);
-  else {
-    head.push(maskBit | 127);
-    for (let shift = 56n; shift >= 0n; shift -= 8n) head.push(Number((declared >> shift) & 0xffn));
-  }
-  const key = spec.key ?? DEFAULT_KEY;
-  const keyBytes = [key >>> 24, (key >>> 16) & 0xff, (key >>> 8) & 0xff, key & 0xff];
-  if (mask) head.push(...keyBytes);
-  const body = Buffer.from(payload);
-  if (mask) for (let i = 0; i < body.length; i++) body[i] = body[i]! ^ keyBytes[i & 3]!;
-  return Buffer.concat([Buffer.from(head), body]);
+  return encodeFrame(spec.opcode, payload, {
+    masked: spec.mask ?? false,
+    fin: spec.fin,
+    rsv: spec.rsv,
+    mask: Buffer.from([key >>> 24, (key >>> 16) & 0xff, (key >>> 8) & 0xff, key & 0xff]),
+    lengthBytes: spec.form === undefined ? undefined : LENGTH_BYTES[spec.form],
+    declared: spec.declared === undefined ? undefined : BigInt(spec.declared),
+  });
 }
 
 const closePayload = (code: number, reason: string | Buffer = ''): Buffer =>
