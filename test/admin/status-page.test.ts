@@ -11,7 +11,8 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { refusedPort, startEchoBackend, type TestBackend } from '../helpers/backends.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
 import type { ConfigObject } from '../helpers/gateway.js';
-import { type Client, connectClient, type FileGateway, ROOT, startFileGateway } from '../ops/support.js';
+import { ROOT } from '../helpers/paths.js';
+import { type Client, connectClient, type FileGateway, startFileGateway } from '../ops/support.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = join(ROOT, 'test-artifacts');

@@ -2,12 +2,11 @@
 // ConfigMap embeds: names that must agree (ports, probes, config path, DNS discovery), and the shutdown budget.
 import { readdirSync, readFileSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments, stringify } from 'yaml';
 import { ConfigError, type ConfigIssue, formatIssue, parseConfig } from '../../src/config/load.js';
+import { ROOT } from '../helpers/paths.js';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const K8S_DIR = join(ROOT, 'deploy', 'kubernetes');
 
 interface Meta {

@@ -14,6 +14,7 @@ import { Metrics } from '../../src/observe/metrics.js';
 import { refusedPort, startEchoBackend, type TestBackend } from '../helpers/backends.js';
 import { type Cleanup, runCleanups } from '../helpers/cleanups.js';
 import { frame } from '../helpers/frames.js';
+import { ROOT } from '../helpers/paths.js';
 import { rawUpgrade } from '../helpers/raw-client.js';
 import { delay, waitFor } from '../helpers/wait.js';
 import {
@@ -22,7 +23,6 @@ import {
   type FileGateway,
   PROMTOOL,
   promtoolMetricProblems,
-  ROOT,
   startFileGateway,
 } from '../ops/support.js';
 

@@ -7,10 +7,11 @@ import { connect } from 'node:net';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { startEchoBackend, type TestBackend } from '../helpers/backends.js';
+import { type CliProcess, ensureBuilt, runCli, writeConfig } from '../helpers/child-gateway.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
 import { upgradeRequest } from '../helpers/raw-client.js';
 import { waitFor } from '../helpers/wait.js';
-import { admin, type CliProcess, connectClient, connectMany, ensureBuilt, runCli, writeConfig } from './support.js';
+import { admin, connectClient, connectMany } from './support.js';
 
 beforeAll(ensureBuilt, 120_000);
 
@@ -26,12 +27,6 @@ function start(config: Record<string, unknown>, file = writeConfig(config)): Cli
   const cli = runCli(file);
   cleanups.push(() => cli.kill('SIGKILL'));
   return cli;
-}
-
-async function ready(cli: CliProcess): Promise<{ port: number; adminPort: number }> {
-  const line = await cli.logLine('wsgate ready');
-  const listeners = line.listeners as { port: number }[];
-  return { port: listeners[0]?.port ?? 0, adminPort: line.adminPort as number };
 }
 
 function config(backend: string, drain: string, acceptDelay: string): Record<string, unknown> {
@@ -50,7 +45,7 @@ describe('SIGTERM drains and exits 0', () => {
   it('readiness off at once, accepting during acceptDelay, 1001 to every client spread over the drain, exit 0 in time', async () => {
     const backend = await echo('a');
     const cli = start(config(backend.url, '3s', '500ms'));
-    const { port, adminPort } = await ready(cli);
+    const { port, adminPort } = await cli.ready();
     expect((await admin(adminPort, '/readyz')).status).toBe(200);
     const clients = await connectMany(`ws://127.0.0.1:${port}/`, 40);
     cleanups.push(() => {
@@ -86,7 +81,7 @@ describe('SIGTERM drains and exits 0', () => {
   it('a second signal exits at once, without waiting for clients that never close', async () => {
     const backend = await echo('a');
     const cli = start(config(backend.url, '20s', '0s'));
-    const { port } = await ready(cli);
+    const { port } = await cli.ready();
     // A client that completes the handshake and then ignores everything, keeping its half of TCP open.
     const stubborn = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
     stubborn.on('error', () => {});
@@ -112,7 +107,7 @@ describe('SIGHUP', () => {
     const first = config(a.url, '1s', '0s');
     const file = writeConfig(first);
     const cli = start(first, file);
-    const { port, adminPort } = await ready(cli);
+    const { port, adminPort } = await cli.ready();
     const live = await connectClient(`ws://127.0.0.1:${port}/`, { 'x-user-id': 'h' });
     cleanups.push(() => live.ws.terminate());
 

@@ -1,11 +1,11 @@
 // Shared by the ops tests: a gateway run from a real config file with reload wired in, WebSocket clients that
-// remember how they closed, admin HTTP calls, and running the built CLI as a child process.
+// remember how they closed, admin HTTP calls, and promtool's verdict on an exposition. The built CLI in a child
+// process is in helpers/child-gateway.ts.
 
-import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readdirSync, rmdirSync, statSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { pino } from 'pino';
 import WebSocket from 'ws';
 import { stringify } from 'yaml';
@@ -14,10 +14,6 @@ import { Gateway } from '../../src/gateway.js';
 import { Metrics } from '../../src/observe/metrics.js';
 import { controlGateway, type GatewayControl } from '../../src/ops/control.js';
 import type { ConfigObject } from '../helpers/gateway.js';
-import { delay, waitFor } from '../helpers/wait.js';
-
-export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-export const NODE_BIN = join(ROOT, 'node_modules', '.bin', 'node');
 
 export interface FileGateway {
   readonly gateway: Gateway;
@@ -155,128 +151,6 @@ export async function admin(
   const res = await fetch(`http://127.0.0.1:${port}${path}`, { method: init.method ?? 'GET', headers });
   const text = await res.text();
   return { status: res.status, text, headers: res.headers, json: <T>() => JSON.parse(text) as T };
-}
-
-// ── The built CLI as a child process ────────────────────────────────────────────────────────────
-
-/** Newest modification time under `dir` (recursively), for "is dist/ older than src/?". */
-function newestMtime(dir: string): number {
-  let newest = 0;
-  for (const entry of readdirSync(dir, { withFileTypes: true })) {
-    const path = join(dir, entry.name);
-    newest = Math.max(newest, entry.isDirectory() ? newestMtime(path) : statSync(path).mtimeMs);
-  }
-  return newest;
-}
-
-/**
- * Builds dist/ with tsc when it is missing or older than src/ (`npm test` builds first; a direct vitest run may
- * not have). A lock directory keeps two test files from building at once.
- */
-export async function ensureBuilt(): Promise<void> {
-  const cli = join(ROOT, 'dist', 'src', 'cli.js');
-  const fresh = () => {
-    try {
-      return statSync(cli).mtimeMs >= newestMtime(join(ROOT, 'src'));
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false; // no build yet
-      throw err;
-    }
-  };
-  if (fresh()) return;
-  const lock = join(ROOT, 'dist', '.ops-test-build.lock');
-  mkdirSync(join(ROOT, 'dist'), { recursive: true });
-  for (;;) {
-    try {
-      mkdirSync(lock);
-      break;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      // Another test file is building: wait for it.
-      await delay(200);
-      if (fresh()) return;
-    }
-  }
-  try {
-    const result = spawnSync(
-      NODE_BIN,
-      [join(ROOT, 'node_modules', 'typescript', 'bin', 'tsc'), '-p', 'tsconfig.json'],
-      {
-        cwd: ROOT,
-        encoding: 'utf8',
-      },
-    );
-    if (!fresh()) throw new Error(`build failed:\n${result.stdout}${result.stderr}`);
-  } finally {
-    rmdirSync(lock);
-  }
-}
-
-export interface CliProcess {
-  readonly child: ChildProcess;
-  readonly lines: string[];
-  /** Parsed pino JSON lines. */
-  readonly logs: Record<string, unknown>[];
-  readonly exited: Promise<{ code: number | null; signal: string | null; atMs: number }>;
-  /** Resolves with the first log line whose msg is `msg` (and that matches `where`). */
-  logLine(
-    msg: string,
-    where?: (line: Record<string, unknown>) => boolean,
-    ms?: number,
-  ): Promise<Record<string, unknown>>;
-  kill(signal?: NodeJS.Signals): void;
-}
-
-export function runCli(configFile: string, extraArgs: string[] = []): CliProcess {
-  const child = spawn(NODE_BIN, [join(ROOT, 'dist', 'src', 'cli.js'), '--config', configFile, ...extraArgs], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, NODE_NO_WARNINGS: '1' },
-  });
-  const lines: string[] = [];
-  const logs: Record<string, unknown>[] = [];
-  let partial = '';
-  child.stdout?.setEncoding('utf8');
-  child.stdout?.on('data', (text: string) => {
-    const parts = (partial + text).split('\n');
-    partial = parts.pop() ?? '';
-    for (const line of parts) {
-      if (line === '') continue;
-      lines.push(line);
-      if (line.startsWith('{')) logs.push(JSON.parse(line) as Record<string, unknown>);
-    }
-  });
-  child.stderr?.setEncoding('utf8');
-  child.stderr?.on('data', (text: string) => lines.push(`stderr: ${text}`));
-  const exited = new Promise<{ code: number | null; signal: string | null; atMs: number }>((resolve) =>
-    child.once('exit', (code, signal) => resolve({ code, signal, atMs: performance.now() })),
-  );
-  return {
-    child,
-    lines,
-    logs,
-    exited,
-    logLine: async (msg, where = () => true, ms = 15_000) => {
-      let found: Record<string, unknown> | undefined;
-      await waitFor(
-        () => {
-          found = logs.find((l) => l.msg === msg && where(l));
-          return found !== undefined;
-        },
-        ms,
-        `log line "${msg}" (output so far:\n${lines.join('\n')})`,
-      );
-      return found as Record<string, unknown>;
-    },
-    kill: (signal = 'SIGTERM') => child.kill(signal),
-  };
-}
-
-export function writeConfig(config: ConfigObject): string {
-  const dir = mkdtempSync(join(tmpdir(), 'wsgate-cli-'));
-  const file = join(dir, 'config.yaml');
-  writeFileSync(file, stringify(config));
-  return file;
 }
 
 export const PROMTOOL = '/usr/bin/promtool';

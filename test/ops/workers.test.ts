@@ -7,20 +7,11 @@ import { beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { stringify } from 'yaml';
 import type { Status } from '../../src/ops/status.js';
 import { startEchoBackend, type TestBackend } from '../helpers/backends.js';
+import { ensureBuilt, runCli, writeConfig } from '../helpers/child-gateway.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
 import { metricValue } from '../helpers/gateway.js';
 import { waitFor } from '../helpers/wait.js';
-import {
-  admin,
-  type Client,
-  connectClient,
-  connectMany,
-  ensureBuilt,
-  PROMTOOL,
-  promtoolMetricProblems,
-  runCli,
-  writeConfig,
-} from './support.js';
+import { admin, type Client, connectClient, connectMany, PROMTOOL, promtoolMetricProblems } from './support.js';
 
 beforeAll(ensureBuilt, 120_000);
 
@@ -72,9 +63,7 @@ describe('workers: 2', () => {
     onTestFailed(() => {
       process.stderr.write(`wsgate output:\n${cli.lines.join('\n')}\n`);
     });
-    const readyLine = await cli.logLine('wsgate ready');
-    const port = (readyLine.listeners as { port: number }[])[0]?.port ?? 0;
-    const adminPort = readyLine.adminPort as number;
+    const { port, adminPort } = await cli.ready();
 
     const first = await status(adminPort);
     expect(first.workers).toMatchObject({ configured: 2, live: 2 });

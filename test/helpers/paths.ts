@@ -1,0 +1,9 @@
+// Where the repository and its Node live, for tests that read its files or start it in a child process.
+
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The repository root, with a trailing slash. */
+export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+/** Node 24 from node_modules (type stripping); the system node may be older. */
+export const NODE_BIN = join(ROOT, 'node_modules', '.bin', 'node');
