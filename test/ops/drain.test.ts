@@ -9,9 +9,10 @@ import { stringify } from 'yaml';
 import { startEchoBackend, type TestBackend } from '../helpers/backends.js';
 import { type CliProcess, ensureBuilt, runCli, writeConfig } from '../helpers/child-gateway.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
+import { type ConfigObject, simpleConfig } from '../helpers/gateway.js';
 import { upgradeRequest } from '../helpers/raw-client.js';
 import { waitFor } from '../helpers/wait.js';
-import { admin, connectClient, connectMany } from './support.js';
+import { admin, connectClient, connectMany, withFreshRoute } from './support.js';
 
 beforeAll(ensureBuilt, 120_000);
 
@@ -23,22 +24,18 @@ async function echo(id: string): Promise<TestBackend> {
   return b;
 }
 
-function start(config: Record<string, unknown>, file = writeConfig(config)): CliProcess {
+function start(config: ConfigObject, file = writeConfig(config)): CliProcess {
   const cli = runCli(file);
   cleanups.push(() => cli.kill('SIGKILL'));
   return cli;
 }
 
-function config(backend: string, drain: string, acceptDelay: string): Record<string, unknown> {
-  return {
-    listeners: [{ name: 'public', address: '127.0.0.1', port: 0 }],
-    admin: { address: '127.0.0.1', port: 0 },
-    routes: [{ name: 'main', match: { path: '/' }, pool: 'main' }],
-    pools: { main: { hashKey: 'header:x-user-id', backends: [backend] } },
+function config(backend: string, drain: string, acceptDelay: string): ConfigObject {
+  return simpleConfig([backend], {
     timeouts: { handshake: '2s', idle: '5m', drain },
     shutdown: { acceptDelay },
     log: { level: 'info' },
-  };
+  });
 }
 
 describe('SIGTERM drains and exits 0', () => {
@@ -111,16 +108,7 @@ describe('SIGHUP', () => {
     const live = await connectClient(`ws://127.0.0.1:${port}/`, { 'x-user-id': 'h' });
     cleanups.push(() => live.ws.terminate());
 
-    const routes = first.routes as Record<string, unknown>[];
-    const pools = first.pools as Record<string, unknown>;
-    writeFileSync(
-      file,
-      stringify({
-        ...first,
-        routes: [{ name: 'fresh', match: { path: '/fresh' }, pool: 'other' }, ...routes],
-        pools: { ...pools, other: { backends: [b.url] } },
-      }),
-    );
+    writeFileSync(file, stringify(withFreshRoute(first, b.url)));
     cli.kill('SIGHUP');
     await cli.logLine('configuration reloaded', (l) => l.trigger === 'signal' && l.generation === 2);
     const fresh = await connectClient(`ws://127.0.0.1:${port}/fresh`);

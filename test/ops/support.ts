@@ -133,6 +133,15 @@ export async function connectMany(url: string, n: number, batch = 100): Promise<
   return clients;
 }
 
+/** `config` plus a route 'fresh' (/fresh → a new pool 'other' on `backend`), listed first so it wins for /fresh. */
+export function withFreshRoute(config: ConfigObject, backend: string): ConfigObject {
+  return {
+    ...config,
+    routes: [{ name: 'fresh', match: { path: '/fresh' }, pool: 'other' }, ...(config.routes as ConfigObject[])],
+    pools: { ...(config.pools as ConfigObject), other: { backends: [backend] } },
+  };
+}
+
 export interface AdminAnswer {
   readonly status: number;
   readonly text: string;

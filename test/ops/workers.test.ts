@@ -9,9 +9,17 @@ import type { Status } from '../../src/ops/status.js';
 import { startEchoBackend, type TestBackend } from '../helpers/backends.js';
 import { ensureBuilt, runCli, writeConfig } from '../helpers/child-gateway.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
-import { metricValue } from '../helpers/gateway.js';
+import { metricValue, simpleConfig } from '../helpers/gateway.js';
 import { waitFor } from '../helpers/wait.js';
-import { admin, type Client, connectClient, connectMany, PROMTOOL, promtoolMetricProblems } from './support.js';
+import {
+  admin,
+  type Client,
+  connectClient,
+  connectMany,
+  PROMTOOL,
+  promtoolMetricProblems,
+  withFreshRoute,
+} from './support.js';
 
 beforeAll(ensureBuilt, 120_000);
 
@@ -49,14 +57,7 @@ describe('workers: 2', () => {
   it('shares the listener, aggregates /metrics, heals a killed worker, reloads and drains every worker', async () => {
     const a = await echo('a');
     const b = await echo('b');
-    const config = {
-      listeners: [{ name: 'public', address: '127.0.0.1', port: 0 }],
-      admin: { address: '127.0.0.1', port: 0 },
-      routes: [{ name: 'main', match: { path: '/' }, pool: 'main' }],
-      pools: { main: { hashKey: 'header:x-user-id', backends: [a.url] } },
-      timeouts: { handshake: '2s', idle: '5m', drain: '2s' },
-      workers: 2,
-    };
+    const config = simpleConfig([a.url], { timeouts: { handshake: '2s', idle: '5m', drain: '2s' }, workers: 2 });
     const file = writeConfig(config);
     const cli = runCli(file, ['--no-watch']);
     cleanups.push(() => cli.kill('SIGKILL'));
@@ -109,14 +110,7 @@ describe('workers: 2', () => {
     await expectTotals(adminPort, 40 - survivors + 20);
 
     // Reload: the primary validates, every worker applies, the status shows one generation everywhere.
-    writeFileSync(
-      file,
-      stringify({
-        ...config,
-        routes: [{ name: 'fresh', match: { path: '/fresh' }, pool: 'other' }, ...config.routes],
-        pools: { ...config.pools, other: { backends: [b.url] } },
-      }),
-    );
+    writeFileSync(file, stringify(withFreshRoute(config, b.url)));
     const reload = await admin(adminPort, '/reload', { method: 'POST', accept: 'application/json' });
     expect(reload.status, reload.text).toBe(200);
     const afterReload = await status(adminPort);
