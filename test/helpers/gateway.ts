@@ -31,6 +31,26 @@ export function simpleConfig(backends: readonly string[], extra: ConfigObject = 
   };
 }
 
+/**
+ * The handshake tests' config: route 'chat' (chat.example.com /chat) allows only the Origin
+ * https://chat.example.com, route 'main' is /ws, and the connection limits are too high to refuse anyone.
+ */
+export function handshakeConfig(backend: string, extra: ConfigObject = {}): ConfigObject {
+  return simpleConfig([backend], {
+    routes: [
+      {
+        name: 'chat',
+        match: { host: 'chat.example.com', path: '/chat' },
+        pool: 'main',
+        origins: ['https://chat.example.com'],
+      },
+      { name: 'main', match: { path: '/ws' }, pool: 'main' },
+    ],
+    limits: { maxConnections: 1000, maxConnectionsPerIp: 1000 },
+    ...extra,
+  });
+}
+
 export async function startGateway(
   config: ConfigObject | string,
   file = '/virtual/wsgate-test.yaml',

@@ -4,7 +4,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { startEchoBackend, type TestBackend } from '../helpers/backends.js';
-import { metricValue, simpleConfig, startGateway, type TestGateway } from '../helpers/gateway.js';
+import { handshakeConfig, metricValue, startGateway, type TestGateway } from '../helpers/gateway.js';
 import {
   closesWithin,
   rawUpgrade,
@@ -19,23 +19,14 @@ let gw: TestGateway;
 
 beforeAll(async () => {
   backend = await startEchoBackend('b1');
-  gw = await startGateway({
-    ...simpleConfig([backend.url]),
-    listeners: [
-      { name: 'public', address: '127.0.0.1', port: 0 },
-      { name: 'tls', address: '127.0.0.1', port: 0, tls: {} },
-    ],
-    routes: [
-      {
-        name: 'chat',
-        match: { host: 'chat.example.com', path: '/chat' },
-        pool: 'main',
-        origins: ['https://chat.example.com'],
-      },
-      { name: 'main', match: { path: '/ws' }, pool: 'main' },
-    ],
-    limits: { maxConnections: 1000, maxConnectionsPerIp: 1000 },
-  });
+  gw = await startGateway(
+    handshakeConfig(backend.url, {
+      listeners: [
+        { name: 'public', address: '127.0.0.1', port: 0 },
+        { name: 'tls', address: '127.0.0.1', port: 0, tls: {} },
+      ],
+    }),
+  );
 });
 
 afterAll(async () => {

@@ -10,7 +10,7 @@ import { hashKeyOf, parseHashKeySpec } from '../../src/routing/hash-key.js';
 import { isSuspiciousPath, Router } from '../../src/routing/router.js';
 import { parseResponseHead } from '../../src/upstream/handshake.js';
 import { type RawBackend, startRawBackend } from '../helpers/backends.js';
-import { metricValue, simpleConfig, startGateway, type TestGateway } from '../helpers/gateway.js';
+import { handshakeConfig, metricValue, simpleConfig, startGateway, type TestGateway } from '../helpers/gateway.js';
 import { receivedText, startAcceptingBackend, switchingProtocols } from '../helpers/hostile-backends.js';
 import {
   closesWithin,
@@ -29,20 +29,9 @@ let gw: TestGateway;
 
 beforeAll(async () => {
   backend = await startAcceptingBackend();
-  gw = await startGateway({
-    ...simpleConfig([backend.url]),
-    routes: [
-      {
-        name: 'chat',
-        match: { host: 'chat.example.com', path: '/chat' },
-        pool: 'main',
-        origins: ['https://chat.example.com'],
-      },
-      { name: 'main', match: { path: '/ws' }, pool: 'main' },
-    ],
-    timeouts: { handshake: `${HANDSHAKE_TIMEOUT_MS}ms`, idle: '60s', drain: '1s' },
-    limits: { maxConnections: 1000, maxConnectionsPerIp: 1000 },
-  });
+  gw = await startGateway(
+    handshakeConfig(backend.url, { timeouts: { handshake: `${HANDSHAKE_TIMEOUT_MS}ms`, idle: '60s', drain: '1s' } }),
+  );
 });
 
 afterAll(async () => {
