@@ -245,6 +245,13 @@ async function startPrometheus(
     setTimeout(() => reject(new Error(`prometheus did not report its address:\n${log}`)), 20_000).unref();
   });
   const url = `http://${address}`;
+  // The API answers 503 until the TSDB is open: wait for readiness before the first query.
+  await waitFor(
+    async () => (await fetch(`${url}/-/ready`).catch(() => undefined))?.ok === true,
+    20_000,
+    'Prometheus to be ready',
+    100,
+  );
   await waitFor(
     async () => (await resultCount(url, 'up{job="wsgate"} == 1')) === 1,
     20_000,
