@@ -47,7 +47,7 @@ import {
   type TargetSpec,
 } from './harness/targets.js';
 
-const MODES = ['echo', 'handshake', 'idle', 'profile'] as const;
+const MODES = ['echo', 'handshake', 'idle', 'profile', 'profile-handshake'] as const;
 type Mode = (typeof MODES)[number];
 const HANDSHAKE_KINDS: readonly HandshakeKind[] = ['ws', 'wss-rsa2048', 'wss-ecdsa-p256'];
 const SMOKE_TARGETS = ['direct', 'wsgate'];
@@ -59,7 +59,8 @@ const MD_END = '<!-- bench:results:end -->';
 
 const HELP = `wsgate benchmark harness
 
-  --only MODES          comma list of echo,handshake,idle,profile (default: all)
+  --only MODES          comma list of echo,handshake,idle,profile,profile-handshake (default: all but
+                        profile-handshake: wsgate under the ws handshake load with --cpu-prof)
   --targets NAMES       comma list of ${TARGETS.map((t) => t.name).join(',')} (default: all)
   --smoke               a few seconds, direct + wsgate only, asserts sane numbers (exit 1 otherwise)
   --connections N       echo connections (default 100)
@@ -142,7 +143,10 @@ function parseOptions(argv: string[]): Options | 'help' {
   for (const m of onlyList ?? []) {
     if (!(MODES as readonly string[]).includes(m)) throw new Error(`--only: unknown mode "${m}" (${MODES.join(', ')})`);
   }
-  const modes = new Set<Mode>((onlyList as Mode[] | undefined) ?? (smoke ? ['echo', 'handshake', 'idle'] : MODES));
+  const modes = new Set<Mode>(
+    (onlyList as Mode[] | undefined) ??
+      (smoke ? ['echo', 'handshake', 'idle'] : MODES.filter((m) => m !== 'profile-handshake')),
+  );
   const targetNames = list(values.targets) ?? (smoke ? SMOKE_TARGETS : TARGETS.map((t) => t.name));
   const targets = targetNames.map((n) => {
     const spec = TARGETS.find((t) => t.name === n);
@@ -431,6 +435,23 @@ async function main(): Promise<number> {
           writeFileSync(join(profileDir, 'summary.txt'), `${profileText}\n`);
         } else log('bench: wsgate wrote no .cpuprofile (did it exit cleanly on SIGTERM?)');
       } else skipped.push({ target: 'profile', reason: 'needs the wsgate target' });
+    }
+    if (o.modes.has('profile-handshake')) {
+      // Not part of the results JSON: a tool for finding where a plain handshake's CPU goes.
+      const spec = runnable.find((t) => t.name === 'wsgate');
+      if (spec) {
+        const profileDir = join(RESULTS_DIR, 'profile-handshake');
+        rmSync(profileDir, { recursive: true, force: true });
+        mkdirSync(profileDir, { recursive: true });
+        const r = await withTarget(spec, ctx, (target) => handshakeRun(target, 'ws', o.handshake, o.run), profileDir);
+        log(`profiled: ${describeHandshake(r)}`);
+        const file = newestCpuProfile(profileDir);
+        if (file) {
+          const text = formatProfile(summariseCpuProfile(file, PACKAGE_ROOT, 40));
+          writeFileSync(join(profileDir, 'summary.txt'), `${text}\n`);
+          log(`\n${text}\n`);
+        } else log('bench: wsgate wrote no .cpuprofile (did it exit cleanly on SIGTERM?)');
+      } else skipped.push({ target: 'profile-handshake', reason: 'needs the wsgate target' });
     }
   } finally {
     if (!o.keep) rmSync(dir, { recursive: true, force: true });
