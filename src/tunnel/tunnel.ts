@@ -707,8 +707,10 @@ export class Tunnel {
   /** Half-closes both sockets so queued bytes still flush; whatever is left after the linger is destroyed. */
   private endSockets(): void {
     this.ending = true;
-    if (!this.client.destroyed) this.client.end();
-    if (!this.backend.destroyed) this.backend.end();
+    // A second end() on an ended socket does nothing but build an ERR_STREAM_ALREADY_FINISHED (with its stack
+    // trace) for a callback we do not pass; that was ~10% of a plain handshake's CPU.
+    if (!this.client.destroyed && !this.client.writableEnded) this.client.end();
+    if (!this.backend.destroyed && !this.backend.writableEnded) this.backend.end();
     if (this.lingerTimer === undefined && this.openSockets > 0) {
       this.lingerTimer = setTimeout(destroyBoth, TEARDOWN_LINGER_MS, this);
       this.lingerTimer.unref();
