@@ -1,8 +1,9 @@
-// Prometheus metrics (pinned names, see README). Label children are made once per route/pool/backend and kept;
-// per-chunk and per-message counts are plain numbers on shared RouteStats objects, published to prom-client only
-// at scrape time, so the hot path allocates nothing for metrics.
+// Prometheus metrics (pinned names, see README). Per-connection and per-message counts are plain numbers on shared
+// objects made once per route (RouteStats) and per route/pool/backend (BackendChildren), published to prom-client
+// only at scrape time: prom-client hashes and validates the label set on every inc/observe, even through a
+// `labels()` child, so the hot path calls none of it and allocates nothing for metrics.
 
-import { Counter, collectDefaultMetrics, Gauge, Histogram, type Registry as PromRegistry, Registry } from 'prom-client';
+import { Counter, collectDefaultMetrics, Gauge, type Registry as PromRegistry, Registry } from 'prom-client';
 
 export const DIRECTIONS = ['client_to_backend', 'backend_to_client'] as const;
 export type Direction = (typeof DIRECTIONS)[number];
@@ -14,6 +15,15 @@ export const MESSAGE_TYPES = ['text', 'binary', 'control'] as const;
 export const TYPE_TEXT = 0;
 export const TYPE_BINARY = 1;
 export const TYPE_CONTROL = 2;
+
+/** Who ended a tunnel (the `initiator` label of wsgate_closes_total). */
+export const CLOSE_INITIATORS = ['client', 'backend', 'proxy'] as const;
+export type CloseInitiator = (typeof CLOSE_INITIATORS)[number];
+
+/** Upper bounds (seconds) of the upstream handshake histogram buckets. */
+export const HANDSHAKE_SECONDS_BUCKETS: readonly number[] = [
+  0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+];
 
 /** Upper bounds (bytes) of the message-size histogram buckets. */
 export const MESSAGE_SIZE_BUCKETS: readonly number[] = [
@@ -30,8 +40,15 @@ export class RouteStats {
   /** Message-size histogram by direction: index = direction * (buckets + 1) + bucket (last = +Inf). */
   readonly sizeBuckets = new Float64Array(2 * (MESSAGE_SIZE_BUCKETS.length + 1));
   readonly sizeSum = new Float64Array(2);
+  /** Tunnels ended, by close code and initiator: key = code * 3 + initiator index (CLOSE_INITIATORS). */
+  readonly closes = new Map<number, number>();
   constructor(route: string) {
     this.route = route;
+  }
+
+  countClose(code: number, initiator: CloseInitiator): void {
+    const key = code * 3 + CLOSE_INITIATORS.indexOf(initiator);
+    this.closes.set(key, (this.closes.get(key) ?? 0) + 1);
   }
 
   /** Records one complete data message of `bytes` payload bytes; `type` is TYPE_TEXT or TYPE_BINARY. */
@@ -45,10 +62,45 @@ export class RouteStats {
   }
 }
 
-/** Children for one (route, pool, backend) triple, resolved once and shared by every connection on it. */
-export interface BackendChildren {
-  readonly active: { inc(): void; dec(): void };
-  readonly total: { inc(): void };
+/** Upstream handshake times of one (pool, backend): histogram buckets (last = +Inf), sum and count. */
+export class HandshakeTimes {
+  readonly pool: string;
+  readonly backend: string;
+  readonly buckets = new Float64Array(HANDSHAKE_SECONDS_BUCKETS.length + 1);
+  sum = 0;
+  count = 0;
+  constructor(pool: string, backend: string) {
+    this.pool = pool;
+    this.backend = backend;
+  }
+
+  observe(seconds: number): void {
+    let b = 0;
+    const n = HANDSHAKE_SECONDS_BUCKETS.length;
+    while (b < n && seconds > HANDSHAKE_SECONDS_BUCKETS[b]!) b++;
+    this.buckets[b]!++;
+    this.sum += seconds;
+    this.count++;
+  }
+}
+
+/**
+ * Counts of one (route, pool, backend) triple, made once and shared by every connection on it: tunnels change the
+ * numbers, scrapes publish them (wsgate_connections_active, wsgate_connections_total).
+ */
+export class BackendChildren {
+  readonly labels: { readonly route: string; readonly pool: string; readonly backend: string };
+  readonly handshakeTimes: HandshakeTimes;
+  /** Tunnels open now. */
+  active = 0;
+  /** Tunnels opened since start. */
+  total = 0;
+  /** `total` as of the last scrape. */
+  publishedTotal = 0;
+  constructor(route: string, pool: string, backend: string, handshakeTimes: HandshakeTimes) {
+    this.labels = { route, pool, backend };
+    this.handshakeTimes = handshakeTimes;
+  }
 }
 
 export class Metrics {
@@ -56,7 +108,6 @@ export class Metrics {
   readonly connectionsActive: Gauge<'route' | 'pool' | 'backend'>;
   readonly connectionsTotal: Counter<'route' | 'pool' | 'backend'>;
   readonly handshakeRejections: Counter<'route' | 'status' | 'reason'>;
-  readonly upstreamHandshakeSeconds: Histogram<'pool' | 'backend'>;
   readonly upstreamErrors: Counter<'pool' | 'backend' | 'reason'>;
   readonly bytes: Counter<'route' | 'direction'>;
   readonly hashKeyFallbacks: Counter<'route'>;
@@ -71,6 +122,7 @@ export class Metrics {
   /** What was already published per route, to turn running totals into counter increments. */
   private readonly published = new Map<RouteStats, { bytes: Float64Array; messages: Float64Array }>();
   private readonly backendChildren = new Map<string, BackendChildren>();
+  private readonly handshakeTimes = new Map<string, HandshakeTimes>();
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registry = new Registry();
@@ -78,30 +130,34 @@ export class Metrics {
     if (options.defaultMetrics !== false)
       collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 20 });
     const registers = [registry];
+    const children = this.backendChildren;
+    const stats = this.routeStats;
 
     this.connectionsActive = new Gauge({
       name: 'wsgate_connections_active',
       help: 'WebSocket connections currently tunnelled.',
       labelNames: ['route', 'pool', 'backend'],
       registers,
+      collect() {
+        for (const c of children.values()) this.set(c.labels, c.active);
+      },
     });
     this.connectionsTotal = new Counter({
       name: 'wsgate_connections_total',
       help: 'WebSocket connections tunnelled since start (counted at the 101).',
       labelNames: ['route', 'pool', 'backend'],
       registers,
+      collect() {
+        for (const c of children.values()) {
+          this.inc(c.labels, c.total - c.publishedTotal);
+          c.publishedTotal = c.total;
+        }
+      },
     });
     this.handshakeRejections = new Counter({
       name: 'wsgate_handshake_rejections_total',
       help: 'Upgrade requests answered with an HTTP error instead of a tunnel.',
       labelNames: ['route', 'status', 'reason'],
-      registers,
-    });
-    this.upstreamHandshakeSeconds = new Histogram({
-      name: 'wsgate_upstream_handshake_seconds',
-      help: 'Time from dialling a backend to its verified 101.',
-      labelNames: ['pool', 'backend'],
-      buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
       registers,
     });
     this.upstreamErrors = new Counter({
@@ -116,11 +172,28 @@ export class Metrics {
       labelNames: ['route'],
       registers,
     });
+    const publishedCloses = new Map<RouteStats, Map<number, number>>();
     this.closes = new Counter({
       name: 'wsgate_closes_total',
       help: 'Tunnels ended, by the WebSocket close code that ended them (1006: no close frame) and who started it.',
       labelNames: ['route', 'code', 'initiator'],
       registers,
+      collect() {
+        for (const s of stats.values()) {
+          let published = publishedCloses.get(s);
+          if (!published) {
+            published = new Map();
+            publishedCloses.set(s, published);
+          }
+          for (const [key, count] of s.closes) {
+            const before = published.get(key) ?? 0;
+            if (count === before) continue;
+            const labels = { route: s.route, code: String(Math.floor(key / 3)), initiator: CLOSE_INITIATORS[key % 3]! };
+            this.inc(labels, count - before);
+            published.set(key, count);
+          }
+        }
+      },
     });
     this.protocolViolations = new Counter({
       name: 'wsgate_protocol_violations_total',
@@ -147,7 +220,6 @@ export class Metrics {
       registers,
     });
 
-    const stats = this.routeStats;
     const published = this.published;
     const publishedFor = (s: RouteStats) => {
       let p = published.get(s);
@@ -189,6 +261,9 @@ export class Metrics {
       },
     });
     registry.registerMetric(messageSizeHistogram(stats) as unknown as Parameters<PromRegistry['registerMetric']>[0]);
+    registry.registerMetric(
+      handshakeSecondsHistogram(this.handshakeTimes) as unknown as Parameters<PromRegistry['registerMetric']>[0],
+    );
   }
 
   /** Shared stats for a route; created once, also making the route's series visible at 0. */
@@ -203,14 +278,20 @@ export class Metrics {
     return s;
   }
 
+  /** Shared counts for a (route, pool, backend); created once, also making its series visible at 0. */
   childrenFor(route: string, pool: string, backend: string): BackendChildren {
     const key = `${route}\u0000${pool}\u0000${backend}`;
     let c = this.backendChildren.get(key);
     if (!c) {
-      const labels = { route, pool, backend };
-      c = { active: this.connectionsActive.labels(labels), total: this.connectionsTotal.labels(labels) };
-      this.connectionsActive.set(labels, 0);
-      this.connectionsTotal.inc(labels, 0);
+      const timesKey = `${pool}\u0000${backend}`;
+      let times = this.handshakeTimes.get(timesKey);
+      if (!times) {
+        times = new HandshakeTimes(pool, backend);
+        this.handshakeTimes.set(timesKey, times);
+      }
+      c = new BackendChildren(route, pool, backend, times);
+      this.connectionsActive.set(c.labels, 0);
+      this.connectionsTotal.inc(c.labels, 0);
       this.backendChildren.set(key, c);
     }
     return c;
@@ -219,6 +300,36 @@ export class Metrics {
   async text(): Promise<string> {
     return this.registry.metrics();
   }
+}
+
+/**
+ * `wsgate_upstream_handshake_seconds` (time from dialling a backend to its verified 101) from HandshakeTimes at
+ * scrape time, like wsgate_message_bytes below. A (pool, backend) appears once it has a first observation.
+ */
+function handshakeSecondsHistogram(times: ReadonlyMap<string, HandshakeTimes>) {
+  const name = 'wsgate_upstream_handshake_seconds';
+  const help = 'Time from dialling a backend to its verified 101.';
+  const n = HANDSHAKE_SECONDS_BUCKETS.length;
+  const get = async () => {
+    const values: { metricName: string; labels: Record<string, string | number>; value: number }[] = [];
+    for (const t of times.values()) {
+      if (t.count === 0) continue;
+      let cumulative = 0;
+      for (let b = 0; b <= n; b++) {
+        cumulative += t.buckets[b]!;
+        const le = b < n ? HANDSHAKE_SECONDS_BUCKETS[b]! : '+Inf';
+        values.push({
+          metricName: `${name}_bucket`,
+          labels: { le, pool: t.pool, backend: t.backend },
+          value: cumulative,
+        });
+      }
+      values.push({ metricName: `${name}_sum`, labels: { pool: t.pool, backend: t.backend }, value: t.sum });
+      values.push({ metricName: `${name}_count`, labels: { pool: t.pool, backend: t.backend }, value: t.count });
+    }
+    return { name, help, type: 'histogram', aggregator: 'sum', values };
+  };
+  return { name, help, type: 'histogram', aggregator: 'sum', labelNames: ['pool', 'backend'], get, reset() {} };
 }
 
 /**

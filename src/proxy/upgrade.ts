@@ -28,46 +28,34 @@ export async function handleUpgrade(
   head: Buffer,
   secure: boolean,
 ): Promise<void> {
-  const client = socket as Socket;
+  const client = socket as ClientSocket;
   client.on('error', ignoreError);
   const runtime = ctx.runtime;
   const ip = normaliseIp(client.remoteAddress ?? '');
   const url = req.url ?? '/';
   const route = runtime.router.match(req.headers.host, url);
-  const routeName = route?.name ?? '';
 
-  const refuse = (entry: CatalogueEntry, detail?: string, extra?: Record<string, string>) => {
-    ctx.metrics.handshakeRejections.inc({ route: routeName, status: String(entry.status), reason: reasonLabel(entry) });
-    (route?.log ?? ctx.log).info(
-      { event: 'rejected', status: entry.status, code: entry.code, client: ip, path: url.slice(0, 200), detail },
-      'handshake rejected',
-    );
-    rejectHandshake(client, entry, extra);
-  };
-
-  if (ctx.draining) return refuse(Errors.SHUTTING_DOWN);
+  if (ctx.draining) return refuse(ctx, route, client, ip, url, Errors.SHUTTING_DOWN);
   const check = validateUpgrade(req);
   if (!check.ok) {
     const extra = check.error === Errors.BAD_VERSION ? { 'Sec-WebSocket-Version': '13' } : undefined;
-    return refuse(check.error, undefined, extra);
+    return refuse(ctx, route, client, ip, url, check.error, undefined, extra);
   }
-  if (isSuspiciousPath(url)) return refuse(Errors.BAD_PATH);
-  if (!route) return refuse(Errors.NO_ROUTE);
-  if (!originAllowed(req.headers.origin, route.config.origins)) return refuse(Errors.ORIGIN_NOT_ALLOWED);
+  if (isSuspiciousPath(url)) return refuse(ctx, route, client, ip, url, Errors.BAD_PATH);
+  if (!route) return refuse(ctx, route, client, ip, url, Errors.NO_ROUTE);
+  if (!originAllowed(req.headers.origin, route.config.origins))
+    return refuse(ctx, route, client, ip, url, Errors.ORIGIN_NOT_ALLOWED);
   const limits = runtime.config.limits;
   const refusal = ctx.admission.tryAcquire(ip, limits.maxConnections, limits.maxConnectionsPerIp);
-  if (refusal) return refuse(refusal);
+  if (refusal) return refuse(ctx, route, client, ip, url, refusal);
 
   // From here on the admission slot is ours: every path must release it exactly once. The client stays paused
   // until the 101: anything it sends early waits in its socket (TCP backpressure bounds it), and never reaches
   // a backend that does not switch protocols. A FIN or close meanwhile means there is nobody to tunnel for.
-  let clientGone = false;
-  const onClientGone = () => {
-    clientGone = true;
-  };
+  client[kGone] = false;
   client.pause();
-  client.once('end', onClientGone);
-  client.once('close', onClientGone);
+  client.on('end', onClientGone);
+  client.on('close', onClientGone);
 
   const pool = route.pool;
   const hashKey = hashKeyOf({ headers: req.headers, url, remoteAddress: ip }, pool.config.hashKey);
@@ -81,7 +69,7 @@ export async function handleUpgrade(
   let last: AttemptResult | undefined;
   let member: Member | undefined;
   const attempts = Math.min(MAX_ATTEMPTS, pool.members.length);
-  for (let i = 0; i < attempts && !clientGone; i++) {
+  for (let i = 0; i < attempts && !client[kGone]; i++) {
     // The ring leaves unhealthy and ejected members out (within the panic threshold), so picks skip them.
     member = pool.pickHash(keyHash, tried);
     if (!member) break;
@@ -99,16 +87,13 @@ export async function handleUpgrade(
       break;
     }
     pool.reportSuccess(member);
-    ctx.metrics.upstreamHandshakeSeconds.observe(
-      { pool: pool.name, backend: member.backend.id },
-      (performance.now() - started) / 1000,
-    );
+    bindingFor(ctx, route, pool, member).children.handshakeTimes.observe((performance.now() - started) / 1000);
     break;
   }
   client.removeListener('end', onClientGone);
   client.removeListener('close', onClientGone);
 
-  if (clientGone || client.destroyed) {
+  if (client[kGone] || client.destroyed) {
     ctx.admission.release(ip);
     if (last && last.kind !== 'failed') last.socket.destroy();
     client.destroy();
@@ -118,16 +103,16 @@ export async function handleUpgrade(
     // Shutdown began while the backend answered: no new tunnel may start after the drain took its snapshot.
     ctx.admission.release(ip);
     if (last && last.kind !== 'failed') last.socket.destroy();
-    return refuse(Errors.SHUTTING_DOWN);
+    return refuse(ctx, route, client, ip, url, Errors.SHUTTING_DOWN);
   }
   if (!member && !last) {
     ctx.admission.release(ip);
-    return refuse(Errors.NO_HEALTHY_BACKEND);
+    return refuse(ctx, route, client, ip, url, Errors.NO_HEALTHY_BACKEND);
   }
   if (!last || last.kind === 'failed') {
     ctx.admission.release(ip);
     // The last attempt decides: timeouts answer 504, connect errors and bad answers 502.
-    return refuse(last?.error ?? Errors.UPSTREAM_CONNECT_FAILED, last?.detail);
+    return refuse(ctx, route, client, ip, url, last?.error ?? Errors.UPSTREAM_CONNECT_FAILED, last?.detail);
   }
   if (last.kind === 'refused') {
     ctx.admission.release(ip);
@@ -139,8 +124,8 @@ export async function handleUpgrade(
   const selected = member as Member;
   client.write(last.head.raw);
   const binding = bindingFor(ctx, route, pool, selected);
-  binding.children.active.inc();
-  binding.children.total.inc();
+  binding.children.active++;
+  binding.children.total++;
   const routeConfig = route.config;
   const tunnel = new Tunnel(client, backendSocket, binding, {
     stats: route.stats,
@@ -165,6 +150,34 @@ export async function handleUpgrade(
   if (ctx.runtime !== runtime && !ctx.runtime.keepsConnectionsOf(route)) {
     tunnel.closeWithCode(CLOSE_CODES.GOING_AWAY, 'route removed');
   }
+}
+
+const kGone = Symbol('wsgate.clientGone');
+/** A client socket during the backend handshake: kGone is set once it ended or closed. */
+type ClientSocket = Socket & { [kGone]?: boolean };
+
+function onClientGone(this: ClientSocket): void {
+  this[kGone] = true;
+}
+
+/** Refuses the upgrade: a real HTTP status to the client, one log line, one counter. */
+function refuse(
+  ctx: ProxyContext,
+  route: RouteRuntime | undefined,
+  client: Socket,
+  ip: string,
+  url: string,
+  entry: CatalogueEntry,
+  detail?: string,
+  extra?: Record<string, string>,
+): void {
+  const routeName = route?.name ?? '';
+  ctx.metrics.handshakeRejections.inc({ route: routeName, status: String(entry.status), reason: reasonLabel(entry) });
+  (route?.log ?? ctx.log).info(
+    { event: 'rejected', status: entry.status, code: entry.code, client: ip, path: url.slice(0, 200), detail },
+    'handshake rejected',
+  );
+  rejectHandshake(client, entry, extra);
 }
 
 /** A non-101 answer goes to the client as it came, then both sockets close: nothing is ever tunnelled. */
@@ -234,10 +247,10 @@ class TunnelBinding implements TunnelHooks {
 
   ended(tunnel: Tunnel, end: TunnelEnd): void {
     this.pool.release(this.member, tunnel);
-    this.children.active.dec();
+    this.children.active--;
     this.ctx.admission.release(tunnel.clientAddress);
     this.ctx.tunnels.delete(tunnel);
-    this.ctx.metrics.closes.inc({ route: this.route.name, code: String(end.closeCode), initiator: end.initiator });
+    this.route.stats.countClose(end.closeCode, end.initiator);
     this.route.log.info(
       {
         event: 'close',

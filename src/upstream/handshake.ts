@@ -50,65 +50,125 @@ export function attemptUpstream(
         })
       : netConnect({ host: backend.host, port: backend.port });
     socket.setNoDelay(true);
-    let buffered: Buffer | undefined;
-    let connected = false;
-    let settled = false;
-
-    const settle = (result: AttemptResult) => {
-      if (settled) return;
-      settled = true;
-      clearTimeout(timer);
-      socket.removeListener('data', onData);
-      socket.removeListener('error', onError);
-      socket.removeListener('close', onClose);
-      if (result.kind === 'failed') socket.destroy();
-      else socket.pause();
-      resolve(result);
-    };
-    const fail = (retryable: boolean, error: CatalogueEntry, reason: string, detail: string) =>
-      settle({ kind: 'failed', retryable, error, reason, detail });
-
-    const onData = (chunk: Buffer) => {
-      buffered = buffered === undefined ? chunk : Buffer.concat([buffered, chunk]);
-      const end = buffered.indexOf(HEAD_END);
-      if (end < 0) {
-        if (buffered.length > MAX_RESPONSE_HEAD_BYTES)
-          fail(false, Errors.UPSTREAM_BAD_RESPONSE, 'bad_response', 'response head too large');
-        return;
-      }
-      const headEnd = end + HEAD_END.length;
-      // The limit holds for a head that arrived whole in one read too, not only for one still incomplete.
-      if (headEnd > MAX_RESPONSE_HEAD_BYTES)
-        return fail(false, Errors.UPSTREAM_BAD_RESPONSE, 'bad_response', 'response head too large');
-      const head = parseResponseHead(buffered.subarray(0, headEnd));
-      if (head === undefined)
-        return fail(false, Errors.UPSTREAM_BAD_RESPONSE, 'bad_response', 'unparseable response head');
-      const rest = buffered.subarray(headEnd);
-      if (head.status !== 101) return settle({ kind: 'refused', socket, head, rest });
-      const problem = check101(head, expectedAccept);
-      if (problem) return fail(false, problem.error, problem.reason, problem.detail);
-      settle({ kind: 'switched', socket, head, rest });
-    };
-    const onError = (err: Error) => {
-      if (connected) fail(false, Errors.UPSTREAM_BAD_RESPONSE, 'reset', err.message);
-      else fail(true, Errors.UPSTREAM_CONNECT_FAILED, 'connect', err.message);
-    };
-    const onClose = () => fail(!connected, Errors.UPSTREAM_BAD_RESPONSE, 'closed', 'backend closed before answering');
-    const timer = setTimeout(
-      () => fail(true, Errors.UPSTREAM_TIMEOUT, 'timeout', `no handshake response within ${timeoutMs} ms`),
-      timeoutMs,
-    );
-
-    socket.once(backend.tls ? 'secureConnect' : 'connect', () => {
-      connected = true;
-      // node's parser decodes header bytes as latin1; encoding back as latin1 forwards them byte-exact
-      // (the default utf8 would turn one obs-text byte such as 0xE9 into two).
-      socket.write(requestHead, 'latin1');
-    });
+    const attempt = new Attempt(socket, requestHead, expectedAccept, timeoutMs, resolve);
+    (socket as AttemptSocket)[kAttempt] = attempt;
+    socket.once(backend.tls ? 'secureConnect' : 'connect', onConnect);
     socket.on('data', onData);
     socket.on('error', onError);
     socket.on('close', onClose);
   });
+}
+
+const kAttempt = Symbol('wsgate.upstreamAttempt');
+type AttemptSocket = Socket & { [kAttempt]?: Attempt };
+
+/**
+ * One attempt's state. The socket handlers below are shared functions that find it through a symbol, so an
+ * attempt costs this object, its timer and the promise: no closures per connection.
+ */
+class Attempt {
+  readonly socket: Socket;
+  readonly requestHead: string;
+  readonly expectedAccept: string;
+  readonly timeoutMs: number;
+  readonly resolve: (result: AttemptResult) => void;
+  readonly timer: NodeJS.Timeout;
+  buffered: Buffer | undefined = undefined;
+  connected = false;
+  settled = false;
+
+  constructor(
+    socket: Socket,
+    requestHead: string,
+    expectedAccept: string,
+    timeoutMs: number,
+    resolve: (result: AttemptResult) => void,
+  ) {
+    this.socket = socket;
+    this.requestHead = requestHead;
+    this.expectedAccept = expectedAccept;
+    this.timeoutMs = timeoutMs;
+    this.resolve = resolve;
+    this.timer = setTimeout(attemptTimedOut, timeoutMs, this);
+  }
+
+  settle(result: AttemptResult): void {
+    if (this.settled) return;
+    this.settled = true;
+    clearTimeout(this.timer);
+    const socket = this.socket;
+    socket.removeListener('data', onData);
+    socket.removeListener('error', onError);
+    socket.removeListener('close', onClose);
+    (socket as AttemptSocket)[kAttempt] = undefined;
+    if (result.kind === 'failed') socket.destroy();
+    else socket.pause();
+    this.resolve(result);
+  }
+
+  fail(retryable: boolean, error: CatalogueEntry, reason: string, detail: string): void {
+    this.settle({ kind: 'failed', retryable, error, reason, detail });
+  }
+
+  received(chunk: Buffer): void {
+    const buffered = this.buffered === undefined ? chunk : Buffer.concat([this.buffered, chunk]);
+    this.buffered = buffered;
+    const end = buffered.indexOf(HEAD_END);
+    if (end < 0) {
+      if (buffered.length > MAX_RESPONSE_HEAD_BYTES)
+        this.fail(false, Errors.UPSTREAM_BAD_RESPONSE, 'bad_response', 'response head too large');
+      return;
+    }
+    const headEnd = end + HEAD_END.length;
+    // The limit holds for a head that arrived whole in one read too, not only for one still incomplete.
+    if (headEnd > MAX_RESPONSE_HEAD_BYTES) {
+      this.fail(false, Errors.UPSTREAM_BAD_RESPONSE, 'bad_response', 'response head too large');
+      return;
+    }
+    const head = parseResponseHead(buffered.subarray(0, headEnd));
+    if (head === undefined) {
+      this.fail(false, Errors.UPSTREAM_BAD_RESPONSE, 'bad_response', 'unparseable response head');
+      return;
+    }
+    const rest = buffered.subarray(headEnd);
+    if (head.status !== 101) {
+      this.settle({ kind: 'refused', socket: this.socket, head, rest });
+      return;
+    }
+    const problem = check101(head, this.expectedAccept);
+    if (problem) this.fail(false, problem.error, problem.reason, problem.detail);
+    else this.settle({ kind: 'switched', socket: this.socket, head, rest });
+  }
+}
+
+function onConnect(this: AttemptSocket): void {
+  const attempt = this[kAttempt];
+  if (attempt === undefined) return;
+  attempt.connected = true;
+  // node's parser decodes header bytes as latin1; encoding back as latin1 forwards them byte-exact
+  // (the default utf8 would turn one obs-text byte such as 0xE9 into two).
+  this.write(attempt.requestHead, 'latin1');
+}
+
+function onData(this: AttemptSocket, chunk: Buffer): void {
+  this[kAttempt]?.received(chunk);
+}
+
+function onError(this: AttemptSocket, err: Error): void {
+  const attempt = this[kAttempt];
+  if (attempt === undefined) return;
+  if (attempt.connected) attempt.fail(false, Errors.UPSTREAM_BAD_RESPONSE, 'reset', err.message);
+  else attempt.fail(true, Errors.UPSTREAM_CONNECT_FAILED, 'connect', err.message);
+}
+
+function onClose(this: AttemptSocket): void {
+  const attempt = this[kAttempt];
+  if (attempt === undefined) return;
+  attempt.fail(!attempt.connected, Errors.UPSTREAM_BAD_RESPONSE, 'closed', 'backend closed before answering');
+}
+
+function attemptTimedOut(attempt: Attempt): void {
+  attempt.fail(true, Errors.UPSTREAM_TIMEOUT, 'timeout', `no handshake response within ${attempt.timeoutMs} ms`);
 }
 
 function check101(
@@ -128,19 +188,34 @@ function check101(
 /** Parses "HTTP/1.1 101 Switching Protocols\r\nName: value\r\n...\r\n\r\n". Undefined if malformed. */
 export function parseResponseHead(raw: Buffer): ResponseHead | undefined {
   const text = raw.toString('latin1');
-  const lines = text.split('\r\n');
-  const statusLine = /^HTTP\/1\.[01] (\d{3})(?: |$)/.exec(lines[0] ?? '');
-  if (!statusLine) return undefined;
+  let eol = text.indexOf('\r\n');
+  if (eol < 0) eol = text.length;
+  const status = statusOf(text, eol);
+  if (status < 0) return undefined;
   const headers = new Map<string, string>();
-  for (let i = 1; i < lines.length; i++) {
-    const line = lines[i] as string;
-    if (line === '') continue;
-    const colon = line.indexOf(':');
-    if (colon <= 0) return undefined;
-    const name = line.slice(0, colon).trim().toLowerCase();
-    if (!headers.has(name)) headers.set(name, line.slice(colon + 1).trim());
+  // Line by line without splitting the head into an array; empty lines are skipped, as before.
+  for (let from = eol + 2; from < text.length; from = eol + 2) {
+    eol = text.indexOf('\r\n', from);
+    if (eol < 0) eol = text.length;
+    if (eol === from) continue;
+    const colon = text.indexOf(':', from);
+    if (colon < 0 || colon >= eol || colon === from) return undefined;
+    const name = text.slice(from, colon).trim().toLowerCase();
+    if (!headers.has(name)) headers.set(name, text.slice(colon + 1, eol).trim());
   }
-  return { status: Number(statusLine[1]), headers, raw };
+  return { status, headers, raw };
+}
+
+/** The status of "HTTP/1.x NNN[ reason]" (what /^HTTP\/1\.[01] (\d{3})(?: |$)/ matched), or -1. */
+function statusOf(text: string, eol: number): number {
+  if (eol < 12 || !text.startsWith('HTTP/1.') || (text[7] !== '0' && text[7] !== '1') || text[8] !== ' ') return -1;
+  let status = 0;
+  for (let i = 9; i < 12; i++) {
+    const digit = text.charCodeAt(i) - 48;
+    if (digit < 0 || digit > 9) return -1;
+    status = status * 10 + digit;
+  }
+  return eol === 12 || text[12] === ' ' ? status : -1;
 }
 
 function sniName(host: string): string | undefined {
