@@ -11,11 +11,12 @@ import { type Aggregator, AggregatorRegistry, collectDefaultMetrics, Registry } 
 import { AdminServer } from '../admin/server.js';
 import { parseConfig } from '../config/load.js';
 import type { Config } from '../config/types.js';
-import { composeStatus, Gateway, type ReloadSummary } from '../gateway.js';
+import { Gateway, type ReloadSummary } from '../gateway.js';
 import type { Logger } from '../observe/log.js';
 import { OpsMetrics } from './metrics.js';
 import type { ConfigTarget, ReloadController } from './reload.js';
 import {
+  composeStatus,
   type LastReload,
   mergeProcessStatus,
   type ProcessStatus,

@@ -3,7 +3,9 @@
 // primary sums several of those, and the rates derived from successive snapshots.
 
 import type { Registry } from 'prom-client';
+import type { Runtime } from '../proxy/runtime.js';
 import type { HashKeySpec } from '../routing/hash-key.js';
+import { VERSION } from './version.js';
 
 export interface DirectionCounts {
   clientToBackend: number;
@@ -224,4 +226,134 @@ export class RateTracker {
 
 function total(c: DirectionCounts): number {
   return c.clientToBackend + c.backendToClient;
+}
+
+/** What a gateway process reports about itself. */
+export interface StatusSource {
+  readonly registry: Registry;
+  readonly runtime: Runtime;
+  readonly generation: number;
+  readonly draining: boolean;
+  readonly listeners: readonly { name: string; address: string; port: number; secure: boolean; selfSigned: boolean }[];
+  readonly liveTunnels: number;
+}
+
+/** This process's view: listeners, routes, pools with backend states, live counts and traffic totals. */
+export async function collectProcessStatus(source: StatusSource): Promise<ProcessStatus> {
+  const registry = source.registry;
+  const [active, total, bytes, messages] = await Promise.all([
+    metricValues(registry, 'wsgate_connections_active'),
+    metricValues(registry, 'wsgate_connections_total'),
+    metricValues(registry, 'wsgate_bytes_total'),
+    metricValues(registry, 'wsgate_messages_total'),
+  ]);
+  const runtime = source.runtime;
+  const routes = new Map<string, RouteStatus>(
+    runtime.routes.map((r) => [
+      r.name,
+      {
+        name: r.name,
+        host: r.config.host ?? null,
+        path: r.pathPrefix,
+        pool: r.pool.name,
+        active: 0,
+        connectionsTotal: 0,
+        bytes: zeroCounts(),
+        messages: zeroCounts(),
+      },
+    ]),
+  );
+  for (const v of active) {
+    const r = routes.get(String(v.labels.route));
+    if (r) r.active += v.value;
+  }
+  for (const v of total) {
+    const r = routes.get(String(v.labels.route));
+    if (r) r.connectionsTotal += v.value;
+  }
+  const allBytes = zeroCounts();
+  const allMessages = zeroCounts();
+  for (const v of bytes) {
+    addDirection(allBytes, v.labels.direction, v.value);
+    const r = routes.get(String(v.labels.route));
+    if (r) addDirection(r.bytes, v.labels.direction, v.value);
+  }
+  for (const v of messages) {
+    if (v.labels.type === 'control') continue;
+    addDirection(allMessages, v.labels.direction, v.value);
+    const r = routes.get(String(v.labels.route));
+    if (r) addDirection(r.messages, v.labels.direction, v.value);
+  }
+  const now = Date.now();
+  return {
+    pid: process.pid,
+    generation: source.generation,
+    draining: source.draining,
+    listeners: source.listeners.map((l) => ({
+      name: l.name,
+      address: l.address,
+      port: l.port,
+      tls: l.secure,
+      selfSigned: l.selfSigned,
+    })),
+    routes: [...routes.values()],
+    pools: [...runtime.pools.values()].map((p) => ({
+      name: p.name,
+      hashKey: formatHashKey(p.config.hashKey),
+      balanceFactor: p.config.balanceFactor ?? null,
+      active: p.totalActive,
+      backends: p.members.map((m) => ({
+        id: m.backend.id,
+        weight: m.backend.weight,
+        state: m.state(now),
+        active: m.active,
+      })),
+    })),
+    connections: { active: source.liveTunnels, total: total.reduce((sum, v) => sum + v.value, 0) },
+    bytes: allBytes,
+    messages: allMessages,
+  };
+}
+
+export interface StatusParts {
+  readonly process: Omit<ProcessStatus, 'pid'>;
+  readonly startedAt: Date;
+  readonly ready: boolean;
+  readonly configFile: string;
+  readonly lastReload: LastReload | null;
+  readonly admin: Status['admin'];
+  readonly workers: Status['workers'];
+  readonly rates: RateTracker;
+}
+
+/** Builds the documented status document from one process's (or the merged cluster's) report. */
+export function composeStatus(parts: StatusParts): Status {
+  const p = parts.process;
+  const nowMs = Date.now();
+  const rates = parts.rates.observe(nowMs, p.bytes, p.messages);
+  return {
+    version: VERSION,
+    pid: process.pid,
+    startedAt: parts.startedAt.toISOString(),
+    now: new Date(nowMs).toISOString(),
+    uptimeSeconds: Math.round((nowMs - parts.startedAt.getTime()) / 100) / 10,
+    ready: parts.ready,
+    draining: p.draining,
+    configFile: parts.configFile,
+    generation: p.generation,
+    lastReload: parts.lastReload,
+    workers: parts.workers,
+    admin: parts.admin,
+    listeners: p.listeners,
+    routes: p.routes,
+    pools: p.pools,
+    connections: p.connections,
+    traffic: {
+      bytesTotal: p.bytes,
+      messagesTotal: p.messages,
+      bytesPerSecond: rates?.bytes ?? null,
+      messagesPerSecond: rates?.messages ?? null,
+      windowSeconds: rates ? Math.round(rates.windowSeconds * 10) / 10 : null,
+    },
+  };
 }
