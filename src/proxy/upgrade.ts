@@ -139,6 +139,8 @@ export async function handleUpgrade(
   });
   pool.acquire(selected, tunnel);
   ctx.tunnels.add(tunnel);
+  // The tunnel handles errors now; one listener per event keeps the emitter from growing an array per socket.
+  client.removeListener('error', ignoreError);
   route.log.info(
     { event: 'open', backend: selected.backend.id, client: ip, path: url.slice(0, 200), attempts: tried.length },
     'connection opened',
