@@ -376,7 +376,7 @@ function panel(
 
 /** Bars by target: echo messages/s, CPU per message, memory per idle connection (largest common N). */
 export function svgChart(r: BenchResults): string {
-  const width = 560;
+  const width = 820; // wide enough for the longest panel title at 14 px
   const panels: { title: string; bars: Bar[] }[] = [];
   const targets = targetsIn(r);
   const echo = targets.flatMap((t) => r.echo.filter((e) => e.target === t && e.transport === 'ws' && e.load === 'max'));
