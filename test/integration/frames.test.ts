@@ -287,6 +287,25 @@ describe('backend loss, keepalive and idle', () => {
     expect(metricValue(await gw.metrics(), 'wsgate_keepalive_timeouts_total', { peer: 'client' })).toBe(1);
   });
 
+  it('keepalive: a backend that never pongs is closed, and the client hears 1011', async () => {
+    // A raw backend completes the handshake and then ignores everything, pings included.
+    const silent = await startRawBackend(
+      () =>
+        `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${SAMPLE_ACCEPT}\r\n\r\n`,
+    );
+    cleanups.push(() => silent.close());
+    const gw = await gateway([silent.url], { keepalive: { interval: '100ms', timeout: '300ms', peers: 'backend' } });
+    const c = await rawClient(gw.port);
+    expect(closeCodeIn(await c.closed)).toBe(1011);
+    // The backend got a masked ping (client-to-server frames are masked, RFC 6455 §5.3) and then a close.
+    const toBackend = Buffer.concat(silent.received[0] ?? []);
+    const frames = parseFrames(toBackend.subarray(toBackend.indexOf('\r\n\r\n') + 4));
+    expect(frames[0]?.opcode).toBe(9);
+    expect(frames[0]?.masked).toBe(true);
+    expect(frames.some((f) => f.opcode === 8)).toBe(true);
+    expect(metricValue(await gw.metrics(), 'wsgate_keepalive_timeouts_total', { peer: 'backend' })).toBe(1);
+  });
+
   it('idle timeout closes both sides with 1001 after no data messages', async () => {
     const b = await echoBackend();
     const gw = await gateway([b.url], {}, { timeouts: { handshake: '2s', idle: '300ms', drain: '1s' } });
