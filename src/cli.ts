@@ -1,4 +1,4 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=2
 // wsgate command line: flags, demo mode, signals, single process or cluster.
 //   wsgate                        demo: config.example.yaml plus built-in demo backends
 //   wsgate --config FILE          run on FILE (reloaded on SIGHUP, on change, on POST /reload)

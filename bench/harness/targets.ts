@@ -7,6 +7,7 @@ import { type ChildProcess, execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { NODE_FLAGS } from '../../src/ops/node-flags.js';
 import type { EchoBackendPorts } from '../backend/echo-server.js';
 import type { Endpoint } from '../loadgen/protocol.js';
 import type { BenchCerts } from './certs.js';
@@ -229,9 +230,12 @@ function wsgateTarget(v: WsgateVariant): TargetSpec {
           const file = join(ctx.dir, `${v.name}.yaml`);
           // JSON is YAML: the config loader reads it as is.
           writeFileSync(file, JSON.stringify(wsgateConfig(ctx, v, picked, backend.ports.ws), null, 2));
+          // As shipped (npm start, the bin, Docker); WSGATE_NODE_FLAGS overrides them for experiments.
+          const override = process.env.WSGATE_NODE_FLAGS;
+          const flags = override === undefined ? NODE_FLAGS : override.split(' ').filter((f) => f !== '');
           const args = options?.cpuProfileDir
-            ? ['--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`, WSGATE_CLI, '--config', file]
-            : [WSGATE_CLI, '--config', file];
+            ? [...flags, '--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`, WSGATE_CLI, '--config', file]
+            : [...flags, WSGATE_CLI, '--config', file];
           const log = logFile(ctx, v.name);
           const cpus = v.workers !== undefined && v.workers > 1 ? ALL_CPUS : PROXY_CPUS;
           const started = startProcess(process.execPath, args, { cpus: ctx.pin ? cpus : undefined, logFile: log });
