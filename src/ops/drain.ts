@@ -2,9 +2,9 @@
 // the first half of the window so reconnecting clients do not arrive in one burst, and whatever is still open at
 // the deadline is destroyed. One timer per drain, not one per tunnel.
 
+import { CLOSE_CODES } from '../tunnel/close-frame.js';
 import type { Tunnel } from '../tunnel/tunnel.js';
 
-export const GOING_AWAY = 1001;
 /** How often a drain sends its next batch of close frames. */
 export const DRAIN_TICK_MS = 25;
 
@@ -61,7 +61,7 @@ export function drainTunnels(initial: readonly Tunnel[], options: DrainOptions):
       const t = tunnels[next] as Tunnel;
       if (!isOpen(t) || told.has(t)) continue;
       told.add(t);
-      t.closeWithCode(GOING_AWAY, reason);
+      t.closeWithCode(CLOSE_CODES.GOING_AWAY, reason);
       closed++;
     }
   };
