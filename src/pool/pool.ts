@@ -24,6 +24,7 @@ import type { BackendConfig, PoolConfig } from '../config/types.js';
 import type { Logger } from '../observe/log.js';
 import { hashString } from '../routing/hash.js';
 import { Ring } from '../routing/ring.js';
+import { CLOSE_CODES } from '../tunnel/close-frame.js';
 import type { Tunnel } from '../tunnel/tunnel.js';
 import { type AddressResolver, DnsDiscovery, systemResolver } from './discovery.js';
 import { HealthChecker, recordCheck } from './health.js';
@@ -41,8 +42,9 @@ export const MAX_ATTEMPTS = 3;
 /** Removed members are drained in this share of the drain time, leaving the rest for the closes to finish. */
 const DRAIN_PACE_SHARE = 0.8;
 
-export const CLOSE_RECONNECT = { code: 1012, reason: 'reconnect' } as const;
-export const CLOSE_UNHEALTHY = { code: 1014, reason: 'backend unhealthy' } as const;
+/** What clients hear when their key moved (1012, reconnect) or their backend went unhealthy (1014). */
+const CLOSE_RECONNECT = { code: CLOSE_CODES.SERVICE_RESTART, reason: 'reconnect' } as const;
+const CLOSE_UNHEALTHY = { code: CLOSE_CODES.BAD_GATEWAY, reason: 'backend unhealthy' } as const;
 
 export interface PoolOptions {
   readonly log?: Logger;
