@@ -190,9 +190,12 @@ export function evaluateChecks(r: Pick<BenchResults, 'echo' | 'handshake' | 'idl
     const e = echo(t, 'rate');
     return e ? e.cpuSecondsPer1kMessages * 1000 : null;
   };
-  const idleWorst = (() => {
+  // Per-connection memory is read at the most connections held: at 1,000 the process's own start-up growth (a few
+  // MiB, seen even for the bare backend) is still a large share of (after − before) / N. Every size is in the table.
+  const idleAtMost = (() => {
     const ws = r.idle.filter((i) => i.target === WSGATE && i.transport === 'ws' && i.opened > 0);
-    return ws.length === 0 ? null : Math.max(...ws.map((i) => i.bytesPerConnection));
+    if (ws.length === 0) return null;
+    return ws.reduce((a, b) => (b.opened > a.opened ? b : a)).bytesPerConnection;
   })();
   return [
     ratioCheck('echo CPU per message vs HAProxy (ws, fixed rate; µs)', cpu(WSGATE), cpu('haproxy'), 1.0, true),
@@ -225,12 +228,12 @@ export function evaluateChecks(r: Pick<BenchResults, 'echo' | 'handshake' | 'idl
       false,
     ),
     {
-      goal: 'idle memory per ws connection (KiB, worst of the sizes measured)',
-      wsgate: idleWorst === null ? null : idleWorst / 1024,
+      goal: 'idle memory per ws connection (KiB, at the most connections held)',
+      wsgate: idleAtMost === null ? null : idleAtMost / 1024,
       peer: null,
       ratio: null,
       bound: '≤ 8 KiB',
-      met: idleWorst === null ? null : idleWorst <= 8 * 1024,
+      met: idleAtMost === null ? null : idleAtMost <= 8 * 1024,
     },
   ];
 }
