@@ -5,6 +5,7 @@ import { basename, dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments, stringify } from 'yaml';
 import { ConfigError, type ConfigIssue, formatIssue, parseConfig } from '../../src/config/load.js';
+import { NODE_FLAGS } from '../../src/ops/node-flags.js';
 import { ROOT } from '../helpers/paths.js';
 
 const K8S_DIR = join(ROOT, 'deploy', 'kubernetes');
@@ -286,7 +287,7 @@ describe('Dockerfile', () => {
 
   it('entrypoint, config path and health check agree with the Deployment', () => {
     const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string> };
-    expect(JSON.parse(last('ENTRYPOINT') ?? '[]')).toEqual(['node', pkg.bin.wsgate]);
+    expect(JSON.parse(last('ENTRYPOINT') ?? '[]')).toEqual(['node', ...NODE_FLAGS, pkg.bin.wsgate]);
     expect(JSON.parse(last('CMD') ?? '[]')).toEqual(container.args);
     const healthcheck = last('HEALTHCHECK') ?? '';
     const url = /http:\/\/127\.0\.0\.1:(\d+)(\/[\w/]*)/.exec(healthcheck);
