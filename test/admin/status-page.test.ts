@@ -11,12 +11,11 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { refusedPort, startEchoBackend, type TestBackend } from '../helpers/backends.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
 import type { ConfigObject } from '../helpers/gateway.js';
-import { ROOT } from '../helpers/paths.js';
+import { IN_CI, ROOT } from '../helpers/paths.js';
 import { type Client, connectClient, type FileGateway, startFileGateway } from '../ops/support.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = join(ROOT, 'test-artifacts');
-const IN_CI = !['', '0', 'false'].includes((process.env.CI ?? '').toLowerCase());
 const PHONE = { width: 390, height: 844 };
 
 const cleanups = cleanupAfterEach();

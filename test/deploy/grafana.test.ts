@@ -7,7 +7,7 @@ import { tmpdir } from 'node:os';
 import { delimiter, join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { parse, stringify } from 'yaml';
-import { ROOT } from '../helpers/paths.js';
+import { IN_CI, ROOT } from '../helpers/paths.js';
 
 const GRAFANA = join(ROOT, 'grafana');
 const read = (path: string) => readFileSync(join(GRAFANA, path), 'utf8');
@@ -378,7 +378,6 @@ function findPromtool(): string | undefined {
 }
 
 const PROMTOOL = findPromtool();
-const IN_CI = !['', '0', 'false'].includes((process.env.CI ?? '').toLowerCase());
 const MISSING_PROMTOOL =
   'promtool not found on PATH or at /usr/bin/promtool (Debian/Ubuntu: apt-get install -y prometheus)';
 

@@ -14,7 +14,7 @@ import { Metrics } from '../../src/observe/metrics.js';
 import { refusedPort, startEchoBackend, type TestBackend } from '../helpers/backends.js';
 import { type Cleanup, runCleanups } from '../helpers/cleanups.js';
 import { frame } from '../helpers/frames.js';
-import { ROOT } from '../helpers/paths.js';
+import { IN_CI, ROOT } from '../helpers/paths.js';
 import { rawUpgrade } from '../helpers/raw-client.js';
 import { delay, waitFor } from '../helpers/wait.js';
 import {
@@ -27,7 +27,6 @@ import {
 } from '../ops/support.js';
 
 const PROMETHEUS = '/usr/bin/prometheus';
-const IN_CI = !['', '0', 'false'].includes((process.env.CI ?? '').toLowerCase());
 const SCRAPE_INTERVAL = '1s';
 
 /**

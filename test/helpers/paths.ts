@@ -7,3 +7,6 @@ import { fileURLToPath } from 'node:url';
 export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 /** Node 24 from node_modules (type stripping); the system node may be older. */
 export const NODE_BIN = join(ROOT, 'node_modules', '.bin', 'node');
+
+/** Running in CI (`CI` set and not false): tests that need a system binary fail instead of skipping there. */
+export const IN_CI = !['', '0', 'false'].includes((process.env.CI ?? '').toLowerCase());

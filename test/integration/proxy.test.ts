@@ -9,6 +9,7 @@ import WebSocket from 'ws';
 import { refusedPort, startEchoBackend, startRawBackend, type TestBackend } from '../helpers/backends.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
 import { metricValue, simpleConfig, startGateway, type TestGateway } from '../helpers/gateway.js';
+import { IN_CI } from '../helpers/paths.js';
 import { closesWithin, rawUpgrade, readUntilClose, SAMPLE_ACCEPT } from '../helpers/raw-client.js';
 import { waitFor } from '../helpers/wait.js';
 
@@ -296,7 +297,7 @@ describe('exposition format', () => {
     const promtool = ['/usr/bin/promtool', '/usr/local/bin/promtool'].find((p) => existsSync(p));
     if (!promtool) {
       // CI installs prometheus (see .ci/run); a developer machine without it cannot run this check.
-      expect(process.env.CI, 'promtool is required in CI').not.toBe('true');
+      expect(IN_CI, 'promtool is required in CI').toBe(false);
       return;
     }
     const b = await echo('b');
