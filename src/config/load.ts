@@ -14,6 +14,7 @@ import type {
   PoolConfig,
   RouteConfig,
   TlsFiles,
+  UpstreamTls,
 } from './types.js';
 
 export interface ConfigIssue {
@@ -232,10 +233,24 @@ function normalise(raw: RawConfig, file: string, report: (path: PropertyKey[], m
     };
   });
 
+  const readCa = (file: string, path: PropertyKey[]): string | undefined => {
+    try {
+      return readFileSync(resolvePath(baseDir, file), 'utf8');
+    } catch (err) {
+      report(path, `cannot read TLS file: ${(err as Error).message}`);
+      return undefined;
+    }
+  };
+
   const pools = new Map<string, PoolConfig>();
   for (const [poolName, p] of Object.entries(raw.pools)) {
     const ids = new Set<string>();
-    const backends = p.backends ?? [];
+    const upstreamTls: UpstreamTls | undefined = p.tls && {
+      ca: p.tls.ca === undefined ? undefined : readCa(p.tls.ca, ['pools', poolName, 'tls', 'ca']),
+      serverName: p.tls.serverName,
+      rejectUnauthorized: !p.tls.insecureSkipVerify,
+    };
+    const backends = (p.backends ?? []).map((b) => (b.tls && upstreamTls ? { ...b, tlsOptions: upstreamTls } : b));
     backends.forEach((b, i) => {
       if (ids.has(b.id)) report(['pools', poolName, 'backends', i], `duplicate backend ${b.id}`);
       ids.add(b.id);

@@ -164,6 +164,14 @@ const poolSchema = z.strictObject({
   rebalance: rebalanceSchema.default(rebalanceDefaults),
   /** Largest fraction of a pool that may be out of the ring for health or ejection at once (Envoy's panic mode). */
   panicThreshold: z.number().min(0).max(1).default(0.5),
+  /** How wss:// backends are verified: a private CA, the name to check, or (for tests only) no verification. */
+  tls: z
+    .strictObject({
+      ca: z.string().min(1).optional(),
+      serverName: z.string().min(1).optional(),
+      insecureSkipVerify: z.boolean().default(false),
+    })
+    .optional(),
 });
 
 export const configSchema = z.strictObject({

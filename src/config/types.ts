@@ -60,6 +60,15 @@ export interface RouteConfig {
   readonly keepalive: KeepaliveConfig | undefined;
 }
 
+/** How a wss:// backend's certificate is checked (pools.NAME.tls). */
+export interface UpstreamTls {
+  /** PEM of the CA(s) to trust instead of the system store. */
+  readonly ca: string | undefined;
+  /** Name to send in SNI and to verify the certificate against, instead of the backend's host. */
+  readonly serverName: string | undefined;
+  readonly rejectUnauthorized: boolean;
+}
+
 export interface BackendConfig {
   /** Stable identity, also the metric label: "ws://host:port". */
   readonly id: string;
@@ -67,6 +76,8 @@ export interface BackendConfig {
   readonly port: number;
   readonly tls: boolean;
   readonly weight: number;
+  /** For wss:// backends of a pool with `tls`: how to verify them (default: system CAs, the host's name). */
+  readonly tlsOptions?: UpstreamTls;
 }
 
 export interface HealthCheckConfig {

@@ -5,15 +5,18 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Agent } from 'node:http';
 import { Agent as HttpsAgent } from 'node:https';
 import { ProxyServer } from 'http-proxy-3';
+import type { BackendConfig, UpstreamTls } from '../config/types.js';
 import { type CatalogueEntry, Errors, reasonLabel } from '../errors.js';
 import type { ProxyContext } from '../proxy/context.js';
 import { hashKeyOf, normaliseIp } from '../routing/hash-key.js';
 import { isSuspiciousPath } from '../routing/router.js';
+import { upstreamTlsOptions } from '../upstream/tls.js';
 
 export class PlainHttpProxy {
   private readonly proxy: ProxyServer;
   private readonly httpAgent = new Agent({ keepAlive: true, maxSockets: 256 });
   private readonly httpsAgent = new HttpsAgent({ keepAlive: true, maxSockets: 256 });
+  private readonly tlsAgents = new Map<UpstreamTls, HttpsAgent>();
 
   constructor() {
     this.proxy = new ProxyServer({ xfwd: true, proxyTimeout: 60_000 });
@@ -57,8 +60,9 @@ export class PlainHttpProxy {
       return;
     }
     const b = member.backend;
-    const target = `${b.tls ? 'https' : 'http'}://${b.host.includes(':') ? `[${b.host}]` : b.host}:${b.port}`;
-    this.proxy.web(req, res, { target, agent: b.tls ? this.httpsAgent : this.httpAgent }, (err) => {
+    const host = b.host.includes(':') ? `[${b.host}]` : b.host;
+    const options = b.tls ? this.httpsOptions(b, host) : { target: `http://${host}:${b.port}`, agent: this.httpAgent };
+    this.proxy.web(req, res, options, (err) => {
       ctx.metrics.upstreamErrors.inc({ pool: pool.name, backend: b.id, reason: 'http_proxy' });
       route.log.warn(
         { event: 'http_proxy_error', backend: b.id, err: (err as Error).message },
@@ -69,9 +73,41 @@ export class PlainHttpProxy {
     });
   }
 
+  /** An https target verified like the WebSocket upstream (pools.NAME.tls: CA, name, or no verification). */
+  private httpsOptions(b: BackendConfig, host: string) {
+    return {
+      target: { protocol: 'https:', host, port: b.port },
+      secure: b.tlsOptions?.rejectUnauthorized ?? true,
+      agent: this.httpsAgentFor(b),
+    };
+  }
+
+  /**
+   * Agents carry the TLS settings (node merges agent options over request options), so the SNI name and CA of
+   * pools.NAME.tls apply here too; one agent per pool TLS setting, the shared one without.
+   */
+  private httpsAgentFor(b: BackendConfig): HttpsAgent {
+    const settings = b.tlsOptions;
+    if (settings === undefined) return this.httpsAgent;
+    let agent = this.tlsAgents.get(settings);
+    if (!agent) {
+      const tls = upstreamTlsOptions(b);
+      agent = new HttpsAgent({
+        keepAlive: true,
+        maxSockets: 256,
+        rejectUnauthorized: tls.rejectUnauthorized,
+        ...(tls.ca === undefined ? {} : { ca: tls.ca }),
+        ...(tls.servername === undefined ? {} : { servername: tls.servername }),
+      });
+      this.tlsAgents.set(settings, agent);
+    }
+    return agent;
+  }
+
   close(): void {
     this.httpAgent.destroy();
     this.httpsAgent.destroy();
+    for (const agent of this.tlsAgents.values()) agent.destroy();
     this.proxy.close();
   }
 }

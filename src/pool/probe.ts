@@ -8,6 +8,7 @@ import type { BackendConfig, HealthCheckConfig } from '../config/types.js';
 import { acceptFor } from '../handshake/accept.js';
 import { CLOSE_CODES, encodeCloseFrame } from '../tunnel/close-frame.js';
 import { attemptUpstream } from '../upstream/handshake.js';
+import { upstreamTlsOptions } from '../upstream/tls.js';
 
 /** Also the `result` label of `wsgate_backend_health_checks_total`. */
 export type ProbeResult = 'success' | 'failure' | 'timeout';
@@ -43,6 +44,7 @@ function httpProbe(backend: BackendConfig, check: HealthCheckConfig): Promise<Pr
         method: 'GET',
         agent: false,
         headers: { host: hostHeader(backend), 'user-agent': USER_AGENT, connection: 'close' },
+        ...(backend.tls ? upstreamTlsOptions(backend) : {}),
       },
       (res) => {
         const status = res.statusCode ?? 0;

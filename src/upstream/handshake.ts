@@ -6,6 +6,7 @@ import { connect as tlsConnect } from 'node:tls';
 import type { BackendConfig } from '../config/types.js';
 import { type CatalogueEntry, Errors } from '../errors.js';
 import { hasToken } from '../handshake/validate.js';
+import { upstreamTlsOptions } from './tls.js';
 
 /** A backend response head larger than this is not a WebSocket handshake. */
 export const MAX_RESPONSE_HEAD_BYTES = 16 * 1024;
@@ -45,8 +46,8 @@ export function attemptUpstream(
       ? tlsConnect({
           host: backend.host,
           port: backend.port,
-          servername: sniName(backend.host),
           ALPNProtocols: ['http/1.1'],
+          ...upstreamTlsOptions(backend),
         })
       : netConnect({ host: backend.host, port: backend.port });
     socket.setNoDelay(true);
@@ -216,9 +217,4 @@ function statusOf(text: string, eol: number): number {
     status = status * 10 + digit;
   }
   return eol === 12 || text[12] === ' ' ? status : -1;
-}
-
-function sniName(host: string): string | undefined {
-  // SNI must not be an IP address (RFC 6066 §3).
-  return /^[\d.]+$/.test(host) || host.includes(':') ? undefined : host;
 }

@@ -134,6 +134,12 @@ describe('errors name file, line, column and key path', () => {
     expect(issue?.message).toContain('/etc/wsgate/missing.crt');
   });
 
+  it('an unreadable CA file for wss:// backends', () => {
+    const [issue] = issuesOf(VALID.replace('    balanceFactor: 1.25\n', '    balanceFactor: 1.25\n    tls: { ca: ./ca.pem }\n'));
+    expect(issue).toMatchObject({ line: 12, path: 'pools.chat.tls.ca' });
+    expect(issue?.message).toContain('/etc/wsgate/ca.pem');
+  });
+
   it('a bad hash key and a bad backend URL', () => {
     const issues = issuesOf(
       VALID.replace('header:X-User-Id', 'headr:x').replace('ws://127.0.0.1:3001', 'http://127.0.0.1:3001'),

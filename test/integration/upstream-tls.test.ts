@@ -1,0 +1,93 @@
+// wss:// backends: verified against the system CAs by default, or against pools.NAME.tls (a private CA and the
+// name to check), for the WebSocket upgrade, health checks and plain HTTP alike.
+
+import { readFileSync } from 'node:fs';
+import { createServer, type Server } from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { describe, expect, it } from 'vitest';
+import WebSocket, { WebSocketServer } from 'ws';
+import { type CertFiles, makeCert } from '../helpers/certs.js';
+import { cleanupAfterEach } from '../helpers/cleanups.js';
+import { metricValue, simpleConfig, startGateway, type TestGateway } from '../helpers/gateway.js';
+import { rawUpgrade } from '../helpers/raw-client.js';
+import { waitFor } from '../helpers/wait.js';
+
+const cleanups = cleanupAfterEach();
+
+/** A wss:// echo backend whose self-signed certificate names `backend.internal` only. */
+async function tlsBackend(cert: CertFiles): Promise<string> {
+  const server: Server = createServer({ cert: readFileSync(cert.cert), key: readFileSync(cert.key) }, (_req, res) => {
+    res.writeHead(200, { 'Content-Type': 'text/plain' });
+    res.end('plain over tls');
+  });
+  const wss = new WebSocketServer({ server });
+  wss.on('connection', (ws) => ws.on('message', (data, isBinary) => ws.send(data, { binary: isBinary })));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  cleanups.push(
+    () =>
+      new Promise<void>((resolve) => {
+        for (const c of wss.clients) c.terminate();
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  );
+  return `wss://127.0.0.1:${(server.address() as AddressInfo).port}`;
+}
+
+async function gatewayWith(backend: string, tls: Record<string, unknown> | undefined): Promise<TestGateway> {
+  const config = simpleConfig([backend]);
+  (config.pools as Record<string, Record<string, unknown>>).main = {
+    hashKey: 'ip',
+    backends: [backend],
+    ...(tls ? { tls } : {}),
+    healthCheck: { path: '/health', interval: '200ms', timeout: '1s', healthyThreshold: 1, unhealthyThreshold: 1 },
+  };
+  const gw = await startGateway(config, '/virtual/wsgate-tls.yaml');
+  cleanups.push(() => gw.stop());
+  return gw;
+}
+
+describe('wss:// backends', () => {
+  const cert = makeCert('backend.internal');
+
+  it('a certificate the system does not trust is refused: 502, never tunnelled', async () => {
+    const gw = await gatewayWith(await tlsBackend(cert), undefined);
+    const res = await rawUpgrade(gw.port);
+    expect(res.status).toBe(502);
+    res.socket.destroy();
+  });
+
+  it('with the pool CA and server name: upgrade, echo, health checks and plain HTTP all verify and work', async () => {
+    const gw = await gatewayWith(await tlsBackend(cert), { ca: cert.cert, serverName: 'backend.internal' });
+    const ws = new WebSocket(`ws://127.0.0.1:${gw.port}/`);
+    await new Promise((resolve, reject) => {
+      ws.once('open', resolve);
+      ws.once('error', reject);
+    });
+    const echo = new Promise<string>((resolve) => ws.once('message', (d) => resolve(d.toString())));
+    ws.send('through verified tls');
+    expect(await echo).toBe('through verified tls');
+    ws.close();
+    await waitFor(
+      async () =>
+        (metricValue(await gw.metrics(), 'wsgate_backend_health_checks_total', { result: 'success' }) ?? 0) > 0,
+    );
+    const res = await fetch(`http://127.0.0.1:${gw.port}/poll`);
+    expect(res.status).toBe(200);
+    expect(await res.text()).toBe('plain over tls');
+  });
+
+  it('the right CA but a name the certificate does not carry is refused', async () => {
+    const gw = await gatewayWith(await tlsBackend(cert), { ca: cert.cert, serverName: 'other.internal' });
+    const res = await rawUpgrade(gw.port);
+    expect(res.status).toBe(502);
+    res.socket.destroy();
+  });
+
+  it('insecureSkipVerify accepts any certificate (for tests and labs only)', async () => {
+    const gw = await gatewayWith(await tlsBackend(cert), { insecureSkipVerify: true });
+    const res = await rawUpgrade(gw.port);
+    expect(res.status).toBe(101);
+    res.socket.destroy();
+  });
+});
