@@ -135,7 +135,9 @@ describe('errors name file, line, column and key path', () => {
   });
 
   it('an unreadable CA file for wss:// backends', () => {
-    const [issue] = issuesOf(VALID.replace('    balanceFactor: 1.25\n', '    balanceFactor: 1.25\n    tls: { ca: ./ca.pem }\n'));
+    const [issue] = issuesOf(
+      VALID.replace('    balanceFactor: 1.25\n', '    balanceFactor: 1.25\n    tls: { ca: ./ca.pem }\n'),
+    );
     expect(issue).toMatchObject({ line: 12, path: 'pools.chat.tls.ca' });
     expect(issue?.message).toContain('/etc/wsgate/ca.pem');
   });
