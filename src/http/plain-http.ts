@@ -44,6 +44,12 @@ export class PlainHttpProxy {
       refuse(Errors.BAD_CONNECTION);
       return;
     }
+    if (req.headers['sec-websocket-key'] !== undefined || req.headers['sec-websocket-version'] !== undefined) {
+      // A WebSocket handshake without `Upgrade: websocket` is a broken client, not a plain request: say so now
+      // instead of proxying it as HTTP.
+      refuse(Errors.BAD_UPGRADE);
+      return;
+    }
     if (isSuspiciousPath(url)) {
       refuse(Errors.BAD_PATH);
       return;

@@ -169,7 +169,11 @@ describe('handshake fuzz against a running gateway', () => {
         // Either a well-formed status line, or a close without a byte (e.g. CONNECT).
         if (out.bytes.length > 0) expect(status).toBeDefined();
         else expect(out.closed).toBe(true);
-        if (status !== '101') expect(out.closed).toBe(true);
+        // A plain (non-upgrade) request that declares a body the fuzzer never sends is still being read: like
+        // any HTTP proxy, wsgate waits for the body (up to its request timeout) instead of answering.
+        const awaitingBody =
+          !/^upgrade:/im.test(request) && /^(content-length: *0*[1-9]|transfer-encoding:)/im.test(request);
+        if (status !== '101' && !(awaitingBody && out.bytes.length === 0)) expect(out.closed).toBe(true);
         // What reached the backend: nothing, or exactly one clean head (plus nothing smuggled).
         for (let i = before; i < backend.connections; i++) {
           const { upgrade, heads, raw } = headsAt(i);

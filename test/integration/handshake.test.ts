@@ -235,3 +235,17 @@ describe('refused handshakes', () => {
     expect(backend.requests.length).toBe(before);
   });
 });
+
+describe('broken handshakes that the parser does not see as upgrades', () => {
+  it('Sec-WebSocket-Key without Upgrade is refused with 400, not proxied as plain HTTP', async () => {
+    const before = backend.requests.length;
+    const res = await sendRequest(
+      gw.port,
+      'GET /ws HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n',
+    );
+    expect(res.status).toBe(400);
+    expect(res.headers['x-wsgate-error']).toBe('WSG_BAD_UPGRADE');
+    expect(await closesWithin(res.socket, 5000)).toBe(true);
+    expect(backend.requests.length).toBe(before);
+  });
+});
