@@ -130,6 +130,34 @@ async function startOnPickedPorts(
   throw new Error(`${name} did not start after ${START_ATTEMPTS} attempts; last log ${lastLog}:\n${tail}`);
 }
 
+/**
+ * Starts a proxy target in front of an echo backend of its own: the backend first, then `launch` on picked ports
+ * (see startOnPickedPorts); stopping the target stops both, and a failed start stops the backend.
+ */
+async function startBehindProxy(
+  ctx: TargetContext,
+  name: string,
+  launch: (ports: number[], backendPort: number) => { child: ChildProcess; log: string },
+): Promise<RunningTarget> {
+  const backend = await startEchoBackend(ctx, LOAD_CPUS, false);
+  try {
+    const { child, ports } = await startOnPickedPorts(name, (ports) => launch(ports, backend.ports.ws));
+    return {
+      name,
+      endpoints: endpoints(ports[0] ?? 0, ports[1] ?? 0, ports[2] ?? 0),
+      measuredPids: () => processTree(child.pid as number),
+      async stop() {
+        // SIGTERM: nginx's "fast shutdown" (the worker goes with the master), HAProxy's and wsgate's stop.
+        await stopProcess(child);
+        await stopProcess(backend.child);
+      },
+    };
+  } catch (err) {
+    await stopProcess(backend.child);
+    throw err;
+  }
+}
+
 function fill(template: string, values: Readonly<Record<string, string | number>>): string {
   return template.replace(/\{\{([A-Z_]+)\}\}/g, (_whole, key: string) => {
     const v = values[key];
@@ -223,37 +251,22 @@ function wsgateTarget(v: WsgateVariant): TargetSpec {
         ? undefined
         : `this build of wsgate does not accept "workers: ${v.workers}" (multi-process support not landed yet)`;
     },
-    async start(ctx, options) {
-      const backend = await startEchoBackend(ctx, LOAD_CPUS, false);
-      try {
-        const { child, ports } = await startOnPickedPorts(v.name, (picked) => {
-          const file = join(ctx.dir, `${v.name}.yaml`);
-          // JSON is YAML: the config loader reads it as is.
-          writeFileSync(file, JSON.stringify(wsgateConfig(ctx, v, picked, backend.ports.ws), null, 2));
-          // As shipped (npm start, the bin, Docker); WSGATE_NODE_FLAGS overrides them for experiments.
-          const override = process.env.WSGATE_NODE_FLAGS;
-          const flags = override === undefined ? NODE_FLAGS : override.split(' ').filter((f) => f !== '');
-          const args = options?.cpuProfileDir
-            ? [...flags, '--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`, WSGATE_CLI, '--config', file]
-            : [...flags, WSGATE_CLI, '--config', file];
-          const log = logFile(ctx, v.name);
-          const cpus = v.workers !== undefined && v.workers > 1 ? ALL_CPUS : PROXY_CPUS;
-          const started = startProcess(process.execPath, args, { cpus: ctx.pin ? cpus : undefined, logFile: log });
-          return { child: started, log };
-        });
-        return {
-          name: v.name,
-          endpoints: endpoints(ports[0] ?? 0, ports[1] ?? 0, ports[2] ?? 0),
-          measuredPids: () => processTree(child.pid as number),
-          async stop() {
-            await stopProcess(child);
-            await stopProcess(backend.child);
-          },
-        };
-      } catch (err) {
-        await stopProcess(backend.child);
-        throw err;
-      }
+    start(ctx, options) {
+      return startBehindProxy(ctx, v.name, (picked, backendPort) => {
+        const file = join(ctx.dir, `${v.name}.yaml`);
+        // JSON is YAML: the config loader reads it as is.
+        writeFileSync(file, JSON.stringify(wsgateConfig(ctx, v, picked, backendPort), null, 2));
+        // As shipped (npm start, the bin, Docker); WSGATE_NODE_FLAGS overrides them for experiments.
+        const override = process.env.WSGATE_NODE_FLAGS;
+        const flags = override === undefined ? NODE_FLAGS : override.split(' ').filter((f) => f !== '');
+        const args = options?.cpuProfileDir
+          ? [...flags, '--cpu-prof', `--cpu-prof-dir=${options.cpuProfileDir}`, WSGATE_CLI, '--config', file]
+          : [...flags, WSGATE_CLI, '--config', file];
+        const log = logFile(ctx, v.name);
+        const cpus = v.workers !== undefined && v.workers > 1 ? ALL_CPUS : PROXY_CPUS;
+        const started = startProcess(process.execPath, args, { cpus: ctx.pin ? cpus : undefined, logFile: log });
+        return { child: started, log };
+      });
     },
   };
 }
@@ -269,58 +282,42 @@ const nginx: TargetSpec = {
   name: 'nginx',
   description: 'nginx (worker_processes 1), proxy_http_version 1.1 with Upgrade/Connection, proxy_buffering off',
   unavailable: (ctx) => ensureInstalled('nginx', 'nginx-light', ctx.log),
-  async start(ctx) {
-    const backend = await startEchoBackend(ctx, LOAD_CPUS, false);
+  start(ctx) {
     const budget = proxyFdBudget(ctx);
-    try {
-      const { child, ports } = await startOnPickedPorts('nginx', (ports) => {
-        const prefix = join(ctx.dir, `nginx-${++startCount}`);
-        for (const d of ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi', 'logs']) {
-          mkdirSync(join(prefix, d), { recursive: true });
-        }
-        const values = {
-          PREFIX: prefix,
-          NOFILE: budget.nofile,
-          WORKER_CONNECTIONS: budget.nofile - 100,
-          BACKEND_PORT: backend.ports.ws,
-          PORT_WS: ports[0] ?? 0,
-          PORT_WSS_RSA: ports[1] ?? 0,
-          PORT_WSS_ECDSA: ports[2] ?? 0,
-          CERT_RSA: ctx.certs.rsa.cert,
-          KEY_RSA: ctx.certs.rsa.key,
-          CERT_ECDSA: ctx.certs.ecdsa.cert,
-          KEY_ECDSA: ctx.certs.ecdsa.key,
-        };
-        writeFileSync(
-          join(prefix, 'nginx.conf'),
-          fill(readFileSync(join(PEERS_DIR, 'nginx.conf.template'), 'utf8'), values),
-        );
-        writeFileSync(
-          join(prefix, 'proxy.inc'),
-          fill(readFileSync(join(PEERS_DIR, 'nginx-proxy.inc.template'), 'utf8'), values),
-        );
-        const log = join(prefix, 'stdout.log');
-        const started = startProcess(
-          'nginx',
-          ['-p', `${prefix}/`, '-c', join(prefix, 'nginx.conf'), '-e', join(prefix, 'error.log'), '-g', 'daemon off;'],
-          { cpus: ctx.pin ? PROXY_CPUS : undefined, logFile: log },
-        );
-        return { child: started, log: join(prefix, 'error.log') };
-      });
-      return {
-        name: 'nginx',
-        endpoints: endpoints(ports[0] ?? 0, ports[1] ?? 0, ports[2] ?? 0),
-        measuredPids: () => processTree(child.pid as number),
-        async stop() {
-          // SIGTERM is nginx's "fast shutdown"; the worker goes with the master.
-          await stopProcess(child);
-          await stopProcess(backend.child);
-        },
+    return startBehindProxy(ctx, 'nginx', (ports, backendPort) => {
+      const prefix = join(ctx.dir, `nginx-${++startCount}`);
+      for (const d of ['client_body', 'proxy', 'fastcgi', 'uwsgi', 'scgi', 'logs']) {
+        mkdirSync(join(prefix, d), { recursive: true });
+      }
+      const values = {
+        PREFIX: prefix,
+        NOFILE: budget.nofile,
+        WORKER_CONNECTIONS: budget.nofile - 100,
+        BACKEND_PORT: backendPort,
+        PORT_WS: ports[0] ?? 0,
+        PORT_WSS_RSA: ports[1] ?? 0,
+        PORT_WSS_ECDSA: ports[2] ?? 0,
+        CERT_RSA: ctx.certs.rsa.cert,
+        KEY_RSA: ctx.certs.rsa.key,
+        CERT_ECDSA: ctx.certs.ecdsa.cert,
+        KEY_ECDSA: ctx.certs.ecdsa.key,
       };
-    } catch (err) {
-      await stopProcess(backend.child);
-      throw err;
-    }
+      writeFileSync(
+        join(prefix, 'nginx.conf'),
+        fill(readFileSync(join(PEERS_DIR, 'nginx.conf.template'), 'utf8'), values),
+      );
+      writeFileSync(
+        join(prefix, 'proxy.inc'),
+        fill(readFileSync(join(PEERS_DIR, 'nginx-proxy.inc.template'), 'utf8'), values),
+      );
+      const log = join(prefix, 'stdout.log');
+      const started = startProcess(
+        'nginx',
+        ['-p', `${prefix}/`, '-c', join(prefix, 'nginx.conf'), '-e', join(prefix, 'error.log'), '-g', 'daemon off;'],
+        { cpus: ctx.pin ? PROXY_CPUS : undefined, logFile: log },
+      );
+      return { child: started, log: join(prefix, 'error.log') };
+    });
   },
 };
 
@@ -330,42 +327,27 @@ const haproxy: TargetSpec = {
   name: 'haproxy',
   description: 'HAProxy (nbthread 1), mode http, timeout tunnel',
   unavailable: (ctx) => ensureInstalled('haproxy', 'haproxy', ctx.log),
-  async start(ctx) {
-    const backend = await startEchoBackend(ctx, LOAD_CPUS, false);
+  start(ctx) {
     const budget = proxyFdBudget(ctx);
-    try {
-      const { child, ports } = await startOnPickedPorts('haproxy', (ports) => {
-        const file = join(ctx.dir, `haproxy-${++startCount}.cfg`);
-        const values = {
-          MAXCONN: budget.maxConnections,
-          BACKEND_PORT: backend.ports.ws,
-          PORT_WS: ports[0] ?? 0,
-          PORT_WSS_RSA: ports[1] ?? 0,
-          PORT_WSS_ECDSA: ports[2] ?? 0,
-          PEM_RSA: ctx.certs.rsa.pem,
-          PEM_ECDSA: ctx.certs.ecdsa.pem,
-        };
-        writeFileSync(file, fill(readFileSync(join(PEERS_DIR, 'haproxy.cfg.template'), 'utf8'), values));
-        const log = logFile(ctx, 'haproxy');
-        const started = startProcess('haproxy', ['-f', file, '-db'], {
-          cpus: ctx.pin ? PROXY_CPUS : undefined,
-          logFile: log,
-        });
-        return { child: started, log };
-      });
-      return {
-        name: 'haproxy',
-        endpoints: endpoints(ports[0] ?? 0, ports[1] ?? 0, ports[2] ?? 0),
-        measuredPids: () => processTree(child.pid as number),
-        async stop() {
-          await stopProcess(child);
-          await stopProcess(backend.child);
-        },
+    return startBehindProxy(ctx, 'haproxy', (ports, backendPort) => {
+      const file = join(ctx.dir, `haproxy-${++startCount}.cfg`);
+      const values = {
+        MAXCONN: budget.maxConnections,
+        BACKEND_PORT: backendPort,
+        PORT_WS: ports[0] ?? 0,
+        PORT_WSS_RSA: ports[1] ?? 0,
+        PORT_WSS_ECDSA: ports[2] ?? 0,
+        PEM_RSA: ctx.certs.rsa.pem,
+        PEM_ECDSA: ctx.certs.ecdsa.pem,
       };
-    } catch (err) {
-      await stopProcess(backend.child);
-      throw err;
-    }
+      writeFileSync(file, fill(readFileSync(join(PEERS_DIR, 'haproxy.cfg.template'), 'utf8'), values));
+      const log = logFile(ctx, 'haproxy');
+      const started = startProcess('haproxy', ['-f', file, '-db'], {
+        cpus: ctx.pin ? PROXY_CPUS : undefined,
+        logFile: log,
+      });
+      return { child: started, log };
+    });
   },
 };
 
