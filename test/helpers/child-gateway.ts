@@ -10,7 +10,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { stringify } from 'yaml';
 import type { ConfigObject } from './gateway.js';
-import type { ChildReady, ChildStats } from './gateway-process.js';
+import type { ChildReady, ChildStats, StatsError } from './gateway-process.js';
 import { NODE_BIN, ROOT } from './paths.js';
 import { delay, waitFor } from './wait.js';
 
@@ -84,9 +84,15 @@ export async function spawnGateway(config: ConfigObject, options: ChildOptions =
     child.on('message', onMessage);
     void exited.then((code) => reject(new Error(`gateway child exited (${code}) before ready: ${stderr.join('\n')}`)));
   });
-  const pending: ((s: ChildStats) => void)[] = [];
-  child.on('message', (m: ChildStats | ChildReady) => {
-    if (m.type === 'stats') pending.shift()?.(m);
+  // Replies come in request order; each waiting stats() gets the next one (a report or an error).
+  const pending: { resolve: (s: ChildStats) => void; reject: (err: Error) => void }[] = [];
+  child.on('message', (m: ChildStats | ChildReady | StatsError) => {
+    if (m.type === 'stats') pending.shift()?.resolve(m);
+    else if (m.type === 'stats-error')
+      pending.shift()?.reject(new Error(`gateway child could not report: ${m.message}`));
+  });
+  void exited.then(() => {
+    for (const p of pending.splice(0)) p.reject(new Error('gateway child exited before reporting'));
   });
   return {
     pid: child.pid ?? 0,
@@ -102,7 +108,7 @@ export async function spawnGateway(config: ConfigObject, options: ChildOptions =
     stats: () =>
       new Promise<ChildStats>((resolve, reject) => {
         if (!alive) return reject(new Error('gateway child is not running'));
-        pending.push(resolve);
+        pending.push({ resolve, reject });
         child.send({ type: 'stats' });
       }),
     stop: async () => {

@@ -31,6 +31,12 @@ export interface ChildStats {
 
 export type ParentMessage = { readonly type: 'stats' } | { readonly type: 'stop' };
 
+/** The child could not report (the parent's stats() rejects with this message). */
+export interface StatsError {
+  readonly type: 'stats-error';
+  readonly message: string;
+}
+
 const gc = (globalThis as { gc?: () => void }).gc;
 
 async function main(): Promise<void> {
@@ -55,9 +61,27 @@ async function main(): Promise<void> {
       void gateway.stop(500).then(() => process.exit(0));
       return;
     }
-    void statsOf(gateway).then((stats) => process.send?.(stats));
+    retryOnEmfile(() => statsOf(gateway)).then(
+      (stats) => process.send?.(stats),
+      (err: Error) => process.send?.({ type: 'stats-error', message: err.message } satisfies StatsError),
+    );
   });
   process.on('disconnect', () => process.exit(0));
+}
+
+/**
+ * Reading /proc (descriptor count, resident memory) needs a descriptor itself: a child at its fd limit (the EMFILE
+ * test) gets EMFILE until its sockets finish closing, so the report is retried for a while instead of failing.
+ */
+async function retryOnEmfile<T>(read: () => Promise<T>): Promise<T> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await read();
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EMFILE' || attempt >= 50) throw err;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+  }
 }
 
 async function statsOf(gateway: Gateway): Promise<ChildStats> {
