@@ -29,6 +29,7 @@ import { Admission } from './proxy/admission.js';
 import type { ProxyContext } from './proxy/context.js';
 import { type NameDiff, Runtime } from './proxy/runtime.js';
 import { handleUpgrade, routeOfTunnel } from './proxy/upgrade.js';
+import { SOCKET_IO_MODE } from './tunnel/socket-io.js';
 import { sweepPeriodFor, TunnelSweeper } from './tunnel/sweeper.js';
 import type { Tunnel } from './tunnel/tunnel.js';
 
@@ -186,6 +187,12 @@ export class Gateway implements ProxyContext {
       const adminAddress = await this.admin.listen(config.admin.port, config.admin.address);
       this.log.info({ address: config.admin.address, port: adminAddress.port }, 'admin listening');
     }
+    this.log.info(
+      { socketIo: SOCKET_IO_MODE },
+      SOCKET_IO_MODE === 'direct'
+        ? 'tunnels use direct socket I/O (shared read buffer, writes straight to the kernel)'
+        : 'tunnels use Node stream I/O',
+    );
     this.startSweeper();
     this.started = true;
   }

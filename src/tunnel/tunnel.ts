@@ -1,7 +1,8 @@
 // The tunnel after a verified 101. Each direction is a Pump: it scans the frame headers of every chunk it reads
-// (FrameScanner: header bytes only, payload skipped by count) and writes the very Buffer it read to the other
-// socket, pausing the reader while the writer is full. The scan lets the pump count messages, enforce limits and
-// inject close frames at frame boundaries, without ever copying or unmasking payload.
+// (FrameScanner: header bytes only, payload skipped by count) and writes the bytes it read to the other socket,
+// pausing the reader while the writer is full. The scan lets the pump count messages, enforce limits and inject
+// close frames at frame boundaries, without unmasking payload. Plain TCP sockets read into a shared buffer and
+// write straight to the kernel (socket-io.ts); payload is copied only when the writer's kernel buffer is full.
 //
 // Per-connection state is this object plus two pumps (and a scanner each, from its first byte); socket handlers are shared functions that
 // find the tunnel through a symbol, so an idle tunnel costs no closures. Every exit converges on both sockets
@@ -20,6 +21,7 @@ import {
   parseClosePayload,
 } from './close-frame.js';
 import { type FrameObserver, FrameScanner, VIOLATION_CLOSE_CODE, VIOLATION_KIND } from './frame-scanner.js';
+import { detach, directWriteFd, readDirect, writeChunk } from './socket-io.js';
 import { TokenBucket } from './token-bucket.js';
 
 /** Time the second socket gets to flush and close after the first one closed, before it is destroyed. */
@@ -104,6 +106,8 @@ class Pump implements FrameObserver {
   readonly tunnel: Tunnel;
   readonly source: Socket;
   readonly dest: Socket;
+  /** `dest`'s descriptor for direct writes, -1 for socket.write (see socket-io.ts). */
+  readonly destFd: number;
   readonly fromClient: boolean;
   readonly direction: number;
   readonly scanMode: number;
@@ -131,7 +135,6 @@ class Pump implements FrameObserver {
   throttleMs = 0;
   throttleTimer: NodeJS.Timeout | undefined = undefined;
   held: Buffer | undefined = undefined;
-  heldOffset = 0;
   /** A keepalive ping went to `source` and its pong has not come back. */
   expectPong = false;
   /** Dropping the bytes of one of our own pongs coming from `source`. */
@@ -145,6 +148,7 @@ class Pump implements FrameObserver {
     this.tunnel = tunnel;
     this.source = source;
     this.dest = dest;
+    this.destFd = directWriteFd(dest);
     this.fromClient = fromClient;
     this.direction = fromClient ? C2B : B2C;
     const limits = fromClient ? options.limits.clientToBackend : options.limits.backendToClient;
@@ -174,32 +178,26 @@ class Pump implements FrameObserver {
     return scanner;
   }
 
-  /** Handles one chunk read from `source`. */
+  /** Scans and forwards one chunk read from `source`; a stop may forward part of it, hold the rest (throttle) or close. */
   push(chunk: Buffer): void {
-    this.pushFrom(chunk, 0);
-  }
-
-  /** Scans and forwards `chunk[start..]`; a stop may forward part of it, hold the rest (throttle) or close. */
-  pushFrom(chunk: Buffer, start: number): void {
     if (this.halted || this.closedToDest) return;
     if (this.scanMode === SCAN_OFF) {
       this.tunnel.lastActivityMs = coarseClock.nowMs;
-      this.forward(chunk, start, chunk.length);
+      this.forward(chunk, 0, chunk.length);
       return;
     }
     const scanner = this.scanner ?? this.newScanner();
     if (this.held !== undefined) {
       // Paused for a throttle but a chunk was already on its way: keep it behind the held one (bounded: the
-      // socket is paused, so at most what it had buffered).
-      this.held = Buffer.concat([this.held.subarray(this.heldOffset), chunk.subarray(start)]);
-      this.heldOffset = 0;
+      // socket is paused, so at most what it had buffered). The concatenation is a copy, so it may be kept.
+      this.held = Buffer.concat([this.held, chunk]);
       return;
     }
     if (this.pendingClose !== undefined) {
-      this.pushUntilBoundary(chunk.subarray(start), scanner);
+      this.pushUntilBoundary(chunk, scanner);
       return;
     }
-    let offset = start;
+    let offset = 0;
     for (;;) {
       const rc = scanner.scan(chunk, offset);
       if (rc === 0) {
@@ -228,10 +226,10 @@ class Pump implements FrameObserver {
         continue;
       }
       if (rc === STOP_THROTTLE) {
-        // Forward up to the frame over the limit, keep the rest (a view, not a copy) and stop reading for a while.
+        // Forward up to the frame over the limit, keep the rest and stop reading for a while. The rest is a view
+        // of the chunk, copied only if the chunk is the shared read buffer, which the next read overwrites.
         if (stop >= offset && !this.dropping) this.forward(chunk, offset, stop);
-        this.held = chunk;
-        this.heldOffset = scanner.resumeOffset;
+        this.held = detach(chunk.subarray(scanner.resumeOffset));
         this.source.pause();
         this.throttleTimer = setTimeout(endThrottle, this.throttleMs, this);
         return;
@@ -275,11 +273,11 @@ class Pump implements FrameObserver {
     this.bytes += n;
     this.tunnel.stats.bytes[this.direction]! += n;
     const buf = start === 0 && end === chunk.length ? chunk : chunk.subarray(start, end);
-    if (!this.dest.write(buf)) this.source.pause();
+    if (!writeChunk(this.dest, this.destFd, buf)) this.source.pause();
   }
 
   private write(frame: Buffer): void {
-    if (!this.dest.destroyed) this.dest.write(frame);
+    if (!this.dest.destroyed) writeChunk(this.dest, this.destFd, frame);
   }
 
   /**
@@ -320,8 +318,8 @@ class Pump implements FrameObserver {
   }
 
   private stopped(rc: number, atBoundary: boolean): void {
+    // The source keeps being read, and what it sends is dropped: that is how its FIN or reset is noticed.
     this.halted = true;
-    this.source.pause();
     const t = this.tunnel;
     if (rc < STOP_LIMIT) {
       const code = VIOLATION_CLOSE_CODE[rc] ?? CLOSE_CODES.PROTOCOL_ERROR;
@@ -465,7 +463,7 @@ function endThrottle(pump: Pump): void {
   pump.throttleTimer = undefined;
   const held = pump.held;
   pump.held = undefined;
-  if (held !== undefined) pump.pushFrom(held, pump.heldOffset);
+  if (held !== undefined) pump.push(held);
   if (pump.halted || pump.source.destroyed || pump.throttleTimer !== undefined) return;
   // Still blocked on the writer: its drain handler resumes the reader.
   if (!pump.dest.writableNeedDrain) pump.source.resume();
@@ -516,8 +514,11 @@ export class Tunnel {
     (backend as TunnelSocket)[kTunnel] = this;
     client.setNoDelay(true);
     backend.setNoDelay(true);
+    // 'data' stays subscribed with direct reads too: it delivers what the socket buffered before the switch.
     client.on('data', onClientData);
     backend.on('data', onBackendData);
+    readDirect(client, onClientRead);
+    readDirect(backend, onBackendRead);
     client.on('drain', onDrain);
     backend.on('drain', onDrain);
     client.on('end', onEnd);
@@ -724,6 +725,14 @@ function onClientData(this: TunnelSocket, chunk: Buffer): void {
 
 function onBackendData(this: TunnelSocket, chunk: Buffer): void {
   this[kTunnel]!.b2c.push(chunk);
+}
+
+function onClientRead(this: TunnelSocket, nread: number, buffer: Buffer): void {
+  this[kTunnel]!.c2b.push(buffer.subarray(0, nread));
+}
+
+function onBackendRead(this: TunnelSocket, nread: number, buffer: Buffer): void {
+  this[kTunnel]!.b2c.push(buffer.subarray(0, nread));
 }
 
 /** The writer drained: let its peer read again, unless that reader is throttled or halted. */

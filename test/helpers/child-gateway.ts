@@ -47,6 +47,8 @@ export interface ChildOptions {
   logLevel?: string;
   /** Run with --expose-gc so stats() reports heap after GC. */
   exposeGc?: boolean;
+  /** Extra environment variables for the child. */
+  env?: Record<string, string>;
 }
 
 export async function spawnGateway(config: ConfigObject, options: ChildOptions = {}): Promise<ChildGateway> {
@@ -64,7 +66,7 @@ export async function spawnGateway(config: ConfigObject, options: ChildOptions =
   const child: ChildProcess = spawn(command, args, {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe', 'ipc'],
-    env: { ...process.env, WSGATE_CHILD_LOG: options.logLevel ?? 'info', NODE_NO_WARNINGS: '1' },
+    env: { ...process.env, WSGATE_CHILD_LOG: options.logLevel ?? 'info', NODE_NO_WARNINGS: '1', ...options.env },
   });
   const stdout: string[] = [];
   const stderr: string[] = [];

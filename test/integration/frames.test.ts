@@ -379,8 +379,11 @@ describe('throttle memory', () => {
     let maxHeld = 0;
     const sampler = setInterval(() => {
       for (const t of gw.gateway.tunnels) {
-        const held = (t.c2b.held?.length ?? 0) - t.c2b.heldOffset;
-        maxHeld = Math.max(maxHeld, held + t.client.readableLength);
+        // Held back by the throttle, buffered unread, and queued (copied) for writing, in both directions.
+        const held = (t.c2b.held?.length ?? 0) + (t.b2c.held?.length ?? 0);
+        const buffered = t.client.readableLength + t.backend.readableLength;
+        const queued = t.client.writableLength + t.backend.writableLength;
+        maxHeld = Math.max(maxHeld, held + buffered + queued);
       }
     }, 5);
     await waitFor(() => echoedBytes === total, 20_000);
