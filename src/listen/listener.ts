@@ -9,6 +9,7 @@ import type { SecureContext } from 'node:tls';
 import type { ListenerConfig } from '../config/types.js';
 import { type CatalogueEntry, Errors } from '../errors.js';
 import { rejectHandshake } from '../handshake/reject.js';
+import { toOriginForm } from '../handshake/request-target.js';
 import { type CertificatePair, tlsServerOptions } from './tls.js';
 
 /** Request heads above this many bytes get 431 (node's parser enforces it). */
@@ -67,9 +68,15 @@ export class Listener {
       this.server = createHttpServer(httpOptions);
     }
     const secure = this.secure;
-    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) =>
-      handlers.upgrade(req, socket, head, secure),
-    );
+    const badTarget = (req: IncomingMessage, socket: Duplex): boolean => {
+      if (toOriginForm(req)) return false;
+      handlers.clientError(Errors.BAD_REQUEST, `request target ${JSON.stringify((req.url ?? '').slice(0, 200))}`);
+      rejectHandshake(socket, Errors.BAD_REQUEST);
+      return true;
+    };
+    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      if (!badTarget(req, socket)) handlers.upgrade(req, socket, head, secure);
+    });
     this.server.on('request', (req: IncomingMessage, res: ServerResponse) => {
       // llhttp accepts HTTP/0.9 ("GET /path" with no version and no headers, also what a CR/LF injected into a
       // request target looks like); such a request must never be proxied as if it were HTTP/1.1.
@@ -78,7 +85,7 @@ export class Listener {
         rejectHandshake(req.socket, Errors.BAD_HTTP_VERSION);
         return;
       }
-      handlers.request(req, res, secure);
+      if (!badTarget(req, req.socket)) handlers.request(req, res, secure);
     });
     // After listen(), 'error' only reports accept() failures (EMFILE/ENFILE when libuv's reserve-fd trick could
     // not shed the connection). Without a listener node would throw it and take the process down.

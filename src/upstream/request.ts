@@ -14,6 +14,7 @@ const DROPPED = new Set([
   'transfer-encoding',
   'upgrade',
   'content-length',
+  'host',
   'x-forwarded-proto',
   'x-forwarded-host',
 ]);
@@ -26,7 +27,9 @@ export interface ForwardInfo {
 export function upstreamRequestHead(req: IncomingMessage, info: ForwardInfo): string {
   const raw = req.rawHeaders;
   const nominated = connectionNominated(req.headers.connection);
-  let head = `GET ${req.url ?? '/'} HTTP/1.1\r\n`;
+  const host = req.headers.host ?? '';
+  // Host from the parsed headers, not the raw ones: an absolute-form target has replaced it (request-target.ts).
+  let head = `GET ${req.url ?? '/'} HTTP/1.1\r\nHost: ${host}\r\n`;
   let xff: string | undefined;
   let forwarded: string | undefined;
   for (let i = 0; i < raw.length; i += 2) {
@@ -40,7 +43,6 @@ export function upstreamRequestHead(req: IncomingMessage, info: ForwardInfo): st
   }
   const proto = info.secure ? 'https' : 'http';
   const client = info.clientAddress;
-  const host = req.headers.host ?? '';
   const forwardedFor = client.includes(':') ? `"[${client}]"` : client;
   const thisHop = `for=${forwardedFor};proto=${proto};host=${quoteIfNeeded(host)}`;
   head += `X-Forwarded-For: ${xff === undefined ? client : `${xff}, ${client}`}\r\n`;

@@ -69,6 +69,42 @@ describe('successful handshakes', () => {
   });
 });
 
+describe('absolute-form request targets (RFC 9112 §3.2.2)', () => {
+  it('are accepted: the target’s authority replaces Host for routing and for the backend', async () => {
+    const before = backend.requests.length;
+    const res = await rawUpgrade(gw.port, {
+      path: 'http://chat.example.com/chat?room=7',
+      host: 'elsewhere.example',
+      headers: { Origin: 'https://chat.example.com' },
+    });
+    // Only route "chat" (host chat.example.com) serves /chat: the Host header alone would have found nothing.
+    expect(res.status).toBe(101);
+    const req = backend.requests[before];
+    expect(req?.url).toBe('/chat?room=7');
+    expect(req?.headers.host).toBe('chat.example.com');
+    expect(req?.headers['x-forwarded-host']).toBe('chat.example.com');
+    expect(req?.rawHeaders.filter((h) => h.toLowerCase() === 'host')).toHaveLength(1);
+    res.socket.destroy();
+  });
+
+  it('are accepted for plain HTTP too, with "/" for an empty path', async () => {
+    const res = await sendRequest(
+      gw.port,
+      'GET http://localhost:1234 HTTP/1.1\r\nHost: elsewhere.example\r\nConnection: close\r\n\r\n',
+    );
+    // Route "main" is /ws only: "/" has no route, which proves the path was rewritten and then routed.
+    expect(res.status).toBe(404);
+    const plain = await sendRequest(
+      gw.port,
+      'GET HTTP://localhost/ws?x=1 HTTP/1.1\r\nHost: elsewhere.example\r\nConnection: close\r\n\r\n',
+    );
+    expect(plain.status).toBe(200);
+    expect(plain.headers['x-backend-id']).toBe('b1');
+    plain.socket.destroy();
+    res.socket.destroy();
+  });
+});
+
 interface Refusal {
   name: string;
   request: string;
@@ -78,6 +114,18 @@ interface Refusal {
 }
 
 const refusals: Refusal[] = [
+  {
+    name: 'a request target that is no URI form',
+    request: upgradeRequest({ path: 'ws' }),
+    status: 400,
+    reason: 'bad_request',
+  },
+  {
+    name: 'an absolute-form target with userinfo',
+    request: upgradeRequest({ path: 'http://user@localhost/ws' }),
+    status: 400,
+    reason: 'bad_request',
+  },
   { name: 'POST', request: upgradeRequest({ path: '/ws' }).replace('GET', 'POST'), status: 400, reason: 'bad_method' },
   {
     name: 'HTTP/1.0',

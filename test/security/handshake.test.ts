@@ -221,8 +221,13 @@ describe('duplicated and conflicting identity headers', () => {
   it('"Host : x" (space before the colon) → 400', () =>
     expectRefused(base.replace('Host: localhost', 'Host : localhost'), 400, 'WSG_BAD_REQUEST'));
   it('an empty Host → 400', () => expectRefused(base.replace('Host: localhost', 'Host: '), 400, 'WSG_MISSING_HOST'));
-  it('an absolute-form target naming another authority is not routed by it → 404', () =>
-    expectRefused(base.replace('GET /ws', 'GET http://internal.example/ws'), 404, 'WSG_NO_ROUTE'));
+  it('an absolute-form target is routed by its own authority, never by Host (RFC 9112 §3.2.2) → 404 here', () =>
+    // Host alone would match route "chat"; the target's authority, which takes its place, matches nothing.
+    expectRefused(
+      base.replace('GET /ws', 'GET http://internal.example/chat').replace('Host: localhost', 'Host: chat.example.com'),
+      404,
+      'WSG_NO_ROUTE',
+    ));
   it('Sec-WebSocket-Version: 13, 8 → 426 with Sec-WebSocket-Version: 13', async () => {
     const res = await sendRequest(
       gw.port,
