@@ -3,6 +3,7 @@
 
 import { readFileSync } from 'node:fs';
 import { dirname, resolve as resolvePath } from 'node:path';
+import { createSecureContext } from 'node:tls';
 import { type Document, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit } from 'yaml';
 import type { z } from 'zod';
 import { configSchema, type RawConfig } from './schema.js';
@@ -192,8 +193,9 @@ function normalise(raw: RawConfig, file: string, report: (path: PropertyKey[], m
   const readTls = (certFile: string, keyFile: string, path: PropertyKey[]): TlsFiles | undefined => {
     const certPath = resolvePath(baseDir, certFile);
     const keyPath = resolvePath(baseDir, keyFile);
+    let files: TlsFiles;
     try {
-      return {
+      files = {
         certFile: certPath,
         keyFile: keyPath,
         cert: readFileSync(certPath, 'utf8'),
@@ -203,6 +205,15 @@ function normalise(raw: RawConfig, file: string, report: (path: PropertyKey[], m
       report(path, `cannot read TLS file: ${(err as Error).message}`);
       return undefined;
     }
+    try {
+      // What the listener will do with them: OpenSSL checks the PEM and that the key belongs to the certificate,
+      // so --check and a reload catch a mismatched pair, not only a start.
+      createSecureContext({ cert: files.cert, key: files.key });
+    } catch (err) {
+      report(path, `TLS certificate ${certPath} and key ${keyPath} are not usable together: ${(err as Error).message}`);
+      return undefined;
+    }
+    return files;
   };
 
   const seenListeners = new Set<string>();

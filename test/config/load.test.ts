@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ConfigError, type ConfigIssue, formatIssue, loadConfig, parseConfig } from '../../src/config/load.js';
+import { makeCert } from '../helpers/certs.js';
 
 const FILE = '/etc/wsgate/config.yaml';
 
@@ -132,6 +133,21 @@ describe('errors name file, line, column and key path', () => {
     expect(issue).toMatchObject({ line: 5, path: 'listeners[1].tls.cert' });
     expect(issue?.message).toContain('cannot read TLS file');
     expect(issue?.message).toContain('/etc/wsgate/missing.crt');
+  });
+
+  it('a certificate and a key that do not belong together', () => {
+    const a = makeCert('pair-a.test');
+    const b = makeCert('pair-b.test');
+    const text = VALID.replace(
+      '  - { name: public, address: 127.0.0.1, port: 8080 }',
+      `  - { name: public, address: 127.0.0.1, port: 8080 }\n  - name: tls\n    port: 8443\n    tls: { cert: ${a.cert}, key: ${b.key} }`,
+    );
+    const [issue] = issuesOf(text);
+    expect(issue).toMatchObject({ line: 5, path: 'listeners[1].tls.cert' });
+    expect(issue?.message).toContain('not usable together');
+    expect(issue?.message).toContain(b.key);
+    // The right pair passes.
+    expect(parseConfig(text.replace(b.key, a.key), FILE, {}).listeners[1]?.tls?.files?.keyFile).toBe(a.key);
   });
 
   it('an unreadable CA file for wss:// backends', () => {
