@@ -25,7 +25,7 @@ import {
   perfInstructionsSupported,
   type RunSettings,
 } from './harness/modes.js';
-import { hasTaskset } from './harness/processes.js';
+import { fdLimit, hasTaskset } from './harness/processes.js';
 import { evaluateChecks, markdownReport, svgChart, textReport } from './harness/report.js';
 import type {
   BenchResults,
@@ -186,12 +186,6 @@ function parseOptions(argv: string[]): Options | 'help' {
     keep: values.keep,
     from: values.from,
   };
-}
-
-function fdLimit(): number {
-  // The harness runs under the same shell limit as its children (`ulimit -n`); /proc says what it is.
-  const m = /^Max open files\s+(\d+|unlimited)\s+/m.exec(readFileSync('/proc/self/limits', 'utf8'));
-  return m?.[1] === undefined || m[1] === 'unlimited' ? 1_048_576 : Number(m[1]);
 }
 
 function machine(pinned: boolean, limit: number): Machine {

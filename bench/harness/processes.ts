@@ -6,6 +6,12 @@ import { openSync, readdirSync, readFileSync } from 'node:fs';
 
 let tasksetPresent: boolean | undefined;
 
+/** The descriptor limit (`ulimit -n`) the harness and its children run under. */
+export function fdLimit(): number {
+  const m = /^Max open files\s+(\d+|unlimited)\s+/m.exec(readFileSync('/proc/self/limits', 'utf8'));
+  return m?.[1] === undefined || m[1] === 'unlimited' ? 1_048_576 : Number(m[1]);
+}
+
 export function hasTaskset(): boolean {
   tasksetPresent ??= commandExists('taskset');
   return tasksetPresent;

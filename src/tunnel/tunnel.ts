@@ -143,6 +143,8 @@ class Pump implements FrameObserver {
   passNextPong = false;
   /** A pong we cut out that turned out not to be ours: written back in its place. */
   reinject: Buffer | undefined = undefined;
+  /** When the chunk being scanned arrived (read once, on its first frame that needs a bucket; 0: not yet). */
+  chunkTime = 0;
 
   constructor(tunnel: Tunnel, source: Socket, dest: Socket, fromClient: boolean, options: TunnelOptions) {
     this.tunnel = tunnel;
@@ -187,6 +189,7 @@ class Pump implements FrameObserver {
       return;
     }
     const scanner = this.scanner ?? this.newScanner();
+    this.chunkTime = 0;
     if (this.held !== undefined) {
       // Paused for a throttle but a chunk was already on its way: keep it behind the held one (bounded: the
       // socket is paused, so at most what it had buffered). The concatenation is a copy, so it may be kept.
@@ -369,7 +372,7 @@ class Pump implements FrameObserver {
           limits.controlFramesPerSecond,
           Math.max(1, limits.controlFramesPerSecond),
         );
-        const rc = this.allow(this.controlBucket, 1, 'control_frames_per_second', performance.now());
+        const rc = this.allow(this.controlBucket, 1, 'control_frames_per_second', this.now());
         if (rc !== 0) return rc;
       }
       if (opcode === OPCODE_PONG && this.expectPong && s.payloadLength === KEEPALIVE_PAYLOAD.length) {
@@ -391,7 +394,7 @@ class Pump implements FrameObserver {
     const countMessage = s.messageFrames === 1 && limits.messagesPerSecond !== Number.POSITIVE_INFINITY;
     const countBytes = s.payloadLength > 0 && limits.bytesPerSecond !== Number.POSITIVE_INFINITY;
     if (!countMessage && !countBytes) return 0;
-    const now = performance.now();
+    const now = this.now();
     if (countMessage) {
       this.messageBucket ??= new TokenBucket(limits.messagesPerSecond, Math.max(1, limits.burstMessages));
       const rc = this.allow(this.messageBucket, 1, 'messages_per_second', now);
@@ -402,6 +405,12 @@ class Pump implements FrameObserver {
       return this.allow(this.byteBucket, s.payloadLength, 'bytes_per_second', now);
     }
     return 0;
+  }
+
+  /** The arrival time of the chunk in hand: every frame in one read arrived at once. */
+  private now(): number {
+    if (this.chunkTime === 0) this.chunkTime = performance.now();
+    return this.chunkTime;
   }
 
   onControlFrame(s: FrameScanner): number {

@@ -221,6 +221,12 @@ describe('duplicated and conflicting identity headers', () => {
   it('"Host : x" (space before the colon) → 400', () =>
     expectRefused(base.replace('Host: localhost', 'Host : localhost'), 400, 'WSG_BAD_REQUEST'));
   it('an empty Host → 400', () => expectRefused(base.replace('Host: localhost', 'Host: '), 400, 'WSG_MISSING_HOST'));
+  it('a plain request whose target is no URI form, with a request pipelined behind it → 400, nothing proxied', () =>
+    expectRefused(
+      'GET x?y=1 HTTP/1.1\r\nHost: localhost\r\n\r\nGET /ws HTTP/1.1\r\nHost: localhost\r\n\r\n',
+      400,
+      'WSG_BAD_REQUEST',
+    ));
   it('an absolute-form target is routed by its own authority, never by Host (RFC 9112 §3.2.2) → 404 here', () =>
     // Host alone would match route "chat"; the target's authority, which takes its place, matches nothing.
     expectRefused(
