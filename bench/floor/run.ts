@@ -1,13 +1,14 @@
 // How close is wsgate to the floor of a Node proxy? Fixed-rate echo (the CPU-per-message goal of issue 6) for
 // HAProxy, nginx, a bare Node pump with wsgate's socket I/O (node-pump.ts), wsgate with scanning off, and wsgate
 // as shipped, taken in turns for several rounds in one run, with the median of each.
-// Usage: npm run bench:floor [-- --rounds N]   (node dist/bench/floor/run.js)
+// Usage: npm run bench:floor [-- --rounds N] [--targets haproxy,node-pump,...]   (node dist/bench/floor/run.js)
 
 import type { ChildProcess } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
+import { NODE_FLAGS } from '../../src/ops/node-flags.js';
 import { generateCerts } from '../harness/certs.js';
 import { echoRun } from '../harness/modes.js';
 import { fdLimit, startProcess, stopProcess } from '../harness/processes.js';
@@ -22,12 +23,13 @@ import {
 } from '../harness/targets.js';
 
 const NODE_PUMP = join(PACKAGE_ROOT, 'dist', 'bench', 'floor', 'node-pump.js');
-const ORDER = ['haproxy', 'nginx', 'node-pump', 'wsgate-off', 'wsgate'];
+const ALL = ['haproxy', 'nginx', 'node-pump', 'wsgate-off', 'wsgate'];
 const ECHO = { connections: 100, payloadBytes: 64, window: 8, rate: 20_000, warmupMs: 2000, measureMs: 6000 };
 
 async function startNodePump(ctx: TargetContext): Promise<RunningTarget> {
   const backend = await startEchoBackend(ctx, LOAD_CPUS, false);
-  const child: ChildProcess = startProcess(process.execPath, [NODE_PUMP, String(backend.ports.ws)], {
+  // The same Node flags as wsgate runs with, so the difference is the code.
+  const child: ChildProcess = startProcess(process.execPath, [...NODE_FLAGS, NODE_PUMP, String(backend.ports.ws)], {
     cpus: ctx.pin ? PROXY_CPUS : undefined,
     logFile: join(ctx.dir, 'node-pump.log'),
     ipc: true,
@@ -55,13 +57,17 @@ function median(values: readonly number[]): number {
 }
 
 async function main(): Promise<void> {
-  const { values } = parseArgs({ options: { rounds: { type: 'string', default: '3' } } });
+  const { values } = parseArgs({
+    options: { rounds: { type: 'string', default: '3' }, targets: { type: 'string', default: ALL.join(',') } },
+  });
   const rounds = Number(values.rounds);
+  const unknown = values.targets.split(',').filter((n) => !ALL.includes(n));
+  if (unknown.length > 0) throw new Error(`--targets: unknown ${unknown.join(', ')} (known: ${ALL.join(', ')})`);
   const dir = mkdtempSync(join(tmpdir(), 'wsgate-floor-'));
   const ctx: TargetContext = { dir, certs: generateCerts(dir), pin: true, fdLimit: fdLimit(), log: console.log };
-  const names = ORDER.filter(
-    (n) => n === 'node-pump' || TARGETS.find((t) => t.name === n)?.unavailable(ctx) === undefined,
-  );
+  const names = values.targets
+    .split(',')
+    .filter((n) => n === 'node-pump' || TARGETS.find((t) => t.name === n)?.unavailable(ctx) === undefined);
   const perMessageUs = new Map<string, number[]>(names.map((n) => [n, []]));
   for (let round = 1; round <= rounds; round++) {
     for (const name of names) {
