@@ -59,7 +59,10 @@ export class PlainHttpProxy {
       return;
     }
     const pool = route.pool;
-    const { key } = hashKeyOf({ headers: req.headers, url, remoteAddress: ip }, pool.config.hashKey);
+    const { key } = hashKeyOf(
+      { headers: req.headers, rawHeaders: req.rawHeaders, url, remoteAddress: ip },
+      pool.config.hashKey,
+    );
     const member = pool.pick(key);
     if (!member) {
       refuse(Errors.NO_HEALTHY_BACKEND);

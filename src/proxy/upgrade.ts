@@ -58,7 +58,10 @@ export async function handleUpgrade(
   client.on('close', onClientGone);
 
   const pool = route.pool;
-  const hashKey = hashKeyOf({ headers: req.headers, url, remoteAddress: ip }, pool.config.hashKey);
+  const hashKey = hashKeyOf(
+    { headers: req.headers, rawHeaders: req.rawHeaders, url, remoteAddress: ip },
+    pool.config.hashKey,
+  );
   if (hashKey.fellBack && pool.config.hashKey.kind !== 'ip') ctx.metrics.hashKeyFallbacks.inc({ route: route.name });
   const requestHead = upstreamRequestHead(req, { clientAddress: ip, secure });
   const expectedAccept = acceptFor(check.key);

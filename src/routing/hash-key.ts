@@ -13,6 +13,11 @@ export interface KeySource {
    * headers; with `req.headers`, Node has already joined repeats (', ' or '; ' for cookie) and the joined value is used.
    */
   headers: Readonly<Record<string, string | string[] | undefined>>;
+  /**
+   * `req.rawHeaders` (name, value, name, value, ...), when at hand: a header key then uses the first occurrence of
+   * a repeated header instead of Node's joined value, without building `headersDistinct` for every request.
+   */
+  rawHeaders?: readonly string[];
   /** Request target in origin form, e.g. '/chat?room=1'. */
   url: string;
   /** `socket.remoteAddress`. */
@@ -61,7 +66,11 @@ export function hashKeyOf(source: KeySource, spec: HashKeySpec): HashKey {
     case 'ip':
       return { key: normaliseIp(source.remoteAddress), fellBack: false };
     case 'header':
-      key = firstValue(source.headers[spec.name]);
+      // Host comes from the parsed headers: an absolute-form target may have replaced the raw one.
+      key =
+        source.rawHeaders !== undefined && spec.name !== 'host'
+          ? firstRawValue(source.rawHeaders, spec.name)
+          : firstValue(source.headers[spec.name]);
       break;
     case 'cookie':
       key = cookieValue(source.headers.cookie, spec.name);
@@ -84,6 +93,15 @@ export function normaliseIp(address: string): string {
     if (prefix.toLowerCase() === IPV4_MAPPED_PREFIX) return address.slice(IPV4_MAPPED_PREFIX.length);
   }
   return address;
+}
+
+/** The value of the first `name` header (lower-case) in a raw header list. */
+function firstRawValue(raw: readonly string[], name: string): string | undefined {
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const n = raw[i] as string;
+    if (n.length === name.length && n.toLowerCase() === name) return raw[i + 1];
+  }
+  return undefined;
 }
 
 function firstValue(value: string | string[] | undefined): string | undefined {

@@ -193,6 +193,24 @@ describe('consistent hashing', () => {
     expect(spread.size).toBe(3);
   });
 
+  it('a repeated hash-key header keys on its first occurrence', async () => {
+    const backends = await Promise.all(['a', 'b', 'c'].map(echo));
+    const gw = await gatewayFor(backends.map((b) => b.url));
+    for (let i = 0; i < 8; i++) {
+      const alone = await connectClient(gw.port, `user-${i}`);
+      alone.ws.close();
+      const repeated = await new Promise<string>((resolve, reject) => {
+        const ws = new WebSocket(`ws://127.0.0.1:${gw.port}/`, { headers: { 'x-user-id': [`user-${i}`, 'intruder'] } });
+        ws.once('message', (d) => {
+          resolve((JSON.parse(d.toString()) as { backend: string }).backend);
+          ws.close();
+        });
+        ws.once('error', reject);
+      });
+      expect(repeated).toBe(alone.backend);
+    }
+  });
+
   it('respects bounded loads: no backend holds more than ceil(c × average) live connections', async () => {
     const backends = await Promise.all(['a', 'b', 'c', 'd'].map(echo));
     const config = simpleConfig(backends.map((b) => b.url));

@@ -84,6 +84,21 @@ describe('hashKeyOf: header', () => {
     expect(hashKeyOf(source({ headers: { 'x-user-id': ['u-1', 'u-2'] } }), spec).key).toBe('u-1');
   });
 
+  it('uses the first occurrence in the raw headers, not Node’s joined value, whatever the case of the name', () => {
+    const repeated = source({
+      headers: { 'x-user-id': 'u-1, u-2' },
+      rawHeaders: ['Host', 'h', 'X-User-ID', 'u-1', 'x-user-id', 'u-2'],
+    });
+    expect(hashKeyOf(repeated, spec).key).toBe('u-1');
+    expect(hashKeyOf(source({ rawHeaders: ['Host', 'h'] }), spec)).toEqual(FALLBACK);
+  });
+
+  it('takes Host from the parsed headers, which an absolute-form target may have rewritten', () => {
+    const host: HashKeySpec = { kind: 'header', name: 'host' };
+    const rewritten = source({ headers: { host: 'target.example' }, rawHeaders: ['Host', 'original.example'] });
+    expect(hashKeyOf(rewritten, host).key).toBe('target.example');
+  });
+
   it('falls back to the client IP when missing or empty', () => {
     expect(hashKeyOf(source(), spec)).toEqual(FALLBACK);
     expect(hashKeyOf(source({ headers: { 'x-user-id': '' } }), spec)).toEqual(FALLBACK);
