@@ -1,4 +1,4 @@
-// Socket I/O for the tunnel without Node's stream machinery, for plain TCP sockets.
+// Socket I/O for the tunnel without Node's stream machinery.
 //
 // Reading: net.Socket's documented `onread` option makes a socket read into one caller-owned buffer and hand each
 // read to a callback, with no Readable push, no per-read allocation and no 'data' event. Node offers it only for
@@ -16,8 +16,9 @@
 // copy, and it happens only under backpressure; in the steady state payload goes from the read buffer to the
 // kernel untouched.
 //
-// Anything not supported (TLS sockets, a Node without these fields, Windows, WSGATE_SOCKET_IO=stream) keeps the
-// plain stream path: 'data' events and socket.write.
+// Direct writes need a plain TCP socket (a TLS socket's bytes must go through its encryption); direct reads work
+// for TLS sockets too (they deliver plaintext). Anything not supported (a Node without these fields, Windows,
+// WSGATE_SOCKET_IO=stream) keeps the stream path: 'data' events and socket.write.
 
 import { writeSync } from 'node:fs';
 import { Socket } from 'node:net';
@@ -62,17 +63,13 @@ function handleOf(socket: Socket): InternalHandle {
   return (socket as unknown as { _handle: InternalHandle })._handle;
 }
 
-function isPlainTcp(socket: Socket): boolean {
-  return !(socket instanceof TLSSocket) && !socket.destroyed;
-}
-
 /**
  * Makes `socket` deliver its reads to `onRead` through the shared buffer instead of 'data' events. Returns false
  * (and changes nothing) when the socket cannot: the caller keeps its 'data' listener. Bytes the socket had already
  * buffered before the switch still arrive as 'data' events, so a caller keeps that listener either way.
  */
 export function readDirect(socket: Socket, onRead: DirectReadCallback): boolean {
-  if (onreadFields === undefined || !isPlainTcp(socket)) return false;
+  if (onreadFields === undefined || socket.destroyed) return false;
   const handle = handleOf(socket);
   if (typeof handle?.useUserBuffer !== 'function') return false;
   const fields = socket as unknown as Record<symbol, unknown>;
@@ -84,7 +81,8 @@ export function readDirect(socket: Socket, onRead: DirectReadCallback): boolean 
 
 /** The descriptor to write `socket` with directly, or -1 to use socket.write. */
 export function directWriteFd(socket: Socket): number {
-  if (!enabled || !isPlainTcp(socket)) return -1;
+  // A TLS socket's handle reports the descriptor of the TCP connection under it: writing there would bypass TLS.
+  if (!enabled || socket instanceof TLSSocket || socket.destroyed) return -1;
   const fd = handleOf(socket)?.fd;
   return typeof fd === 'number' && fd >= 0 ? fd : -1;
 }

@@ -526,8 +526,10 @@ export class Tunnel {
     // 'data' stays subscribed with direct reads too: it delivers what the socket buffered before the switch.
     client.on('data', onClientData);
     backend.on('data', onBackendData);
-    readDirect(client, onClientRead);
-    readDirect(backend, onBackendRead);
+    // The shared read buffer only feeds direct writes: a TLS destination gets the stream path's own buffers, which
+    // its queue may keep without a copy.
+    if (this.c2b.destFd >= 0) readDirect(client, onClientRead);
+    if (this.b2c.destFd >= 0) readDirect(backend, onBackendRead);
     client.on('drain', onDrain);
     backend.on('drain', onDrain);
     client.on('end', onEnd);

@@ -84,9 +84,12 @@ describe('direct reads', () => {
     expect(server.readableEnded).toBe(true);
   });
 
-  it('are refused for TLS sockets, which keep the stream path and plain socket.write', async () => {
+  it('work for TLS sockets (plaintext), which are never written directly', async () => {
     const cert = makeCert('socket-io.test');
-    const server = createTlsServer({ cert: readFileSync(cert.cert), key: readFileSync(cert.key) }, (s) => s.end('hi'));
+    // The server answers only once asked, so nothing arrives before the client switched to direct reads.
+    const server = createTlsServer({ cert: readFileSync(cert.cert), key: readFileSync(cert.key) }, (s) =>
+      s.once('data', () => s.end('hi')),
+    );
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     cleanups.push(() => new Promise((r) => server.close(r)));
     const socket: TLSSocket = tlsConnect({
@@ -96,8 +99,12 @@ describe('direct reads', () => {
     });
     cleanups.push(() => socket.destroy());
     await new Promise((r) => socket.once('secureConnect', r));
-    expect(readDirect(socket, () => {})).toBe(false);
+    // Its handle does report the TCP descriptor beneath: writing there would bypass the encryption.
     expect(directWriteFd(socket)).toBe(-1);
+    const read = firstDirectRead(socket);
+    socket.write('go');
+    const { bytes } = await read;
+    expect(bytes.toString()).toBe('hi');
   });
 });
 
@@ -178,10 +185,17 @@ describe('writeChunk', () => {
 });
 
 describe('tunnels on the shared read buffer', () => {
-  it('keep every byte of many connections pushing into slow readers at once', async () => {
+  it('keep every byte of many ws:// and wss:// connections pushing into slow readers at once', async () => {
     const backend = await startEchoBackend('b', { welcome: false });
     cleanups.push(() => backend.close());
-    const gw = await startGateway(simpleConfig([backend.url]));
+    const gw = await startGateway(
+      simpleConfig([backend.url], {
+        listeners: [
+          { name: 'public', address: '127.0.0.1', port: 0 },
+          { name: 'tls', address: '127.0.0.1', port: 0, tls: {} },
+        ],
+      }),
+    );
     cleanups.push(() => gw.stop());
     const CLIENTS = 8;
     const MESSAGES = 160;
@@ -193,7 +207,9 @@ describe('tunnels on the shared read buffer', () => {
     }, 2);
     cleanups.push(() => clearInterval(sampler));
     const runs = Array.from({ length: CLIENTS }, async (_, i) => {
-      const ws = new WebSocket(`ws://127.0.0.1:${gw.port}/`, { headers: { 'x-user-id': `u${i}` } });
+      // Every other client over TLS: its reads are direct too, its writes go through TLS.
+      const url = i % 2 === 0 ? `ws://127.0.0.1:${gw.port}/` : `wss://127.0.0.1:${gw.tlsPort}/`;
+      const ws = new WebSocket(url, { headers: { 'x-user-id': `u${i}` }, rejectUnauthorized: false });
       cleanups.push(() => ws.terminate());
       await new Promise((r) => ws.once('open', r));
       const sent: Buffer[] = Array.from({ length: MESSAGES }, () => randomBytes(SIZE));
