@@ -273,6 +273,7 @@ export class Gateway implements ProxyContext {
       restartRequired.push('admin.address', 'admin.port');
     }
     if (config.workers !== old.workers) restartRequired.push('workers');
+    if (config.workersAccept !== old.workersAccept) restartRequired.push('workersAccept');
     const summary: ReloadSummary = {
       generation,
       listeners,

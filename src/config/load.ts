@@ -348,6 +348,7 @@ function normalise(raw: RawConfig, file: string, report: (path: PropertyKey[], m
     },
     log: { level: raw.log.level },
     workers: raw.workers,
+    workersAccept: raw.workersAccept,
     shutdown: { acceptDelayMs: raw.shutdown.acceptDelay },
   };
 }

@@ -204,6 +204,11 @@ export const configSchema = z.strictObject({
     .default({ level: 'info' }),
   /** Processes serving the listeners: a count, or "auto" for one per available CPU. Changing it needs a restart. */
   workers: z.union([z.literal('auto'), z.number().int().min(1).max(1024)]).default(1),
+  /**
+   * With workers > 1, who accepts connections: "kernel" (every worker accepts from the shared listening socket) or
+   * "primary" (the primary accepts and hands each one to the workers in turn). Changing it needs a restart.
+   */
+  workersAccept: z.enum(['kernel', 'primary']).default('kernel'),
   shutdown: z
     .strictObject({
       /**

@@ -136,5 +136,7 @@ export interface Config {
   readonly log: { readonly level: string };
   /** Worker processes: a count, or 'auto' (one per available CPU, resolved at start). */
   readonly workers: number | 'auto';
+  /** With workers > 1: the workers accept from the shared socket ('kernel'), or the primary hands them out. */
+  readonly workersAccept: 'kernel' | 'primary';
   readonly shutdown: { readonly acceptDelayMs: number };
 }

@@ -2,7 +2,7 @@
 // admin listener is the sum over workers (nothing counted twice), a killed worker is restarted, a reload reaches
 // every worker, and SIGTERM drains all of them.
 
-import { existsSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { stringify } from 'yaml';
 import type { Status } from '../../src/ops/status.js';
@@ -127,6 +127,49 @@ describe('workers: 2', () => {
     expect(await Promise.all(open.map((c) => c.closed()))).toEqual(open.map(() => 1001));
     expect(await cli.exited).toMatchObject({ code: 0 });
   }, 60_000);
+});
+
+/** Pids among `pids` that hold the TCP socket listening on `port` (from /proc/net/tcp and /proc/PID/fd). */
+function listenerHolders(port: number, pids: readonly number[]): number[] {
+  const hexPort = port.toString(16).toUpperCase().padStart(4, '0');
+  const inodes = new Set<string>();
+  for (const table of ['/proc/net/tcp', '/proc/net/tcp6']) {
+    for (const line of readFileSync(table, 'utf8').split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      // local_address is "ADDR:PORT", st 0A is LISTEN, the inode is field 9.
+      if (f[1]?.endsWith(`:${hexPort}`) && f[3] === '0A' && f[9] !== undefined) inodes.add(f[9]);
+    }
+  }
+  return pids.filter((pid) =>
+    readdirSync(`/proc/${pid}/fd`).some((fd) => {
+      try {
+        return inodes.has(/^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1] ?? '');
+      } catch {
+        return false; // closed meanwhile
+      }
+    }),
+  );
+}
+
+describe('workersAccept', () => {
+  for (const mode of ['kernel', 'primary'] as const) {
+    it(`${mode}: ${mode === 'kernel' ? 'every worker accepts from the shared socket' : 'only the primary holds the listening socket'}; connections are served`, async () => {
+      const a = await echo('a');
+      const config = simpleConfig([a.url], { workers: 2, ...(mode === 'primary' ? { workersAccept: 'primary' } : {}) });
+      const cli = runCli(writeConfig(config), ['--no-watch']);
+      cleanups.push(() => cli.kill('SIGKILL'));
+      const { port, adminPort } = await cli.ready();
+      const workers = (await status(adminPort)).workers.list.map((w) => w.pid);
+      const holders = listenerHolders(port, [cli.child.pid as number, ...workers]);
+      if (mode === 'kernel') expect(holders).toEqual(expect.arrayContaining(workers));
+      else expect(holders).toEqual([cli.child.pid]);
+      const clients = await connectMany(`ws://127.0.0.1:${port}/`, 40, 10);
+      cleanups.push(() => {
+        for (const c of clients) c.ws.terminate();
+      });
+      expect((await status(adminPort)).connections.active).toBe(40);
+    });
+  }
 });
 
 /** `promtool check metrics` on the aggregated exposition, when promtool is installed (CI installs it). */
