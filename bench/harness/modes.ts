@@ -186,6 +186,29 @@ export async function handshakeRun(
   };
 }
 
+/**
+ * Two measurements of one target and kind as one: counts, seconds and CPU add up (so rates and CPU per handshake
+ * are over both); the latency percentiles, which cannot be merged without the histograms, are the mean of the two.
+ */
+export function pooledHandshakes(a: HandshakeResult, b: HandshakeResult): HandshakeResult {
+  const seconds = a.seconds + b.seconds;
+  const handshakes = a.handshakes + b.handshakes;
+  const cpuSeconds = a.cpuSeconds + b.cpuSeconds;
+  return {
+    ...a,
+    seconds,
+    handshakes,
+    handshakesPerSecond: handshakes / seconds,
+    p50Us: (a.p50Us + b.p50Us) / 2,
+    p99Us: (a.p99Us + b.p99Us) / 2,
+    cpuSeconds,
+    cpuSecondsPer1kHandshakes: handshakes > 0 ? (cpuSeconds / handshakes) * 1000 : Number.NaN,
+    cpuCoreShare: cpuSeconds / seconds,
+    errors: a.errors + b.errors,
+    firstError: a.firstError ?? b.firstError,
+  };
+}
+
 /** Connections opened and closed first, so one-time costs (JIT, pools, metric children) are not charged per connection. */
 const IDLE_WARMUP_CONNECTIONS = 50;
 
