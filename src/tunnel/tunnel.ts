@@ -672,6 +672,9 @@ export class Tunnel {
     gone.halted = true;
     other.closedToDest = true;
     other.pendingClose = undefined;
+    // Nothing the survivor sends can go anywhere now: read and drop it, so its FIN or reset is seen at once instead
+    // of after the linger, should it be paused for backpressure toward the peer that vanished.
+    if (!other.source.destroyed) other.source.resume();
     if (gone.closeCodeSeen === 0 && !this.ending && !gone.closedToDest) {
       // No close frame from the peer: a vanished backend is 1014 to the client, a vanished client 1001 to the backend.
       this.record(reason, fromClient ? 'client' : 'backend');

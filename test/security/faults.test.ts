@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import type { Tunnel } from '../../src/tunnel/tunnel.js';
+import { TEARDOWN_LINGER_MS, type Tunnel } from '../../src/tunnel/tunnel.js';
 import { type RawBackend, startEchoBackend, startRawBackend } from '../helpers/backends.js';
 import { spawnGateway } from '../helpers/child-gateway.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
@@ -169,31 +169,43 @@ describe('backpressure: a peer that stops reading does not make the proxy buffer
   const MiB = 1 << 20;
   const BOUND = 4 * MiB;
 
-  it('backend stops reading while the client pushes 128 MiB: proxy holds < 4 MiB', async () => {
-    let backendSocket: Socket | undefined;
-    const b = await rawBackend((req, socket) => {
-      backendSocket = socket;
-      setImmediate(() => socket.pause());
-      return switchingProtocols(req);
+  for (const tls of [false, true]) {
+    it(`backend stops reading while a ${tls ? 'wss' : 'ws'} client pushes 128 MiB: proxy holds < 4 MiB`, async () => {
+      let backendSocket: Socket | undefined;
+      const b = await rawBackend((req, socket) => {
+        backendSocket = socket;
+        setImmediate(() => socket.pause());
+        return switchingProtocols(req);
+      });
+      // Over TLS the client socket is read directly too (plaintext): pausing it must stop its TLS reads.
+      const gw = await gatewayFor([b.url], {
+        listeners: [
+          { name: 'public', address: '127.0.0.1', port: 0 },
+          { name: 'tls', address: '127.0.0.1', port: 0, tls: {} },
+        ],
+      });
+      const res = await rawUpgrade(tls ? gw.tlsPort : gw.port, { tls });
+      res.socket.on('error', () => {});
+      const tunnel = [...gw.gateway.tunnels][0]!;
+      const sample = sampleHeld(tunnel, 'client');
+      res.socket.write(frameHeaderHuge());
+      const chunk = Buffer.alloc(MiB, 0x5a);
+      for (let i = 0; i < 128; i++) res.socket.write(chunk); // queued in this (client) process, not the proxy
+      await delay(1500);
+      const held = sample.stop();
+      expect(held).toBeLessThan(BOUND);
+      // The client is the one holding the bytes: backpressure reached it.
+      expect(res.socket.writableLength).toBeGreaterThan(64 * MiB);
+      expect(tunnel.client.isPaused()).toBe(true);
+      backendSocket?.destroy();
+      res.socket.destroy();
+      // The client socket, paused for backpressure, is read again once its peer is gone: its close is seen at
+      // once, not after the teardown linger.
+      const closing = performance.now();
+      await expectNoLeaks(gw);
+      expect(performance.now() - closing).toBeLessThan(TEARDOWN_LINGER_MS - 1000);
     });
-    const gw = await gatewayFor([b.url]);
-    const res = await rawUpgrade(gw.port);
-    res.socket.on('error', () => {});
-    const tunnel = [...gw.gateway.tunnels][0]!;
-    const sample = sampleHeld(tunnel, 'client');
-    res.socket.write(frameHeaderHuge());
-    const chunk = Buffer.alloc(MiB, 0x5a);
-    for (let i = 0; i < 128; i++) res.socket.write(chunk); // queued in this (client) process, not the proxy
-    await delay(1500);
-    const held = sample.stop();
-    expect(held).toBeLessThan(BOUND);
-    // The client is the one holding the bytes: backpressure reached it.
-    expect(res.socket.writableLength).toBeGreaterThan(64 * MiB);
-    expect(tunnel.client.isPaused()).toBe(true);
-    backendSocket?.destroy();
-    res.socket.destroy();
-    await expectNoLeaks(gw);
-  });
+  }
 
   it('client stops reading while the backend pushes 128 MiB: proxy holds < 4 MiB', async () => {
     let backendSocket: Socket | undefined;
