@@ -73,7 +73,7 @@ export class Pool<T extends PooledTunnel = Tunnel> {
   private readonly metrics: PoolMetrics | undefined;
   private readonly rebalanceCloses: { inc(): void } | undefined;
   private readonly series = new Map<Member<T>, BackendSeries>();
-  private readonly drainMs: number;
+  private drainMs: number;
   private readonly resolver: AddressResolver | undefined;
   private readonly health: HealthChecker<Member<T>>;
   private readonly rebalancer: ClosePacer<MovedTunnel<T>>;
@@ -126,6 +126,11 @@ export class Pool<T extends PooledTunnel = Tunnel> {
     this.drainer.stop();
     for (const timer of this.ejectionTimers.values()) clearTimeout(timer);
     this.ejectionTimers.clear();
+  }
+
+  /** The drain time (timeouts.drain) for members removed from now on: a reload may change it for a kept pool. */
+  setDrainTime(ms: number): void {
+    this.drainMs = ms;
   }
 
   /** Applies a reloaded pool config to this live pool (see the header). The name must not change. */

@@ -41,14 +41,15 @@ export class Runtime {
         const poolLog = log.child({ pool: name });
         pools.set(name, new Pool(poolConfig, { log: poolLog, metrics: poolMetrics, drainMs: config.timeouts.drainMs }));
         diff.pools.added.push(name);
-      } else if (isDeepStrictEqual(old.config, poolConfig)) {
-        pools.set(name, old);
-        diff.pools.unchanged.push(name);
       } else {
         // Same Pool object: members that stay keep their tunnels; rebalancing decides about moved keys.
-        old.update(poolConfig);
+        old.setDrainTime(config.timeouts.drainMs);
+        if (isDeepStrictEqual(old.config, poolConfig)) diff.pools.unchanged.push(name);
+        else {
+          old.update(poolConfig);
+          diff.pools.changed.push(name);
+        }
         pools.set(name, old);
-        diff.pools.changed.push(name);
       }
     }
     for (const name of previous?.pools.keys() ?? []) if (!pools.has(name)) diff.pools.removed.push(name);

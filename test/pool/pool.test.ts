@@ -228,6 +228,21 @@ describe('update (reload)', () => {
     pool.stop();
   });
 
+  it('a kept pool drains within the drain time a reload set, not the one it was made with', async () => {
+    vi.useFakeTimers();
+    const config = poolConfig([backend(1), backend(2)], { rebalance: { mode: 'off', maxClosesPerSecond: 10 } });
+    const pool = new Pool<FakeTunnel>(config, { drainMs: 60_000 });
+    pool.setDrainTime(2000);
+    const removed = pool.members[1]!;
+    const tunnels = keyHashes(300).map((h) => new FakeTunnel(h));
+    for (const t of tunnels) pool.acquire(removed, t);
+    pool.update({ ...config, backends: [backend(1)] });
+    await vi.advanceTimersByTimeAsync(2000);
+    // At 60 s and 10 closes/s, only ~20 would have gone by now.
+    expect(tunnels.filter((t) => t.closes.length === 1).length).toBe(300);
+    pool.stop();
+  });
+
   it('a tunnel acquired on a member removed during its handshake is drained too', async () => {
     vi.useFakeTimers();
     const config = poolConfig([backend(1), backend(2)]);
