@@ -3,6 +3,7 @@
 
 import { connect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
+import { waitFor } from './wait.js';
 
 export const SAMPLE_KEY = 'dGhlIHNhbXBsZSBub25jZQ=='; // RFC 6455 §1.3
 export const SAMPLE_ACCEPT = 's3pPLMBiTxaQ9kYGzzhZRbK+xOo=';
@@ -98,6 +99,23 @@ export function readResponseHead(socket: Socket): Promise<RawResponse> {
     socket.once('close', onEnd);
     socket.on('error', () => {});
   });
+}
+
+/**
+ * Opens a socket, sends an upgrade request and collects every byte that comes back; resolves once `started()` says
+ * the backend has the attempt (for tests of what happens while a backend handshake is in flight).
+ */
+export async function upgradeInFlight(
+  port: number,
+  started: () => boolean,
+  options: UpgradeOptions = {},
+): Promise<{ socket: Socket; received: () => Buffer }> {
+  const socket = await openSocket(port);
+  const chunks: Buffer[] = [];
+  socket.on('data', (c: Buffer) => chunks.push(c));
+  socket.write(upgradeRequest(options));
+  await waitFor(started);
+  return { socket, received: () => Buffer.concat(chunks) };
 }
 
 /** Resolves with everything the socket sends until it closes. */

@@ -18,6 +18,7 @@ import {
   type RawResponse,
   rawUpgrade,
   readResponseHead,
+  upgradeInFlight,
   upgradeRequest,
 } from '../helpers/raw-client.js';
 import { delay, waitFor } from '../helpers/wait.js';
@@ -340,20 +341,16 @@ describe('shutdown during a handshake', () => {
       return undefined;
     });
     const gw = await startGateway(simpleConfig([b.url]));
-    const s = await openSocket(gw.port);
+    const { socket: s, received } = await upgradeInFlight(gw.port, () => b.connections === 1);
     cleanups.push(async () => s.destroy());
-    const chunks: Buffer[] = [];
-    s.on('data', (c: Buffer) => chunks.push(c));
-    s.write(upgradeRequest());
-    await waitFor(() => b.connections === 1);
     const stopped = gw.stop();
     cleanups.push(() => stopped);
     expect(await closesWithin(s, 3000)).toBe(true);
     await stopped;
-    const answer = Buffer.concat(chunks).toString('latin1');
+    const answer = received();
     // Either the 101 went out and the drain closed it with 1001, or no tunnel was made.
-    if (answer.startsWith('HTTP/1.1 101')) {
-      expect(closeCodeIn(afterHead(Buffer.concat(chunks)))).toBe(1001);
+    if (answer.toString('latin1').startsWith('HTTP/1.1 101')) {
+      expect(closeCodeIn(afterHead(answer))).toBe(1001);
     }
     expect(gw.gateway.admission.active).toBe(0);
     expect(gw.gateway.tunnels.size).toBe(0);

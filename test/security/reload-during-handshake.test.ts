@@ -10,7 +10,7 @@ import { cleanupAfterEach } from '../helpers/cleanups.js';
 import { afterHead, closeCodeIn } from '../helpers/frames.js';
 import { type ConfigObject, simpleConfig, startGateway } from '../helpers/gateway.js';
 import { switchingProtocols } from '../helpers/hostile-backends.js';
-import { openSocket, upgradeRequest } from '../helpers/raw-client.js';
+import { upgradeInFlight } from '../helpers/raw-client.js';
 import { waitFor } from '../helpers/wait.js';
 
 const cleanups = cleanupAfterEach();
@@ -37,18 +37,14 @@ describe('reload during a backend handshake', () => {
     const base = withRoutes(simpleConfig([b.url]), [{ name: 'main', match: { path: '/' }, pool: 'main' }]);
     const gw = await startGateway(base);
     cleanups.push(() => gw.stop());
-    const s = await openSocket(gw.port);
+    const { socket: s, received } = await upgradeInFlight(gw.port, () => b.connections === 1);
     cleanups.push(async () => s.destroy());
-    const chunks: Buffer[] = [];
-    s.on('data', (c: Buffer) => chunks.push(c));
-    s.write(upgradeRequest());
-    await waitFor(() => b.connections === 1);
     const added = [
       { name: 'other', match: { path: '/other' }, pool: 'main' },
       { name: 'main', match: { path: '/' }, pool: 'main' },
     ];
     await gw.gateway.reload(parseConfig(stringify(withRoutes(base, added)), '/virtual/reload.yaml'));
-    await waitFor(() => Buffer.concat(chunks).toString('latin1').startsWith('HTTP/1.1 101'));
+    await waitFor(() => received().toString('latin1').startsWith('HTTP/1.1 101'));
     await waitFor(() => gw.gateway.tunnels.size === 1);
     // Still open a while later: nobody drained it.
     await new Promise((r) => setTimeout(r, 200));
@@ -64,17 +60,13 @@ describe('reload during a backend handshake', () => {
     ]);
     const gw = await startGateway(base);
     cleanups.push(() => gw.stop());
-    const s = await openSocket(gw.port);
+    const { socket: s, received } = await upgradeInFlight(gw.port, () => b.connections === 1, { path: '/doomed' });
     cleanups.push(async () => s.destroy());
-    const chunks: Buffer[] = [];
-    s.on('data', (c: Buffer) => chunks.push(c));
     const closed = new Promise<void>((resolve) => s.once('close', () => resolve()));
-    s.write(upgradeRequest({ path: '/doomed' }));
-    await waitFor(() => b.connections === 1);
     const kept = [{ name: 'main', match: { path: '/' }, pool: 'main' }];
     await gw.gateway.reload(parseConfig(stringify(withRoutes(base, kept)), '/virtual/reload.yaml'));
     await closed;
-    const all = Buffer.concat(chunks);
+    const all = received();
     expect(all.toString('latin1').startsWith('HTTP/1.1 101')).toBe(true);
     expect(closeCodeIn(afterHead(all))).toBe(1001);
     await waitFor(() => gw.gateway.tunnels.size === 0 && gw.gateway.admission.active === 0);
