@@ -426,38 +426,48 @@ async function main(): Promise<number> {
         }
       }
     }
-    if (o.modes.has('profile')) {
+    /** Runs `load` against wsgate under --cpu-prof; the summary (also in bench/results/MODE/summary.txt), if any. */
+    const profiled = async <R>(
+      mode: Mode,
+      top: number,
+      load: (target: RunningTarget) => Promise<R>,
+      describe: (r: R) => string,
+    ): Promise<{ result: R; summary: Omit<ProfileSummary, 'messagesPerSecond'> } | undefined> => {
       const spec = runnable.find((t) => t.name === 'wsgate');
-      if (spec) {
-        const profileDir = join(RESULTS_DIR, 'profile');
-        rmSync(profileDir, { recursive: true, force: true });
-        mkdirSync(profileDir, { recursive: true });
-        const r = await withTarget(spec, ctx, (target) => echoRun(target, 'ws', 'max', o.echo, o.run), profileDir);
-        log(`profiled: ${describeEcho(r)}`);
-        const file = newestCpuProfile(profileDir);
-        if (file) {
-          profile = { ...summariseCpuProfile(file, PACKAGE_ROOT, 25), messagesPerSecond: r.messagesPerSecond };
-          profileText = formatProfile(profile);
-          writeFileSync(join(profileDir, 'summary.txt'), `${profileText}\n`);
-        } else log('bench: wsgate wrote no .cpuprofile (did it exit cleanly on SIGTERM?)');
-      } else skipped.push({ target: 'profile', reason: 'needs the wsgate target' });
+      if (!spec) {
+        skipped.push({ target: mode, reason: 'needs the wsgate target' });
+        return undefined;
+      }
+      const profileDir = join(RESULTS_DIR, mode);
+      rmSync(profileDir, { recursive: true, force: true });
+      mkdirSync(profileDir, { recursive: true });
+      const result = await withTarget(spec, ctx, load, profileDir);
+      log(`profiled: ${describe(result)}`);
+      const file = newestCpuProfile(profileDir);
+      if (!file) {
+        log('bench: wsgate wrote no .cpuprofile (did it exit cleanly on SIGTERM?)');
+        return undefined;
+      }
+      const summary = summariseCpuProfile(file, PACKAGE_ROOT, top);
+      writeFileSync(join(profileDir, 'summary.txt'), `${formatProfile(summary)}\n`);
+      return { result, summary };
+    };
+    if (o.modes.has('profile')) {
+      const p = await profiled('profile', 25, (t) => echoRun(t, 'ws', 'max', o.echo, o.run), describeEcho);
+      if (p) {
+        profile = { ...p.summary, messagesPerSecond: p.result.messagesPerSecond };
+        profileText = formatProfile(profile);
+      }
     }
     if (o.modes.has('profile-handshake')) {
       // Not part of the results JSON: a tool for finding where a plain handshake's CPU goes.
-      const spec = runnable.find((t) => t.name === 'wsgate');
-      if (spec) {
-        const profileDir = join(RESULTS_DIR, 'profile-handshake');
-        rmSync(profileDir, { recursive: true, force: true });
-        mkdirSync(profileDir, { recursive: true });
-        const r = await withTarget(spec, ctx, (target) => handshakeRun(target, 'ws', o.handshake, o.run), profileDir);
-        log(`profiled: ${describeHandshake(r)}`);
-        const file = newestCpuProfile(profileDir);
-        if (file) {
-          const text = formatProfile(summariseCpuProfile(file, PACKAGE_ROOT, 40));
-          writeFileSync(join(profileDir, 'summary.txt'), `${text}\n`);
-          log(`\n${text}\n`);
-        } else log('bench: wsgate wrote no .cpuprofile (did it exit cleanly on SIGTERM?)');
-      } else skipped.push({ target: 'profile-handshake', reason: 'needs the wsgate target' });
+      const p = await profiled(
+        'profile-handshake',
+        40,
+        (t) => handshakeRun(t, 'ws', o.handshake, o.run),
+        describeHandshake,
+      );
+      if (p) log(`\n${formatProfile(p.summary)}\n`);
     }
   } finally {
     if (!o.keep) rmSync(dir, { recursive: true, force: true });
