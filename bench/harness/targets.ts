@@ -273,6 +273,16 @@ function wsgateTarget(v: WsgateVariant): TargetSpec {
 
 // ---- nginx -----------------------------------------------------------------------------------------------------
 
+/** The template values naming the echo backend's port and the proxy's three listening ports. */
+function portValues(ports: readonly number[], backendPort: number): Record<string, number> {
+  return {
+    BACKEND_PORT: backendPort,
+    PORT_WS: ports[0] ?? 0,
+    PORT_WSS_RSA: ports[1] ?? 0,
+    PORT_WSS_ECDSA: ports[2] ?? 0,
+  };
+}
+
 function proxyFdBudget(ctx: TargetContext): { nofile: number; maxConnections: number } {
   // Every proxied connection holds two descriptors in the proxy; leave room for listeners, logs and libraries.
   return { nofile: ctx.fdLimit, maxConnections: Math.floor((ctx.fdLimit - 500) / 2) };
@@ -293,10 +303,7 @@ const nginx: TargetSpec = {
         PREFIX: prefix,
         NOFILE: budget.nofile,
         WORKER_CONNECTIONS: budget.nofile - 100,
-        BACKEND_PORT: backendPort,
-        PORT_WS: ports[0] ?? 0,
-        PORT_WSS_RSA: ports[1] ?? 0,
-        PORT_WSS_ECDSA: ports[2] ?? 0,
+        ...portValues(ports, backendPort),
         CERT_RSA: ctx.certs.rsa.cert,
         KEY_RSA: ctx.certs.rsa.key,
         CERT_ECDSA: ctx.certs.ecdsa.cert,
@@ -333,10 +340,7 @@ const haproxy: TargetSpec = {
       const file = join(ctx.dir, `haproxy-${++startCount}.cfg`);
       const values = {
         MAXCONN: budget.maxConnections,
-        BACKEND_PORT: backendPort,
-        PORT_WS: ports[0] ?? 0,
-        PORT_WSS_RSA: ports[1] ?? 0,
-        PORT_WSS_ECDSA: ports[2] ?? 0,
+        ...portValues(ports, backendPort),
         PEM_RSA: ctx.certs.rsa.pem,
         PEM_ECDSA: ctx.certs.ecdsa.pem,
       };
