@@ -13,6 +13,7 @@ import { generateCerts } from '../harness/certs.js';
 import { echoRun } from '../harness/modes.js';
 import { fdLimit, startProcess, stopProcess } from '../harness/processes.js';
 import {
+  firstMessage,
   LOAD_CPUS,
   PACKAGE_ROOT,
   PROXY_CPUS,
@@ -29,14 +30,16 @@ const ECHO = { connections: 100, payloadBytes: 64, window: 8, rate: 20_000, warm
 async function startNodePump(ctx: TargetContext): Promise<RunningTarget> {
   const backend = await startEchoBackend(ctx, LOAD_CPUS, false);
   // The same Node flags as wsgate runs with, so the difference is the code.
+  const log = join(ctx.dir, 'node-pump.log');
   const child: ChildProcess = startProcess(process.execPath, [...NODE_FLAGS, NODE_PUMP, String(backend.ports.ws)], {
     cpus: ctx.pin ? PROXY_CPUS : undefined,
-    logFile: join(ctx.dir, 'node-pump.log'),
+    logFile: log,
     ipc: true,
   });
-  const port = await new Promise<number>((resolve, reject) => {
-    child.once('message', (m: { port: number }) => resolve(m.port));
-    child.once('exit', (code) => reject(new Error(`node-pump exited with ${code} (log: ${ctx.dir}/node-pump.log)`)));
+  const { port } = await firstMessage<{ port: number }>(child, 'node-pump', log).catch(async (err: unknown) => {
+    await stopProcess(child);
+    await stopProcess(backend.child);
+    throw err;
   });
   const ws = { host: '127.0.0.1', port, path: '/', tls: false };
   return {

@@ -89,18 +89,23 @@ export async function startEchoBackend(
   }
   const file = logFile(ctx, 'echo-backend');
   const child = startProcess(process.execPath, args, { cpus: ctx.pin ? cpus : undefined, logFile: file, ipc: true });
-  const ports = await new Promise<EchoBackendPorts>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`echo backend did not start (log: ${file})`)), START_TIMEOUT_MS);
-    child.once('message', (msg: { ports: EchoBackendPorts }) => {
+  const { ports } = await firstMessage<{ ports: EchoBackendPorts }>(child, 'echo backend', file);
+  return { child, ports };
+}
+
+/** The first IPC message of a child that reports where it listens; rejects if it exits or says nothing in time. */
+export function firstMessage<M>(child: ChildProcess, what: string, log: string): Promise<M> {
+  return new Promise<M>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`${what} did not start (log: ${log})`)), START_TIMEOUT_MS);
+    child.once('message', (msg: M) => {
       clearTimeout(timer);
-      resolve(msg.ports);
+      resolve(msg);
     });
     child.once('exit', (code) => {
       clearTimeout(timer);
-      reject(new Error(`echo backend exited with ${code} (log: ${file})`));
+      reject(new Error(`${what} exited with ${code} (log: ${log})`));
     });
   });
-  return { child, ports };
 }
 
 /**
