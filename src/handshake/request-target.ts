@@ -9,8 +9,8 @@ import type { IncomingMessage } from 'node:http';
 const ABSOLUTE_FORM = /^(?:https?|wss?):\/\/([^/?#\s]+)([^#\s]*)$/i;
 
 /**
- * Rewrites an absolute-form target in place (req.url to its path and query, "/" when it has none;
- * req.headers.host to its authority). Returns false for a target that is neither origin-, absolute- nor
+ * Rewrites an absolute-form target in place: req.url to its path and query ("/" when it has none), and Host to its
+ * authority, in the parsed headers and in rawHeaders alike, so nothing downstream sees the old one. Returns false for a target that is neither origin-, absolute- nor
  * asterisk-form, or whose authority carries userinfo (RFC 9110 §4.2.4 forbids it in http(s) URIs).
  */
 export function toOriginForm(req: IncomingMessage): boolean {
@@ -22,5 +22,14 @@ export function toOriginForm(req: IncomingMessage): boolean {
   const rest = m[2] ?? '';
   req.url = rest.startsWith('/') ? rest : `/${rest}`;
   req.headers.host = authority;
+  const raw = req.rawHeaders;
+  let hadHost = false;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    if ((raw[i] as string).toLowerCase() === 'host') {
+      raw[i + 1] = authority;
+      hadHost = true;
+    }
+  }
+  if (!hadHost) raw.push('Host', authority);
   return true;
 }

@@ -66,9 +66,8 @@ export function hashKeyOf(source: KeySource, spec: HashKeySpec): HashKey {
     case 'ip':
       return { key: normaliseIp(source.remoteAddress), fellBack: false };
     case 'header':
-      // Host comes from the parsed headers: an absolute-form target may have replaced the raw one.
       key =
-        source.rawHeaders !== undefined && spec.name !== 'host'
+        source.rawHeaders !== undefined
           ? firstRawValue(source.rawHeaders, spec.name)
           : firstValue(source.headers[spec.name]);
       break;

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { toOriginForm } from '../../src/handshake/request-target.js';
 
 function request(url: string, host = 'original.example'): IncomingMessage {
-  return { url, headers: { host } } as unknown as IncomingMessage;
+  return { url, headers: { host }, rawHeaders: ['X-A', '1', 'HOST', host] } as unknown as IncomingMessage;
 }
 
 describe('toOriginForm', () => {
@@ -27,6 +27,14 @@ describe('toOriginForm', () => {
     expect(toOriginForm(req)).toBe(true);
     expect(req.url).toBe(path);
     expect(req.headers.host).toBe(host);
+    // The raw headers say the same, so nothing reading them (hash keys, the upstream request) sees the old Host.
+    expect(req.rawHeaders).toEqual(['X-A', '1', 'HOST', host]);
+  });
+
+  it('adds Host to the raw headers when the request had none', () => {
+    const req = { url: 'http://h.example/ws', headers: {}, rawHeaders: [] } as unknown as IncomingMessage;
+    expect(toOriginForm(req)).toBe(true);
+    expect(req.rawHeaders).toEqual(['Host', 'h.example']);
   });
 
   it.each([
@@ -41,5 +49,6 @@ describe('toOriginForm', () => {
     const req = request(url);
     expect(toOriginForm(req)).toBe(false);
     expect(req.headers.host).toBe('original.example');
+    expect(req.rawHeaders).toEqual(['X-A', '1', 'HOST', 'original.example']);
   });
 });

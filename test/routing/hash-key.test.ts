@@ -93,12 +93,6 @@ describe('hashKeyOf: header', () => {
     expect(hashKeyOf(source({ rawHeaders: ['Host', 'h'] }), spec)).toEqual(FALLBACK);
   });
 
-  it('takes Host from the parsed headers, which an absolute-form target may have rewritten', () => {
-    const host: HashKeySpec = { kind: 'header', name: 'host' };
-    const rewritten = source({ headers: { host: 'target.example' }, rawHeaders: ['Host', 'original.example'] });
-    expect(hashKeyOf(rewritten, host).key).toBe('target.example');
-  });
-
   it('falls back to the client IP when missing or empty', () => {
     expect(hashKeyOf(source(), spec)).toEqual(FALLBACK);
     expect(hashKeyOf(source({ headers: { 'x-user-id': '' } }), spec)).toEqual(FALLBACK);
