@@ -56,7 +56,7 @@ const enabled = process.platform !== 'win32' && process.env.WSGATE_SOCKET_IO !==
 const onreadFields = enabled ? findOnreadFields() : undefined;
 const readBuffer = Buffer.allocUnsafeSlow(READ_BUFFER_BYTES);
 
-/** Which I/O path plain TCP tunnel sockets take in this process (logged at start). */
+/** Which I/O path tunnel sockets take in this process, reads and writes alike (logged at start). */
 export const SOCKET_IO_MODE: 'direct' | 'stream' = onreadFields === undefined ? 'stream' : 'direct';
 
 function handleOf(socket: Socket): InternalHandle {
@@ -82,7 +82,7 @@ export function readDirect(socket: Socket, onRead: DirectReadCallback): boolean 
 /** The descriptor to write `socket` with directly, or -1 to use socket.write. */
 export function directWriteFd(socket: Socket): number {
   // A TLS socket's handle reports the descriptor of the TCP connection under it: writing there would bypass TLS.
-  if (!enabled || socket instanceof TLSSocket || socket.destroyed) return -1;
+  if (SOCKET_IO_MODE !== 'direct' || socket instanceof TLSSocket || socket.destroyed) return -1;
   const fd = handleOf(socket)?.fd;
   return typeof fd === 'number' && fd >= 0 ? fd : -1;
 }
@@ -101,7 +101,7 @@ export function writeChunk(dest: Socket, fd: number, chunk: Buffer): boolean {
   let rest = chunk;
   // writableLength counts queued and in-flight bytes: 0 means libuv holds nothing for this socket either. The
   // destroyed check comes first: a closed descriptor's number may already belong to another socket.
-  if (fd >= 0 && dest.writableLength === 0 && !dest.destroyed && !dest.writableEnded) {
+  if (fd >= 0 && !dest.destroyed && dest.writableLength === 0 && !dest.writableEnded) {
     let written: number;
     try {
       written = writeSync(fd, chunk);
