@@ -9,8 +9,9 @@ import { isDeepStrictEqual } from 'node:util';
 import { AdminServer, type AdminState } from './admin/server.js';
 import type { Config, ListenerConfig } from './config/types.js';
 import { type CatalogueEntry, reasonLabel } from './errors.js';
+import type { UpgradeRequest } from './handshake/upgrade-head.js';
 import { PlainHttpProxy } from './http/plain-http.js';
-import { Listener, type ListenerHandlers } from './listen/listener.js';
+import { Listener, type ListenerHandlers, UPGRADE_PARSER } from './listen/listener.js';
 import { type CertificatePair, generateSelfSigned, tlsServerOptions } from './listen/tls.js';
 import { createLogger, type Logger } from './observe/log.js';
 import { Metrics } from './observe/metrics.js';
@@ -125,7 +126,7 @@ export class Gateway implements ProxyContext {
     this.ops = this.serveAdmin ? new OpsMetrics(this.metrics.registry) : undefined;
     this.ops?.generation.set(this.generation);
     this.handlers = {
-      upgrade: (req: IncomingMessage, socket: Duplex, head: Buffer, secure: boolean) => {
+      upgrade: (req: UpgradeRequest, socket: Duplex, head: Buffer, secure: boolean) => {
         handleUpgrade(this, req, socket, head, secure).catch((err: Error) => {
           this.log.error({ err }, 'upgrade handler failed');
           socket.destroy();
@@ -192,6 +193,12 @@ export class Gateway implements ProxyContext {
       SOCKET_IO_MODE === 'direct'
         ? 'tunnels use direct socket I/O (shared read buffer, writes straight to the kernel)'
         : 'tunnels use Node stream I/O',
+    );
+    this.log.info(
+      { upgradeParser: UPGRADE_PARSER },
+      UPGRADE_PARSER === 'wsgate'
+        ? 'upgrade heads that arrive whole are read by wsgate; everything else by node:http'
+        : 'every request head is read by node:http',
     );
     this.startSweeper();
     this.started = true;

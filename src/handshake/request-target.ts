@@ -3,7 +3,7 @@
 // replaces the Host header (§3.2.2), so it is rewritten to origin-form before anything looks at it.
 // Asterisk-form ("OPTIONS *") is left alone (no route matches it); anything else is a malformed request line.
 
-import type { IncomingMessage } from 'node:http';
+import type { UpgradeRequest } from './upgrade-head.js';
 
 /** scheme://authority[path-and-query]; no fragment, no whitespace. */
 const ABSOLUTE_FORM = /^(?:https?|wss?):\/\/([^/?#\s]+)([^#\s]*)$/i;
@@ -13,7 +13,7 @@ const ABSOLUTE_FORM = /^(?:https?|wss?):\/\/([^/?#\s]+)([^#\s]*)$/i;
  * authority, in the parsed headers and in rawHeaders alike, so nothing downstream sees the old one. Returns false for a target that is neither origin-, absolute- nor
  * asterisk-form, or whose authority carries userinfo (RFC 9110 §4.2.4 forbids it in http(s) URIs).
  */
-export function toOriginForm(req: IncomingMessage): boolean {
+export function toOriginForm(req: UpgradeRequest): boolean {
   const target = req.url ?? '';
   if (target.startsWith('/') || target === '*') return true;
   const m = ABSOLUTE_FORM.exec(target);

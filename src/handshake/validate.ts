@@ -2,8 +2,8 @@
 // (no bodies, no duplicated identity headers, no foreign upgrade tokens). Returns the catalogue entry to answer
 // with, or the validated key.
 
-import type { IncomingMessage } from 'node:http';
 import { type CatalogueEntry, Errors } from '../errors.js';
+import type { UpgradeRequest } from './upgrade-head.js';
 
 /** More header lines than this is an attack or a bug, never a browser. */
 export const MAX_HEADER_LINES = 100;
@@ -24,7 +24,7 @@ const SINGLE_HEADERS = new Set([
 
 export type UpgradeCheck = { ok: true; key: string } | { ok: false; error: CatalogueEntry };
 
-export function validateUpgrade(req: IncomingMessage): UpgradeCheck {
+export function validateUpgrade(req: UpgradeRequest): UpgradeCheck {
   if (req.method !== 'GET') return fail(Errors.BAD_METHOD);
   if (req.httpVersionMajor !== 1 || req.httpVersionMinor < 1) return fail(Errors.BAD_HTTP_VERSION);
 

@@ -1,22 +1,31 @@
-// A listener: a node:http or node:https server bound to one address, used only for its HTTP/1.1 parser. The
-// handlers it calls are the proxy's own; header size (431) and header-read (slowloris) limits are enforced here.
+// A listener: a node:http or node:https server bound to one address. A connection's first head, if it is a whole
+// WebSocket upgrade, is read by our FirstRequestReader; node:http parses everything else. The handlers it calls
+// are the proxy's own; header size (431) and header-read (slowloris) limits are enforced here.
 
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import type { SecureContext } from 'node:tls';
 import type { ListenerConfig } from '../config/types.js';
 import { type CatalogueEntry, Errors } from '../errors.js';
 import { rejectHandshake } from '../handshake/reject.js';
 import { toOriginForm } from '../handshake/request-target.js';
+import type { UpgradeRequest } from '../handshake/upgrade-head.js';
+import { type ConnectionHandler, FirstRequestReader } from './first-request.js';
 import { type CertificatePair, tlsServerOptions } from './tls.js';
 
 /** Request heads above this many bytes get 431 (node's parser enforces it). */
 export const MAX_HEADER_BYTES = 16 * 1024;
 
+/**
+ * Who reads a connection's first request head: our strict upgrade reader with node:http for everything else
+ * (default), or node:http alone (WSGATE_UPGRADE_PARSER=node, an escape hatch and the baseline for benchmarks).
+ */
+export const UPGRADE_PARSER: 'wsgate' | 'node' = process.env.WSGATE_UPGRADE_PARSER === 'node' ? 'node' : 'wsgate';
+
 export interface ListenerHandlers {
-  upgrade(req: IncomingMessage, socket: Duplex, head: Buffer, secure: boolean): void;
+  upgrade(req: UpgradeRequest, socket: Duplex, head: Buffer, secure: boolean): void;
   request(req: IncomingMessage, res: ServerResponse, secure: boolean): void;
   /** A request that never became one: malformed, too large, too slow. The socket is already answered. */
   clientError(entry: CatalogueEntry, detail: string): void;
@@ -34,6 +43,8 @@ export class Listener {
   selfSigned: boolean;
   /** The current SNI chooser; node fixes a server's SNICallback at creation, so it calls through this field. */
   private sni: SniCallback | undefined;
+  /** Reads each connection's first head before node:http does; undefined when node:http reads them all. */
+  private readonly firstRequest: FirstRequestReader | undefined;
 
   constructor(
     config: ListenerConfig,
@@ -43,12 +54,14 @@ export class Listener {
   ) {
     this.config = config;
     this.secure = config.tls !== undefined;
+    // How often node (and the first-request reader) check header deadlines; node's default (30 s) would let a
+    // slowloris outlive the timeout.
+    const checkIntervalMs = Math.max(250, Math.min(1000, Math.floor(handshakeTimeoutMs / 4)));
     const httpOptions = {
       maxHeaderSize: MAX_HEADER_BYTES,
       headersTimeout: handshakeTimeoutMs,
       requestTimeout: Math.max(handshakeTimeoutMs, 30_000),
-      // How often node checks headersTimeout; the default (30 s) would let a slowloris outlive the timeout.
-      connectionsCheckingInterval: Math.max(250, Math.min(1000, Math.floor(handshakeTimeoutMs / 4))),
+      connectionsCheckingInterval: checkIntervalMs,
       keepAliveTimeout: 5000,
       noDelay: true,
     };
@@ -68,16 +81,25 @@ export class Listener {
       this.server = createHttpServer(httpOptions);
     }
     const secure = this.secure;
-    const badTarget = (req: IncomingMessage, socket: Duplex): boolean => {
+    const badTarget = (req: UpgradeRequest, socket: Duplex): boolean => {
       if (toOriginForm(req)) return false;
       handlers.clientError(Errors.BAD_REQUEST, `request target ${JSON.stringify((req.url ?? '').slice(0, 200))}`);
       rejectHandshake(socket, Errors.BAD_REQUEST);
       return true;
     };
-    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+    const upgrade = (req: UpgradeRequest, socket: Duplex, head: Buffer) => {
       if (!badTarget(req, socket)) handlers.upgrade(req, socket, head, secure);
+    };
+    this.firstRequest =
+      UPGRADE_PARSER === 'wsgate'
+        ? this.readFirstRequests(upgrade, handlers, handshakeTimeoutMs, checkIntervalMs)
+        : undefined;
+    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      this.firstRequest?.settled(req.socket);
+      upgrade(req, socket, head);
     });
     this.server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      this.firstRequest?.settled(req.socket);
       // llhttp accepts HTTP/0.9 ("GET /path" with no version and no headers, also what a CR/LF injected into a
       // request target looks like); such a request must never be proxied as if it were HTTP/1.1.
       if (req.httpVersionMajor < 1) {
@@ -94,6 +116,8 @@ export class Listener {
       reportAcceptError(err, handlers.acceptError ?? emitAcceptWarning);
     });
     this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+      // node:http answers this one itself (its own header timeout included): our first-head deadline is moot.
+      this.firstRequest?.settled(socket as Socket);
       // Node may report one bad request twice (the second time on a socket no longer writable): answer once.
       if (!socket.writable || err.code === 'ECONNRESET') {
         socket.destroy();
@@ -111,6 +135,38 @@ export class Listener {
       handlers.clientError(entry, err.code ?? err.message);
       rejectHandshake(socket, entry);
     });
+  }
+
+  /**
+   * Puts a FirstRequestReader in front of node:http's connection handler. Returns undefined (node:http reads every
+   * head) if that handler is not the single listener this Node is known to register.
+   */
+  private readFirstRequests(
+    upgrade: (req: UpgradeRequest, socket: Duplex, head: Buffer) => void,
+    handlers: ListenerHandlers,
+    timeoutMs: number,
+    checkIntervalMs: number,
+  ): FirstRequestReader | undefined {
+    const event = this.secure ? 'secureConnection' : 'connection';
+    const registered = this.server.listeners(event) as ConnectionHandler[];
+    const httpConnection = registered[0];
+    if (registered.length !== 1 || httpConnection === undefined) return undefined;
+    const reader = new FirstRequestReader(
+      this.server,
+      httpConnection,
+      {
+        upgrade,
+        timeout(socket: Socket) {
+          handlers.clientError(Errors.HANDSHAKE_TIMEOUT, `no complete request head within ${timeoutMs} ms`);
+          rejectHandshake(socket, Errors.HANDSHAKE_TIMEOUT);
+        },
+      },
+      timeoutMs,
+      checkIntervalMs,
+    );
+    this.server.removeListener(event, httpConnection);
+    this.server.on(event, (socket: Socket) => reader.accept(socket));
+    return reader;
   }
 
   listen(): Promise<AddressInfo> {

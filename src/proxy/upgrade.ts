@@ -2,12 +2,12 @@
 // admission → pick backend by hash key → upstream handshake (retrying the next ring member) → tunnel.
 // A stage that refuses answers the client itself with a real status, logs one line, bumps one counter.
 
-import type { IncomingMessage } from 'node:http';
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type CatalogueEntry, Errors, reasonLabel } from '../errors.js';
 import { acceptFor } from '../handshake/accept.js';
 import { rejectHandshake, writeAndClose } from '../handshake/reject.js';
+import type { UpgradeRequest } from '../handshake/upgrade-head.js';
 import { originAllowed, validateUpgrade } from '../handshake/validate.js';
 import type { BackendChildren, Direction } from '../observe/metrics.js';
 import { MAX_ATTEMPTS, type Member, type Pool } from '../pool/pool.js';
@@ -15,6 +15,7 @@ import { hashString } from '../routing/hash.js';
 import { hashKeyOf, normaliseIp } from '../routing/hash-key.js';
 import { isSuspiciousPath } from '../routing/router.js';
 import { CLOSE_CODES } from '../tunnel/close-frame.js';
+import { directWriteFd, writeChunk } from '../tunnel/socket-io.js';
 import { Tunnel, type TunnelEnd, type TunnelHooks } from '../tunnel/tunnel.js';
 import { type AttemptResult, attemptUpstream } from '../upstream/handshake.js';
 import { upstreamRequestHead } from '../upstream/request.js';
@@ -23,7 +24,7 @@ import type { RouteRuntime } from './runtime.js';
 
 export async function handleUpgrade(
   ctx: ProxyContext,
-  req: IncomingMessage,
+  req: UpgradeRequest,
   socket: Duplex,
   head: Buffer,
   secure: boolean,
@@ -125,7 +126,7 @@ export async function handleUpgrade(
   // Verified 101: answer the client with the backend's own head, then tunnel.
   const backendSocket = last.socket;
   const selected = member as Member;
-  client.write(last.head.raw);
+  writeChunk(client, directWriteFd(client), last.head.raw);
   const binding = bindingFor(ctx, route, pool, selected);
   binding.children.active++;
   binding.children.total++;
@@ -144,10 +145,12 @@ export async function handleUpgrade(
   ctx.tunnels.add(tunnel);
   // The tunnel handles errors now; one listener per event keeps the emitter from growing an array per socket.
   client.removeListener('error', ignoreError);
-  route.log.info(
-    { event: 'open', backend: selected.backend.id, client: ip, path: url.slice(0, 200), attempts: tried.length },
-    'connection opened',
-  );
+  if (route.log.isLevelEnabled('info')) {
+    route.log.info(
+      { event: 'open', backend: selected.backend.id, client: ip, path: url.slice(0, 200), attempts: tried.length },
+      'connection opened',
+    );
+  }
   tunnel.forwardEarly(false, last.rest);
   tunnel.forwardEarly(true, head);
   tunnel.start();
@@ -256,6 +259,7 @@ class TunnelBinding implements TunnelHooks {
     this.ctx.admission.release(tunnel.clientAddress);
     this.ctx.tunnels.delete(tunnel);
     this.route.stats.countClose(end.closeCode, end.initiator);
+    if (!this.route.log.isLevelEnabled('info')) return;
     this.route.log.info(
       {
         event: 'close',

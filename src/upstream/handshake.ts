@@ -6,6 +6,7 @@ import { connect as tlsConnect } from 'node:tls';
 import type { BackendConfig } from '../config/types.js';
 import { type CatalogueEntry, Errors } from '../errors.js';
 import { hasToken } from '../handshake/validate.js';
+import { directWriteFd, writeChunk } from '../tunnel/socket-io.js';
 import { upstreamTlsOptions } from './tls.js';
 
 /** A backend response head larger than this is not a WebSocket handshake. */
@@ -148,7 +149,7 @@ function onConnect(this: AttemptSocket): void {
   attempt.connected = true;
   // node's parser decodes header bytes as latin1; encoding back as latin1 forwards them byte-exact
   // (the default utf8 would turn one obs-text byte such as 0xE9 into two).
-  this.write(attempt.requestHead, 'latin1');
+  writeChunk(this, directWriteFd(this), Buffer.from(attempt.requestHead, 'latin1'));
 }
 
 function onData(this: AttemptSocket, chunk: Buffer): void {

@@ -1,7 +1,7 @@
 // Builds the upgrade request sent to a backend: the client's headers minus hop-by-hop ones, plus the
 // X-Forwarded-* and RFC 7239 Forwarded headers that tell the backend who the client really is.
 
-import type { IncomingMessage } from 'node:http';
+import type { UpgradeRequest } from '../handshake/upgrade-head.js';
 
 /** RFC 9110 §7.6.1 hop-by-hop headers, and the ones we rewrite ourselves. */
 const DROPPED = new Set([
@@ -24,7 +24,7 @@ export interface ForwardInfo {
   readonly secure: boolean;
 }
 
-export function upstreamRequestHead(req: IncomingMessage, info: ForwardInfo): string {
+export function upstreamRequestHead(req: UpgradeRequest, info: ForwardInfo): string {
   const raw = req.rawHeaders;
   const nominated = connectionNominated(req.headers.connection);
   const host = req.headers.host ?? '';

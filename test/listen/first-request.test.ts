@@ -1,0 +1,157 @@
+// FirstRequestReader on real sockets: whole upgrade heads go to the upgrade handler, everything else reaches
+// node:http's connection handler with its bytes intact and in order, and the first-head deadline runs from the
+// connection's start whoever parses the head.
+
+import { once } from 'node:events';
+import { type AddressInfo, connect, createServer, type Server, type Socket } from 'node:net';
+import { afterEach, describe, expect, it } from 'vitest';
+import type { UpgradeRequest } from '../../src/handshake/upgrade-head.js';
+import { FirstRequestReader } from '../../src/listen/first-request.js';
+import { upgradeRequest } from '../helpers/raw-client.js';
+import { delay, waitFor } from '../helpers/wait.js';
+
+interface Seen {
+  upgrades: { req: UpgradeRequest; socket: Socket; head: Buffer }[];
+  /** Sockets handed to the "node:http" handler, with every byte it read from them since. */
+  handedOver: { socket: Socket; bytes: Buffer[] }[];
+  timeouts: { socket: Socket; atMs: number }[];
+}
+
+const TIMEOUT_MS = 600;
+const CHECK_MS = 50;
+
+let server: Server | undefined;
+/** Both ends of every connection, destroyed after each test (the server allows half-open sockets). */
+const sockets: Socket[] = [];
+
+afterEach(async () => {
+  for (const s of sockets.splice(0)) s.destroy();
+  if (server) await new Promise<void>((resolve) => server?.close(() => resolve()));
+  server = undefined;
+});
+
+async function start(): Promise<{ reader: FirstRequestReader; seen: Seen; port: number; startedAt: () => number }> {
+  const seen: Seen = { upgrades: [], handedOver: [], timeouts: [] };
+  let connectedAt = 0;
+  const srv = createServer({ allowHalfOpen: true }); // as node:http's server is
+  const httpConnection = function (this: unknown, socket: Socket) {
+    expect(this).toBe(srv);
+    const entry = { socket, bytes: [] as Buffer[] };
+    seen.handedOver.push(entry);
+    socket.on('data', (chunk: Buffer) => entry.bytes.push(chunk));
+  };
+  const reader = new FirstRequestReader(
+    srv,
+    httpConnection,
+    {
+      upgrade: (req, socket, head) => seen.upgrades.push({ req, socket, head }),
+      timeout: (socket) => {
+        seen.timeouts.push({ socket, atMs: performance.now() - connectedAt });
+        socket.destroy();
+      },
+    },
+    TIMEOUT_MS,
+    CHECK_MS,
+  );
+  srv.on('connection', (socket: Socket) => {
+    connectedAt = performance.now();
+    sockets.push(socket);
+    reader.accept(socket);
+  });
+  server = srv;
+  srv.listen(0, '127.0.0.1');
+  await once(srv, 'listening');
+  return { reader, seen, port: (srv.address() as AddressInfo).port, startedAt: () => connectedAt };
+}
+
+async function client(port: number): Promise<Socket> {
+  const socket = connect(port, '127.0.0.1');
+  socket.on('error', () => {});
+  sockets.push(socket);
+  await once(socket, 'connect');
+  return socket;
+}
+
+describe('FirstRequestReader', () => {
+  it('a whole upgrade head goes to the upgrade handler with the early bytes after it', async () => {
+    const { reader, seen, port } = await start();
+    const socket = await client(port);
+    socket.write(Buffer.from(`${upgradeRequest({ path: '/ws?room=1' })}\x81\x80abcd`, 'latin1'));
+    await waitFor(() => seen.upgrades.length === 1, 5000, 'upgrade');
+    const [u] = seen.upgrades;
+    expect(u?.req.url).toBe('/ws?room=1');
+    expect(u?.req.headers.upgrade).toBe('websocket');
+    expect(u?.head.toString('latin1')).toBe('\x81\x80abcd');
+    expect(seen.handedOver).toHaveLength(0);
+    expect(reader.waitingCount).toBe(0);
+  });
+
+  it('anything else reaches node:http with its first bytes first and the rest in order', async () => {
+    const { seen, port } = await start();
+    const socket = await client(port);
+    socket.write('GET /plain HTTP/1.1\r\nHost: x\r\n\r\nGET /second');
+    await waitFor(() => seen.handedOver.length === 1, 5000, 'hand-over');
+    socket.write(' HTTP/1.1\r\nHost: x\r\n\r\n');
+    const entry = seen.handedOver[0];
+    const expected = 'GET /plain HTTP/1.1\r\nHost: x\r\n\r\nGET /second HTTP/1.1\r\nHost: x\r\n\r\n';
+    await waitFor(() => Buffer.concat(entry?.bytes ?? []).length === expected.length, 5000, 'all bytes');
+    expect(Buffer.concat(entry?.bytes ?? []).toString('latin1')).toBe(expected);
+    expect(seen.upgrades).toHaveLength(0);
+  });
+
+  it('an upgrade head split over two reads goes to node:http too', async () => {
+    const { seen, port } = await start();
+    const socket = await client(port);
+    const request = upgradeRequest();
+    socket.write(request.slice(0, 20));
+    await waitFor(() => seen.handedOver.length === 1, 5000, 'hand-over');
+    socket.write(request.slice(20));
+    await waitFor(() => Buffer.concat(seen.handedOver[0]?.bytes ?? []).length === request.length, 5000, 'bytes');
+    expect(Buffer.concat(seen.handedOver[0]?.bytes ?? []).toString('latin1')).toBe(request);
+    expect(seen.upgrades).toHaveLength(0);
+  });
+
+  it('a connection that sends nothing times out once, after the deadline and not before', async () => {
+    const { reader, seen, port } = await start();
+    await client(port);
+    await waitFor(() => seen.timeouts.length === 1, 5000, 'timeout');
+    expect(seen.timeouts[0]?.atMs).toBeGreaterThanOrEqual(TIMEOUT_MS);
+    await delay(TIMEOUT_MS);
+    expect(seen.timeouts).toHaveLength(1);
+    expect(reader.waitingCount).toBe(0);
+  });
+
+  it('the deadline runs from the connection, not from the hand-over to node:http', async () => {
+    const { seen, port } = await start();
+    const socket = await client(port);
+    await delay(TIMEOUT_MS / 2);
+    socket.write('GET /slow HTT');
+    await waitFor(() => seen.timeouts.length === 1, 5000, 'timeout');
+    // node:http's own clock would have started at the hand-over, half a timeout later.
+    expect(seen.timeouts[0]?.atMs).toBeLessThan(TIMEOUT_MS * 1.5);
+    expect(seen.handedOver).toHaveLength(1);
+  });
+
+  it('settled() ends the deadline: node:http parsed the first head', async () => {
+    const { reader, seen, port } = await start();
+    const socket = await client(port);
+    socket.write('GET /plain HTTP/1.1\r\nHost: x\r\n\r\n');
+    await waitFor(() => seen.handedOver.length === 1, 5000, 'hand-over');
+    reader.settled(seen.handedOver[0]?.socket as Socket);
+    expect(reader.waitingCount).toBe(0);
+    await delay(TIMEOUT_MS + 3 * CHECK_MS);
+    expect(seen.timeouts).toHaveLength(0);
+    expect(socket.destroyed).toBe(false);
+  });
+
+  it('a FIN or a reset before any byte closes the socket and forgets it', async () => {
+    const { reader, seen, port } = await start();
+    const finning = await client(port);
+    finning.end();
+    const resetting = await client(port);
+    resetting.resetAndDestroy();
+    // Well before the deadline: nothing was left to time out.
+    await waitFor(() => reader.waitingCount === 0 && finning.closed, TIMEOUT_MS / 2, 'both closed and forgotten');
+    expect(seen.timeouts).toHaveLength(0);
+  });
+});
