@@ -43,6 +43,17 @@ const COLON = 0x3a;
 const REQUEST_START = Buffer.from('GET /', 'latin1');
 const VERSION_LINE = Buffer.from(' HTTP/1.1\r\n', 'latin1');
 
+/** Buffer's own latin1 decoder, without toString's argument checks (this runs once per header name and value). */
+type Latin1Slicer = { latin1Slice(start: number, end: number): string };
+const latin1 = (buf: Buffer, start: number, end: number): string =>
+  (buf as unknown as Latin1Slicer).latin1Slice(start, end);
+
+function matchesAt(buf: Buffer, at: number, expected: Buffer): boolean {
+  if (at + expected.length > Math.min(buf.length, MAX_FAST_HEAD_BYTES)) return false;
+  for (let j = 0; j < expected.length; j++) if (buf[at + j] !== expected[j]) return false;
+  return true;
+}
+
 function byteTable(chars: string, ranges: readonly [number, number][] = []): Uint8Array {
   const table = new Uint8Array(256);
   for (const c of chars) table[c.charCodeAt(0)] = 1;
@@ -65,17 +76,12 @@ const VALUE_CHAR = byteTable('', [[0x21, 0x7e]]);
 /** Parses `buf` as a complete upgrade request head, or returns undefined to leave it to node's parser. */
 export function parseUpgradeHead(buf: Buffer): ParsedUpgradeHead | undefined {
   const limit = Math.min(buf.length, MAX_FAST_HEAD_BYTES);
-  if (
-    limit < REQUEST_START.length ||
-    buf.compare(REQUEST_START, 0, REQUEST_START.length, 0, REQUEST_START.length) !== 0
-  )
-    return undefined;
+  if (!matchesAt(buf, 0, REQUEST_START)) return undefined;
   let i = REQUEST_START.length - 1; // the target starts at its '/'
   const targetStart = i;
   while (i < limit && TARGET_CHAR[buf[i] as number] === 1) i++;
   const targetEnd = i;
-  if (i + VERSION_LINE.length > limit || buf.compare(VERSION_LINE, 0, VERSION_LINE.length, i, i + VERSION_LINE.length))
-    return undefined;
+  if (!matchesAt(buf, i, VERSION_LINE)) return undefined;
   i += VERSION_LINE.length;
 
   const headers: IncomingHttpHeaders = Object.create(null);
@@ -91,7 +97,7 @@ export function parseUpgradeHead(buf: Buffer): ParsedUpgradeHead | undefined {
     const nameStart = i;
     while (i < limit && TOKEN_CHAR[buf[i] as number] === 1) i++;
     if (i === nameStart || i >= limit || buf[i] !== COLON) return undefined;
-    const name = buf.toString('latin1', nameStart, i);
+    const name = latin1(buf, nameStart, i);
     i++;
     while (i < limit && (buf[i] === SP || buf[i] === HTAB)) i++;
     const valueStart = i;
@@ -105,14 +111,14 @@ export function parseUpgradeHead(buf: Buffer): ParsedUpgradeHead | undefined {
     i += 2;
     const lower = name.toLowerCase();
     if (headers[lower] !== undefined || lower === 'content-length' || lower === 'transfer-encoding') return undefined;
-    const value = buf.toString('latin1', valueStart, valueEnd);
+    const value = latin1(buf, valueStart, valueEnd);
     headers[lower] = value;
     rawHeaders.push(name, value);
   }
   if (headers.upgrade === undefined || !connectionUpgrade(headers.connection)) return undefined;
   const request: UpgradeRequest = {
     method: 'GET',
-    url: buf.toString('latin1', targetStart, targetEnd),
+    url: latin1(buf, targetStart, targetEnd),
     httpVersion: '1.1',
     httpVersionMajor: 1,
     httpVersionMinor: 1,

@@ -651,7 +651,34 @@ export class Tunnel {
     const b2c = this.b2c;
     const done = (p: Pump) => p.closedToDest || p.halted || p.dest.destroyed;
     if (!done(c2b) || !done(b2c) || c2b.pendingClose !== undefined || b2c.pendingClose !== undefined) return;
+    if (this.closeHandshakeDone()) {
+      // Nothing more may come from either peer, and nothing of ours waits in user space: close(2) hands the kernel's
+      // queued bytes on and then sends FIN, without the half-close round (shutdown, the peer's FIN, two callbacks).
+      this.ending = true;
+      destroyBoth(this);
+      return;
+    }
     this.endSockets();
+  }
+
+  /**
+   * Both peers sent a close frame and each went through to the other, over plain sockets with nothing queued in
+   * user space. (Over TLS, end() sends close_notify; a peer that may still send would get a reset on close(2)
+   * with unread bytes, and a reset discards what the kernel still had to send: both keep the half-close.)
+   */
+  private closeHandshakeDone(): boolean {
+    const c2b = this.c2b;
+    const b2c = this.b2c;
+    return (
+      c2b.closeCodeSeen !== 0 &&
+      b2c.closeCodeSeen !== 0 &&
+      c2b.closedToDest &&
+      b2c.closedToDest &&
+      c2b.destFd >= 0 &&
+      b2c.destFd >= 0 &&
+      this.client.writableLength === 0 &&
+      this.backend.writableLength === 0
+    );
   }
 
   /** @internal */
@@ -726,7 +753,7 @@ export class Tunnel {
     // trace) for a callback we do not pass; that was ~10% of a plain handshake's CPU.
     if (!this.client.destroyed && !this.client.writableEnded) this.client.end();
     if (!this.backend.destroyed && !this.backend.writableEnded) this.backend.end();
-    if (this.lingerTimer === undefined && this.openSockets > 0) {
+    if (this.lingerTimer === undefined && this.openSockets > 0 && !(this.client.destroyed && this.backend.destroyed)) {
       this.lingerTimer = setTimeout(destroyBoth, TEARDOWN_LINGER_MS, this);
       this.lingerTimer.unref();
     }

@@ -1,13 +1,16 @@
 // The frame-aware tunnel through a running gateway: violations and limits end with the right close code on each
 // side, messages are counted exactly, keepalive and idle work on messages, and extensions pass through intact.
 
+import { once } from 'node:events';
+import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import { startEchoBackend, startRawBackend, type TestBackend } from '../helpers/backends.js';
 import { type Cleanup, runCleanups } from '../helpers/cleanups.js';
-import { closeCodeIn, frame, parseFrames } from '../helpers/frames.js';
+import { afterHead, closeCodeIn, frame, parseFrames } from '../helpers/frames.js';
 import { type ConfigObject, metricValue, simpleConfig, startGateway, type TestGateway } from '../helpers/gateway.js';
-import { rawUpgrade, readUntilClose, SAMPLE_ACCEPT } from '../helpers/raw-client.js';
+import { switchingProtocols } from '../helpers/hostile-backends.js';
+import { rawUpgrade, readUntilClose, SAMPLE_ACCEPT, upgradeRequest } from '../helpers/raw-client.js';
 import { waitFor } from '../helpers/wait.js';
 
 const cleanups: Cleanup[] = [];
@@ -394,5 +397,58 @@ describe('throttle memory', () => {
       metricValue(await gw.metrics(), 'wsgate_limit_exceeded_total', { limit: 'bytes_per_second', action: 'throttle' }),
     ).toBeGreaterThan(0);
     ws.close();
+  });
+});
+
+describe('the end of a clean close handshake', () => {
+  /** A backend that answers a close frame with its own and then keeps its half of TCP open, as the client below does. */
+  async function halfOpenBackend(): Promise<{ port: number; sockets: Socket[]; received: () => Buffer }> {
+    const sockets: Socket[] = [];
+    const bytes: Buffer[] = [];
+    const server = createServer({ allowHalfOpen: true }, (socket) => {
+      sockets.push(socket);
+      socket.on('error', () => {});
+      let answered = false;
+      socket.on('data', (chunk: Buffer) => {
+        bytes.push(chunk);
+        const all = Buffer.concat(bytes);
+        if (!answered && all.includes('\r\n\r\n')) {
+          answered = true;
+          socket.write(switchingProtocols(all.toString('latin1')));
+        }
+        if (closeCodeIn(afterHead(all)) !== undefined)
+          socket.write(frame(8, Buffer.from([0x03, 0xe8]), { masked: false }));
+      });
+    });
+    server.listen(0, '127.0.0.1');
+    await once(server, 'listening');
+    cleanups.push(async () => {
+      for (const s of sockets) s.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    });
+    return { port: (server.address() as AddressInfo).port, sockets, received: () => Buffer.concat(bytes) };
+  }
+
+  it('over plain TCP the proxy closes both connections at once, even if neither peer sends its FIN', async () => {
+    const backend = await halfOpenBackend();
+    const gw = await gateway([`ws://127.0.0.1:${backend.port}`]);
+    const client = connect({ port: gw.port, host: '127.0.0.1', allowHalfOpen: true });
+    client.on('error', () => {});
+    cleanups.push(() => client.destroy());
+    const received: Buffer[] = [];
+    client.on('data', (c: Buffer) => received.push(c));
+    const clientSawFin = once(client, 'end');
+    client.write(upgradeRequest());
+    await waitFor(() => Buffer.concat(received).includes('\r\n\r\n'), 5000, '101');
+    await waitFor(async () => metricValue(await gw.metrics(), 'wsgate_connections_active') === 1, 5000, 'tunnel open');
+    client.write(frame(8, Buffer.from([0x03, 0xe8])));
+    await clientSawFin;
+    // The backend's close frame reached the client before the FIN: close(2) delivers what the kernel holds.
+    expect(closeCodeIn(afterHead(Buffer.concat(received)))).toBe(1000);
+    expect(closeCodeIn(afterHead(backend.received()))).toBe(1000);
+    // The tunnel ended without waiting for either peer's FIN (or the 5 s teardown linger): its slot and
+    // descriptors are free now.
+    await waitFor(async () => metricValue(await gw.metrics(), 'wsgate_connections_active') === 0, 1000, 'tunnel ended');
+    await waitFor(() => backend.sockets[0]?.readableEnded === true, 1000, 'backend saw the FIN');
   });
 });
