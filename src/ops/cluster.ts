@@ -53,7 +53,14 @@ type FromWorker =
   | { readonly type: 'wsgate:reply'; readonly id: number; readonly ok: false; readonly error: string };
 
 /** A registry metric as getMetricsAsJSON gives it (what AggregatorRegistry.aggregate takes). */
-type MetricJson = { readonly name: string; readonly aggregator: Aggregator };
+type MetricJson = Awaited<ReturnType<Registry['getMetricsAsJSON']>>[number];
+
+/** Counters and histograms only grow; a dead worker's may stay in the totals. (prom-client's typings declare a
+ * numeric enum for `type`; at run time it is the name.) */
+function onlyGrows(metric: MetricJson): boolean {
+  const type = String(metric.type);
+  return type === 'counter' || type === 'histogram';
+}
 
 function isFromWorker(message: unknown): message is FromWorker {
   return (
@@ -75,6 +82,8 @@ interface WorkerSlot {
   /** Crashes in a row without a stable run in between: the back-off exponent. */
   crashes: number;
   restartTimer: NodeJS.Timeout | undefined;
+  /** The worker's registry as its last scrape answered it; undefined before the first and after its death. */
+  lastMetrics: MetricJson[] | undefined;
 }
 
 export interface PrimaryOptions {
@@ -105,6 +114,12 @@ export class Primary implements ConfigTarget {
     { slot: WorkerSlot; resolve: (value: unknown) => void; reject: (err: Error) => void }
   >();
   private shutdownPromise: Promise<void> | undefined;
+  /**
+   * Counters and histograms of workers that died, at their last scraped values, summed: kept in every /metrics so
+   * that no counter total goes back when a worker is replaced (Prometheus would read that as a reset and rate()
+   * would jump). A chain, so that deaths close together merge in order.
+   */
+  private retired: Promise<MetricJson[]> = Promise.resolve([]);
 
   constructor(options: PrimaryOptions) {
     this.log = options.log;
@@ -141,6 +156,7 @@ export class Primary implements ConfigTarget {
         restarts: 0,
         crashes: 0,
         restartTimer: undefined,
+        lastMetrics: undefined,
       };
       this.slots.push(slot);
       this.fork(slot);
@@ -218,6 +234,7 @@ export class Primary implements ConfigTarget {
   private onExit(worker: Worker, code: number | null, signal: string | null): void {
     const slot = this.slotOf(worker);
     if (!slot) return;
+    this.retire(slot);
     // Whoever waits for this worker's answer (a scrape, a status call, a reload) learns now, not at the timeout.
     for (const [id, waiter] of this.pending) {
       if (waiter.slot !== slot) continue;
@@ -336,19 +353,43 @@ export class Primary implements ConfigTarget {
     this.lastReload = last;
   }
 
-  /** /metrics: every ready worker's registry plus the primary's own, summed per series. */
+  /** /metrics: every ready worker's registry, dead workers' counters, and the primary's own, summed per series. */
   async metrics(): Promise<{ text: string; contentType: string }> {
     const slots = this.readySlots();
-    const workerMetrics = (await Promise.all(
+    const answers = await Promise.allSettled(
       slots.map((s) => this.request(s, (id) => ({ type: 'wsgate:metrics', id }))),
-    )) as MetricJson[][];
+    );
+    const workerMetrics: MetricJson[][] = [];
+    slots.forEach((slot, i) => {
+      const answer = answers[i];
+      if (answer?.status === 'fulfilled') slot.lastMetrics = answer.value as MetricJson[];
+      // A worker too busy to answer in time counts with its last answer, so its counters do not seem to go back;
+      // one that died meanwhile is in `retired` already.
+      if (slot.lastMetrics !== undefined) workerMetrics.push(slot.lastMetrics);
+    });
     const own: MetricJson[] = await this.registry.getMetricsAsJSON();
-    const all = [...workerMetrics, own].map((list) =>
+    const all = [...workerMetrics, await this.retired, own].map((list) =>
       // The worst process's event-loop lag is what matters, not the average with an idle primary.
       list.map((m) => (m.name.startsWith('nodejs_eventloop_lag_') ? { ...m, aggregator: 'max' as Aggregator } : m)),
     );
     const aggregated = AggregatorRegistry.aggregate(all);
     return { text: await aggregated.metrics(), contentType: aggregated.contentType };
+  }
+
+  /** Moves a dead worker's last scraped counters and histograms into `retired`; its gauges go with it. */
+  private retire(slot: WorkerSlot): void {
+    const last = slot.lastMetrics;
+    slot.lastMetrics = undefined;
+    if (last === undefined) return;
+    const kept = last.filter(onlyGrows);
+    this.retired = this.retired.then(async (sofar) => {
+      try {
+        return await AggregatorRegistry.aggregate([sofar, kept]).getMetricsAsJSON();
+      } catch (err) {
+        this.log.warn({ worker: slot.id, err }, 'could not keep a dead worker’s counters; they leave the totals');
+        return sofar;
+      }
+    });
   }
 
   async workerStatuses(): Promise<{ reports: ProcessStatus[]; list: WorkerStatus[] }> {
