@@ -6,7 +6,7 @@
 // Accepted: `GET <origin-form target> HTTP/1.1`, CRLF line ends, header names of token characters with the colon
 // right after them, values of visible ASCII with inner spaces or tabs, each header name at most once (so the
 // headers object is exactly what node builds, without its rules for joining repeats), no Content-Length or
-// Transfer-Encoding, and the upgrade condition llhttp uses: an Upgrade header and an `upgrade` token in Connection.
+// Transfer-Encoding, and the upgrade condition llhttp uses: a non-empty Upgrade and an `upgrade` token in Connection.
 
 import type { IncomingHttpHeaders } from 'node:http';
 
@@ -115,7 +115,8 @@ export function parseUpgradeHead(buf: Buffer): ParsedUpgradeHead | undefined {
     headers[lower] = value;
     rawHeaders.push(name, value);
   }
-  if (headers.upgrade === undefined || !connectionUpgrade(headers.connection)) return undefined;
+  // An empty Upgrade is no upgrade to llhttp (node emits 'request'): leave it to node:http as well.
+  if (!headers.upgrade || !connectionUpgrade(headers.connection)) return undefined;
   const request: UpgradeRequest = {
     method: 'GET',
     url: latin1(buf, targetStart, targetEnd),

@@ -93,6 +93,10 @@ describe('parseUpgradeHead leaves everything else to node:http', () => {
     ['a NUL in a value', withLine('X-A: a\0b')],
     ['DEL in a value', withLine('X-A: a\x7fb')],
     ['no Upgrade header', head(BASE_LINES.filter((l) => !l.startsWith('Upgrade')))],
+    [
+      'an empty Upgrade (llhttp: no upgrade)',
+      head(BASE_LINES.map((l) => (l.startsWith('Upgrade') ? 'Upgrade:  ' : l))),
+    ],
     ['no Connection header', head(BASE_LINES.filter((l) => !l.startsWith('Connection')))],
     [
       'Connection without the upgrade token',
@@ -188,7 +192,11 @@ describe('parseUpgradeHead against node:http (differential)', () => {
     'close',
     'Upgrade,',
     ',upgrade',
+    '',
+    ' , upgrade',
   ];
+  /** Values for Upgrade; null leaves the header out. */
+  const UPGRADES = ['websocket', 'websocket', 'websocket', 'WebSocket', '', '  ', 'h2c', 'websocket, h2c', null];
   const MUTATION_BYTES = ['\r', '\n', '\0', ' ', '\t', ':', '\x7f', '\xff', 'a'];
 
   const headArb = fc
@@ -203,15 +211,15 @@ describe('parseUpgradeHead against node:http (differential)', () => {
         }),
         { maxLength: 4 },
       ),
-      dropUpgrade: fc.constantFrom(false, false, false, true),
+      upgrade: fc.constantFrom(...UPGRADES),
       mutation: fc.oneof(
         { weight: 3, arbitrary: fc.constant(null) },
         { weight: 1, arbitrary: fc.record({ at: fc.nat(), byte: fc.constantFrom(...MUTATION_BYTES) }) },
       ),
     })
-    .map(({ target, connection, extra, dropUpgrade, mutation }) => {
-      const lines = BASE_LINES.filter((l) => !(dropUpgrade && l.startsWith('Upgrade'))).map((l) =>
-        l.startsWith('Connection') ? `Connection: ${connection}` : l,
+    .map(({ target, connection, extra, upgrade, mutation }) => {
+      const lines = BASE_LINES.filter((l) => !(upgrade === null && l.startsWith('Upgrade'))).map((l) =>
+        l.startsWith('Connection') ? `Connection: ${connection}` : l.startsWith('Upgrade') ? `Upgrade: ${upgrade}` : l,
       );
       for (const e of extra) lines.push(`${e.name}:${e.before}${e.value}`);
       let text = head(lines, `GET ${target} HTTP/1.1`).toString('latin1');
