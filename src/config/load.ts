@@ -280,6 +280,15 @@ function normalise(raw: RawConfig, file: string, report: (path: PropertyKey[], m
       discovery: p.discovery && {
         dns: p.discovery.dns,
         port: p.discovery.port,
+        scheme: p.discovery.scheme,
+        tlsOptions:
+          p.discovery.scheme === 'wss'
+            ? {
+                ca: upstreamTls?.ca,
+                serverName: upstreamTls?.serverName ?? p.discovery.dns,
+                rejectUnauthorized: upstreamTls?.rejectUnauthorized ?? true,
+              }
+            : undefined,
         intervalMs: p.discovery.interval,
         nameservers: p.discovery.nameservers,
       },

@@ -143,6 +143,8 @@ const outlierSchema = z.strictObject({
 const discoverySchema = z.strictObject({
   dns: z.string().min(1),
   port: port.min(1),
+  /** wss: discovered backends are dialled with TLS, verified as pools.NAME.tls says (the name: the dns name). */
+  scheme: z.enum(['ws', 'wss']).default('ws'),
   interval: duration.default(10_000),
   nameservers: z.array(z.string().min(1)).min(1).optional(),
 });

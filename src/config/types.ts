@@ -99,6 +99,12 @@ export interface OutlierConfig {
 export interface DiscoveryConfig {
   readonly dns: string;
   readonly port: number;
+  readonly scheme: 'ws' | 'wss';
+  /**
+   * For `wss`: how discovered backends are verified. An address cannot be checked against itself, so the name
+   * defaults to `dns` (what a headless Service's certificates carry) unless pools.NAME.tls.serverName says otherwise.
+   */
+  readonly tlsOptions: UpstreamTls | undefined;
   readonly intervalMs: number;
   /** "host" or "host:port" nameservers; undefined = the system's. */
   readonly nameservers: readonly string[] | undefined;

@@ -53,9 +53,15 @@ async function settled<T>(query: () => Promise<T>): Promise<T> {
   return query();
 }
 
-export function backendAt(address: string, port: number): BackendConfig {
+/** The backend a discovered address stands for (every discovered backend weighs 1). */
+export function backendAt(
+  address: string,
+  discovery: Pick<DiscoveryConfig, 'port' | 'scheme' | 'tlsOptions'>,
+): BackendConfig {
   const host = address.includes(':') ? `[${address}]` : address;
-  return { id: `ws://${host}:${port}`, host: address, port, tls: false, weight: 1 };
+  const { port, scheme, tlsOptions } = discovery;
+  const backend = { id: `${scheme}://${host}:${port}`, host: address, port, tls: scheme === 'wss', weight: 1 };
+  return tlsOptions === undefined ? backend : { ...backend, tlsOptions };
 }
 
 export class DnsDiscovery {
@@ -96,7 +102,7 @@ export class DnsDiscovery {
     if (result.ok) {
       if (this.failing) this.log.info({ event: 'discovery_recovered', dns: this.config.dns }, 'DNS lookup recovered');
       this.failing = false;
-      this.apply(result.addresses.map((a) => backendAt(a, this.config.port)));
+      this.apply(result.addresses.map((a) => backendAt(a, this.config)));
     } else if (!this.failing) {
       this.failing = true;
       this.log.warn(

@@ -8,6 +8,7 @@ import { describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import { type CertFiles, makeCert } from '../helpers/certs.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
+import { startDnsStub } from '../helpers/dns-stub.js';
 import { metricValue, simpleConfig, startGateway, type TestGateway } from '../helpers/gateway.js';
 import { rawUpgrade } from '../helpers/raw-client.js';
 import { waitFor } from '../helpers/wait.js';
@@ -34,11 +35,15 @@ async function tlsBackend(cert: CertFiles): Promise<string> {
   return `wss://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
-async function gatewayWith(backend: string, tls: Record<string, unknown> | undefined): Promise<TestGateway> {
+async function gatewayWith(
+  backend: string,
+  tls: Record<string, unknown> | undefined,
+  members: Record<string, unknown> = { backends: [backend] },
+): Promise<TestGateway> {
   const config = simpleConfig([backend]);
   (config.pools as Record<string, Record<string, unknown>>).main = {
     hashKey: 'ip',
-    backends: [backend],
+    ...members,
     ...(tls ? { tls } : {}),
     healthCheck: { path: '/health', interval: '200ms', timeout: '1s', healthyThreshold: 1, unhealthyThreshold: 1 },
   };
@@ -88,6 +93,42 @@ describe('wss:// backends', () => {
     const gw = await gatewayWith(await tlsBackend(cert), { insecureSkipVerify: true });
     const res = await rawUpgrade(gw.port);
     expect(res.status).toBe(101);
+    res.socket.destroy();
+  });
+});
+
+describe('wss:// backends found by DNS discovery', () => {
+  const cert = makeCert('chat.test');
+
+  /** A wss backend whose certificate names the discovery name `chat.test`, found through a real UDP nameserver. */
+  async function discovered(tls: Record<string, unknown>): Promise<TestGateway> {
+    const backend = await tlsBackend(cert);
+    const stub = await startDnsStub();
+    cleanups.push(() => stub.close());
+    stub.records.set('chat.test', ['127.0.0.1']);
+    const port = Number(new URL(backend).port);
+    return gatewayWith(backend, tls, {
+      discovery: { dns: 'chat.test', port, scheme: 'wss', interval: '1s', nameservers: [stub.server] },
+    });
+  }
+
+  it('are dialled with TLS and verified against the discovery name: upgrade and echo work', async () => {
+    const gw = await discovered({ ca: cert.cert });
+    const ws = new WebSocket(`ws://127.0.0.1:${gw.port}/`);
+    await new Promise((resolve, reject) => {
+      ws.once('open', resolve);
+      ws.once('error', reject);
+    });
+    const echo = new Promise<string>((resolve) => ws.once('message', (d) => resolve(d.toString())));
+    ws.send('discovered over tls');
+    expect(await echo).toBe('discovered over tls');
+    ws.close();
+  });
+
+  it('a serverName the certificate does not carry is refused (the name, not the address, is checked)', async () => {
+    const gw = await discovered({ ca: cert.cert, serverName: 'other.test' });
+    const res = await rawUpgrade(gw.port);
+    expect(res.status).toBe(502);
     res.socket.destroy();
   });
 });

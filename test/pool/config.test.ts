@@ -45,7 +45,14 @@ describe('pool config', () => {
     }).pools.get('chat');
     expect(pool).toMatchObject({
       backends: [],
-      discovery: { dns: 'chat.default.svc.cluster.local', port: 3000, intervalMs: 10_000, nameservers: undefined },
+      discovery: {
+        dns: 'chat.default.svc.cluster.local',
+        port: 3000,
+        scheme: 'ws',
+        tlsOptions: undefined,
+        intervalMs: 10_000,
+        nameservers: undefined,
+      },
       healthCheck: {
         path: '/health',
         intervalMs: 5000,
@@ -57,6 +64,27 @@ describe('pool config', () => {
       rebalance: { mode: 'off', maxClosesPerSecond: 50 },
       panicThreshold: 0.25,
     });
+  });
+
+  it('discovery over wss verifies the dns name unless tls.serverName says otherwise', () => {
+    const dns = 'chat.default.svc.cluster.local';
+    const plain = parsePool({ discovery: { dns, port: 8443, scheme: 'wss' } }).pools.get('chat');
+    expect(plain?.discovery).toMatchObject({
+      scheme: 'wss',
+      tlsOptions: { ca: undefined, serverName: dns, rejectUnauthorized: true },
+    });
+    const named = parsePool({
+      discovery: { dns, port: 8443, scheme: 'wss' },
+      tls: { serverName: 'chat.internal', insecureSkipVerify: true },
+    }).pools.get('chat');
+    expect(named?.discovery?.tlsOptions).toEqual({
+      ca: undefined,
+      serverName: 'chat.internal',
+      rejectUnauthorized: false,
+    });
+    expect(issuesOf({ discovery: { dns, port: 8443, scheme: 'https' } })[0]).toMatch(
+      /^pools\.chat\.discovery\.scheme: /,
+    );
   });
 
   it('wants exactly one of backends and discovery', () => {
