@@ -49,9 +49,9 @@ export function attemptUpstream(
           port: backend.port,
           ALPNProtocols: ['http/1.1'],
           ...upstreamTlsOptions(backend),
-        })
-      : netConnect({ host: backend.host, port: backend.port });
-    socket.setNoDelay(true);
+        }).setNoDelay(true)
+      : // As an option, TCP_NODELAY is set once, when connected (setNoDelay() now would set it twice).
+        netConnect({ host: backend.host, port: backend.port, noDelay: true });
     const attempt = new Attempt(socket, requestHead, expectedAccept, timeoutMs, resolve);
     (socket as AttemptSocket)[kAttempt] = attempt;
     socket.once(backend.tls ? 'secureConnect' : 'connect', onConnect);
