@@ -35,6 +35,19 @@ async function tlsBackend(cert: CertFiles): Promise<string> {
   return `wss://127.0.0.1:${(server.address() as AddressInfo).port}`;
 }
 
+/** A WebSocket through the gateway opens and `text` comes back from the (echo) backend. */
+async function expectEcho(gw: TestGateway, text: string): Promise<void> {
+  const ws = new WebSocket(`ws://127.0.0.1:${gw.port}/`);
+  await new Promise((resolve, reject) => {
+    ws.once('open', resolve);
+    ws.once('error', reject);
+  });
+  const echo = new Promise<string>((resolve) => ws.once('message', (d) => resolve(d.toString())));
+  ws.send(text);
+  expect(await echo).toBe(text);
+  ws.close();
+}
+
 async function gatewayWith(
   backend: string,
   tls: Record<string, unknown> | undefined,
@@ -64,15 +77,7 @@ describe('wss:// backends', () => {
 
   it('with the pool CA and server name: upgrade, echo, health checks and plain HTTP all verify and work', async () => {
     const gw = await gatewayWith(await tlsBackend(cert), { ca: cert.cert, serverName: 'backend.internal' });
-    const ws = new WebSocket(`ws://127.0.0.1:${gw.port}/`);
-    await new Promise((resolve, reject) => {
-      ws.once('open', resolve);
-      ws.once('error', reject);
-    });
-    const echo = new Promise<string>((resolve) => ws.once('message', (d) => resolve(d.toString())));
-    ws.send('through verified tls');
-    expect(await echo).toBe('through verified tls');
-    ws.close();
+    await expectEcho(gw, 'through verified tls');
     await waitFor(
       async () =>
         (metricValue(await gw.metrics(), 'wsgate_backend_health_checks_total', { result: 'success' }) ?? 0) > 0,
@@ -114,15 +119,7 @@ describe('wss:// backends found by DNS discovery', () => {
 
   it('are dialled with TLS and verified against the discovery name: upgrade and echo work', async () => {
     const gw = await discovered({ ca: cert.cert });
-    const ws = new WebSocket(`ws://127.0.0.1:${gw.port}/`);
-    await new Promise((resolve, reject) => {
-      ws.once('open', resolve);
-      ws.once('error', reject);
-    });
-    const echo = new Promise<string>((resolve) => ws.once('message', (d) => resolve(d.toString())));
-    ws.send('discovered over tls');
-    expect(await echo).toBe('discovered over tls');
-    ws.close();
+    await expectEcho(gw, 'discovered over tls');
   });
 
   it('a serverName the certificate does not carry is refused (the name, not the address, is checked)', async () => {
