@@ -112,6 +112,8 @@ function checkDeadlines(reader: FirstRequestReader): void {
 }
 
 function stopWatching(socket: WaitingSocket): void {
+  // A long-lived tunnel's socket must not keep this reader (and a retired listener's server) alive.
+  socket[kReader] = undefined;
   socket.removeListener('data', onFirstData);
   socket.removeListener('error', onNothingToAnswer);
   socket.removeListener('end', onNothingToAnswer);

@@ -84,6 +84,10 @@ describe('FirstRequestReader', () => {
     expect(u?.head.toString('latin1')).toBe('\x81\x80abcd');
     expect(seen.handedOver).toHaveLength(0);
     expect(reader.waitingCount).toBe(0);
+    // The socket (a long-lived tunnel's, later) keeps no reference to the reader.
+    const socketFields = u?.socket as unknown as Record<symbol, unknown>;
+    const readerField = Object.getOwnPropertySymbols(socketFields).find((k) => k.description === 'wsgate.firstRequest');
+    expect(readerField && socketFields[readerField]).toBeUndefined();
   });
 
   it('anything else reaches node:http with its first bytes first and the rest in order', async () => {
