@@ -48,8 +48,9 @@ type Latin1Slicer = { latin1Slice(start: number, end: number): string };
 const latin1 = (buf: Buffer, start: number, end: number): string =>
   (buf as unknown as Latin1Slicer).latin1Slice(start, end);
 
-function matchesAt(buf: Buffer, at: number, expected: Buffer): boolean {
-  if (at + expected.length > Math.min(buf.length, MAX_FAST_HEAD_BYTES)) return false;
+/** Whether `expected` stands at `at`, wholly before `limit`. */
+function matchesAt(buf: Buffer, at: number, limit: number, expected: Buffer): boolean {
+  if (at + expected.length > limit) return false;
   for (let j = 0; j < expected.length; j++) if (buf[at + j] !== expected[j]) return false;
   return true;
 }
@@ -76,12 +77,12 @@ const VALUE_CHAR = byteTable('', [[0x21, 0x7e]]);
 /** Parses `buf` as a complete upgrade request head, or returns undefined to leave it to node's parser. */
 export function parseUpgradeHead(buf: Buffer): ParsedUpgradeHead | undefined {
   const limit = Math.min(buf.length, MAX_FAST_HEAD_BYTES);
-  if (!matchesAt(buf, 0, REQUEST_START)) return undefined;
+  if (!matchesAt(buf, 0, limit, REQUEST_START)) return undefined;
   let i = REQUEST_START.length - 1; // the target starts at its '/'
   const targetStart = i;
   while (i < limit && TARGET_CHAR[buf[i] as number] === 1) i++;
   const targetEnd = i;
-  if (!matchesAt(buf, i, VERSION_LINE)) return undefined;
+  if (!matchesAt(buf, i, limit, VERSION_LINE)) return undefined;
   i += VERSION_LINE.length;
 
   const headers: IncomingHttpHeaders = Object.create(null);
@@ -129,7 +130,10 @@ export function parseUpgradeHead(buf: Buffer): ParsedUpgradeHead | undefined {
   return { request, headEnd: i };
 }
 
-/** llhttp's test: some comma-separated element of Connection is `upgrade`, any case, spaces and tabs around it. */
+/**
+ * llhttp's test: some comma-separated element of Connection is `upgrade`, any case, spaces and tabs around it.
+ * Not validate.ts's hasToken, which also takes space-separated words ("keep-alive upgrade"), where llhttp does not.
+ */
 function connectionUpgrade(connection: string | undefined): boolean {
   if (connection === undefined) return false;
   for (const element of connection.split(',')) {
