@@ -9,6 +9,7 @@
 // Transfer-Encoding, and the upgrade condition llhttp uses: a non-empty Upgrade and an `upgrade` token in Connection.
 
 import type { IncomingHttpHeaders } from 'node:http';
+import { TOKEN_CHAR } from './token.js';
 
 /** The parts of node's IncomingMessage the upgrade path reads; an IncomingMessage is one. */
 export interface UpgradeRequest {
@@ -67,8 +68,6 @@ const DIGITS_AND_LETTERS: [number, number][] = [
   [0x41, 0x5a],
   [0x61, 0x7a],
 ];
-/** RFC 9110 §5.6.2 tchar. */
-const TOKEN_CHAR = byteTable("!#$%&'*+-.^_`|~", DIGITS_AND_LETTERS);
 /** RFC 3986 pchar plus '/' and '?': unreserved, sub-delims, ':', '@', and '%' for percent-encoding. No fragment. */
 const TARGET_CHAR = byteTable("-._~!$&'()*+,;=:@/?%", DIGITS_AND_LETTERS);
 /** Visible ASCII: what a value may start and end with (obs-text and control bytes go to node's parser). */

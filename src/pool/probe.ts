@@ -64,7 +64,7 @@ async function websocketProbe(backend: BackendConfig, check: HealthCheckConfig):
   const head =
     `GET ${check.path} HTTP/1.1\r\nHost: ${hostHeader(backend)}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
     `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\nUser-Agent: ${USER_AGENT}\r\n\r\n`;
-  const attempt = await attemptUpstream(backend, head, acceptFor(key), check.timeoutMs);
+  const attempt = await attemptUpstream(backend, Buffer.from(head, 'latin1'), acceptFor(key), check.timeoutMs);
   if (attempt.kind === 'failed') return attempt.reason === 'timeout' ? 'timeout' : 'failure';
   const socket = attempt.socket;
   if (attempt.kind === 'refused') {

@@ -64,7 +64,9 @@ export async function handleUpgrade(
     pool.config.hashKey,
   );
   if (hashKey.fellBack && pool.config.hashKey.kind !== 'ip') ctx.metrics.hashKeyFallbacks.inc({ route: route.name });
-  const requestHead = upstreamRequestHead(req, { clientAddress: ip, secure });
+  // Header strings hold the bytes as latin1 (one char per byte): encoding back as latin1 forwards them
+  // byte-exact (utf8 would turn one obs-text byte such as 0xE9 into two). Encoded once for all attempts.
+  const requestHead = Buffer.from(upstreamRequestHead(req, { clientAddress: ip, secure }), 'latin1');
   const expectedAccept = acceptFor(check.key);
   const timeoutMs = runtime.config.timeouts.handshakeMs;
 

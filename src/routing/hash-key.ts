@@ -1,5 +1,7 @@
 // Extracts a request's consistent-hash key (client IP, header, cookie, query parameter or path) without regexes.
 
+import { isToken } from '../handshake/token.js';
+
 export type HashKeySpec =
   | { kind: 'ip' }
   | { kind: 'header'; name: string }
@@ -30,8 +32,6 @@ export interface HashKey {
   fellBack: boolean;
 }
 
-// RFC 9110 §5.6.2 token; also RFC 6265 cookie-name. A single character class: no backtracking.
-const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
 const IPV4_MAPPED_PREFIX = '::ffff:';
 
 /** Parses 'ip' | 'path' | 'header:NAME' | 'cookie:NAME' | 'query:NAME'. Header names are lower-cased. */
@@ -43,7 +43,7 @@ export function parseHashKeySpec(text: string): HashKeySpec | { error: string } 
   switch (kind) {
     case 'header':
     case 'cookie':
-      if (!TOKEN.test(name)) return { error: `${kind} name must be a non-empty HTTP token, got '${name}'` };
+      if (!isToken(name)) return { error: `${kind} name must be a non-empty HTTP token, got '${name}'` };
       return kind === 'header' ? { kind, name: name.toLowerCase() } : { kind, name };
     case 'query':
       if (name === '' || /[&=#?\s]/.test(name)) {

@@ -38,7 +38,7 @@ export type AttemptResult =
 
 export function attemptUpstream(
   backend: BackendConfig,
-  requestHead: string,
+  requestHead: Buffer,
   expectedAccept: string,
   timeoutMs: number,
 ): Promise<AttemptResult> {
@@ -70,7 +70,8 @@ type AttemptSocket = Socket & { [kAttempt]?: Attempt };
  */
 class Attempt {
   readonly socket: Socket;
-  readonly requestHead: string;
+  /** The request head's bytes, made once per connection and sent as they are on every attempt. */
+  readonly requestHead: Buffer;
   readonly expectedAccept: string;
   readonly timeoutMs: number;
   readonly resolve: (result: AttemptResult) => void;
@@ -81,7 +82,7 @@ class Attempt {
 
   constructor(
     socket: Socket,
-    requestHead: string,
+    requestHead: Buffer,
     expectedAccept: string,
     timeoutMs: number,
     resolve: (result: AttemptResult) => void,
@@ -147,9 +148,7 @@ function onConnect(this: AttemptSocket): void {
   const attempt = this[kAttempt];
   if (attempt === undefined) return;
   attempt.connected = true;
-  // node's parser decodes header bytes as latin1; encoding back as latin1 forwards them byte-exact
-  // (the default utf8 would turn one obs-text byte such as 0xE9 into two).
-  writeChunk(this, directWriteFd(this), Buffer.from(attempt.requestHead, 'latin1'));
+  writeChunk(this, directWriteFd(this), attempt.requestHead);
 }
 
 function onData(this: AttemptSocket, chunk: Buffer): void {
