@@ -193,6 +193,14 @@ export class FrameScanner {
     return this.state === S_HEADER;
   }
 
+  /**
+   * Stream position of the current frame's first header byte. A frame presented again after an observer stop has
+   * the same position, so an observer can tell a second look at a frame from a new frame.
+   */
+  get frameStart(): number {
+    return this.frameAbs;
+  }
+
   /** True once a violation stopped the scanner for good. */
   get failed(): boolean {
     return this.state === S_FAILED;

@@ -1,5 +1,6 @@
 // One timer for all tunnels instead of one per tunnel: advances the coarse clock, closes tunnels idle for longer
-// than the route allows (idleness counts data messages, not pings), and drives keepalive pings.
+// than the route allows (idleness counts data messages, not pings), drives keepalive pings, and ends close
+// handshakes the second peer never answers.
 
 import { CLOSE_CODES } from './close-frame.js';
 import { coarseClock, type Tunnel } from './tunnel.js';
@@ -34,7 +35,10 @@ export class TunnelSweeper {
     const now = performance.now();
     coarseClock.nowMs = now;
     for (const t of this.tunnels) {
-      if (t.closing) continue;
+      if (t.closing) {
+        if (t.closeReplyOverdue(now)) t.abort('close_reply_timeout', 'proxy');
+        continue;
+      }
       // Activity is stamped with the coarse clock, up to one period behind: allow for it so no tunnel closes early.
       if (t.idleMs > 0 && now - t.lastActivityMs > t.idleMs + this.periodMs) {
         t.closeWithCode(CLOSE_CODES.GOING_AWAY, 'idle timeout');

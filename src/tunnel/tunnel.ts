@@ -28,6 +28,12 @@ import { TokenBucket } from './token-bucket.js';
 export const TEARDOWN_LINGER_MS = 5000;
 /** How long a close frame may wait for the frame in flight to finish before the TCP connection is cut instead. */
 export const CLOSE_FRAME_DEADLINE_MS = 2000;
+/**
+ * How long the other peer has to answer a close frame that went through with its own (or timeouts.idle, if
+ * shorter); after it, both connections are closed. Without it, a peer that never answers nor closes would keep
+ * the tunnel forever.
+ */
+export const CLOSE_REPLY_TIMEOUT_MS = 5000;
 /** Payload of the proxy's own keepalive pings; pongs carrying it are absorbed, all others pass. */
 export const KEEPALIVE_PAYLOAD = Buffer.from('wsgate-keepalive');
 
@@ -37,6 +43,8 @@ const STOP_TOO_BIG = 101;
 const STOP_ABSORB = 102;
 const STOP_ABSORBED = 103;
 const STOP_THROTTLE = 104;
+/** The source's close frame has been seen: it goes through, and nothing after it (§5.5.1). */
+const STOP_CLOSE = 105;
 
 const kTunnel = Symbol('wsgate.tunnel');
 type TunnelSocket = Socket & { [kTunnel]?: Tunnel };
@@ -145,6 +153,13 @@ class Pump implements FrameObserver {
   reinject: Buffer | undefined = undefined;
   /** When the chunk being scanned arrived (read once, on its first frame that needs a bucket; 0: not yet). */
   chunkTime = 0;
+  /**
+   * Stream positions (FrameScanner.frameStart) of frames this pump has already charged or counted: a frame
+   * stopped for a throttle or a pong cut is presented again, and must not pay or count twice.
+   */
+  rescanAt = -1;
+  messageChargedAt = -1;
+  controlChargedAt = -1;
 
   constructor(tunnel: Tunnel, source: Socket, dest: Socket, fromClient: boolean, options: TunnelOptions) {
     this.tunnel = tunnel;
@@ -161,6 +176,11 @@ class Pump implements FrameObserver {
       protocol === 'off'
         ? SCAN_OFF
         : (protocol === 'strict' ? SCAN_STRICT : SCAN_LENIENT) | (options.rsv1Allowed ? SCAN_RSV1 : 0);
+  }
+
+  /** Whether the proxy itself holds `source` back: throttled, or waiting for `dest` to drain. */
+  readingHeld(): boolean {
+    return this.throttleTimer !== undefined || this.held !== undefined || this.dest.writableNeedDrain;
   }
 
   /** Whether a frame may be written to `dest` now: never without scanning, always before the first byte. */
@@ -220,13 +240,15 @@ class Pump implements FrameObserver {
         continue;
       }
       if (rc === STOP_ABSORBED) {
-        this.dropping = false;
-        if (this.reinject !== undefined) {
-          this.write(this.reinject);
-          this.reinject = undefined;
-        }
+        this.endAbsorb();
         offset = scanner.resumeOffset;
         continue;
+      }
+      if (rc === STOP_CLOSE) {
+        // The close frame goes through; whatever follows it is read and dropped (so the peer's FIN is still seen).
+        if (!this.dropping) this.forward(chunk, offset, stop);
+        this.halted = true;
+        break;
       }
       if (rc === STOP_THROTTLE) {
         // Forward up to the frame over the limit, keep the rest and stop reading for a while. The rest is a view
@@ -250,7 +272,11 @@ class Pump implements FrameObserver {
     }
   }
 
-  /** While a close frame waits: forward only up to the end of the frame in flight, then send the close. */
+  /**
+   * While a close frame waits: forward only up to the end of the frame in flight, then send the close. Rate limits
+   * do not apply to that frame (the connection is ending; onFrameHeader), size limits and violations do: a frame
+   * that breaks one is cut where it stands, and as no close frame can follow a cut frame, the TCP close ends it.
+   */
   private pushUntilBoundary(chunk: Buffer, scanner: FrameScanner): void {
     let offset = 0;
     while (offset < chunk.length) {
@@ -258,16 +284,36 @@ class Pump implements FrameObserver {
       if (left === 0) break;
       // A header still arriving (-1): feed it a byte at a time (at most 14) until its length is known.
       const take = left < 0 ? 1 : Math.min(left, chunk.length - offset);
-      scanner.scan(chunk, offset, offset + take);
-      if (scanner.failed) {
+      const rc = scanner.scan(chunk, offset, offset + take);
+      if (rc !== 0 && rc !== STOP_ABSORBED && rc !== STOP_CLOSE) {
         this.halted = true;
-        this.tunnel.abort('violation_while_closing', 'proxy');
+        this.pendingClose = undefined;
+        this.closedToDest = true;
+        this.tunnel.maybeEndSockets();
         return;
       }
       if (!this.dropping) this.forward(chunk, offset, offset + take);
       offset += take;
+      if (rc === STOP_ABSORBED) this.endAbsorb();
+      if (rc === STOP_CLOSE) {
+        // The peer closed first: its close frame is the one this direction carries, ours is not sent.
+        this.halted = true;
+        this.pendingClose = undefined;
+        this.closedToDest = true;
+        this.tunnel.closeFramePassed(this);
+        return;
+      }
     }
     if (scanner.atFrameBoundary) this.flushPendingClose();
+  }
+
+  /** Our pong has been dropped: forward again, and put back a foreign pong that was cut out in its place. */
+  private endAbsorb(): void {
+    this.dropping = false;
+    if (this.reinject !== undefined) {
+      this.write(this.reinject);
+      this.reinject = undefined;
+    }
   }
 
   private forward(chunk: Buffer, start: number, end: number): void {
@@ -366,19 +412,23 @@ class Pump implements FrameObserver {
   onFrameHeader(s: FrameScanner): number {
     const opcode = s.opcode;
     const limits = this.limits;
+    // The frame in flight while our close waits is the connection's last: rate limits and pong cuts no longer apply.
+    const closing = this.pendingClose !== undefined;
     if (opcode >= 8) {
-      if (limits.controlFramesPerSecond !== Number.POSITIVE_INFINITY) {
-        this.controlBucket ??= new TokenBucket(
-          limits.controlFramesPerSecond,
-          Math.max(1, limits.controlFramesPerSecond),
-        );
-        const rc = this.allow(this.controlBucket, 1, 'control_frames_per_second', this.now());
-        if (rc !== 0) return rc;
-      }
-      if (opcode === OPCODE_PONG && this.expectPong && s.payloadLength === KEEPALIVE_PAYLOAD.length) {
+      if (opcode === OPCODE_PONG && this.expectPong && s.payloadLength === KEEPALIVE_PAYLOAD.length && !closing) {
+        // Likely the answer to our keepalive ping (onControlFrame checks the payload): not the peer's own traffic,
+        // so it costs no control-frame token.
         if (this.passNextPong) this.passNextPong = false;
-        else if (!this.dropping) return STOP_ABSORB;
+        else if (!this.dropping) return this.stopToSeeAgain(s, STOP_ABSORB);
+        return 0;
       }
+      // A close frame ends the connection whatever the rate: it never pays (a flood of them is impossible).
+      if (opcode === OPCODE_CLOSE || closing || limits.controlFramesPerSecond === Number.POSITIVE_INFINITY) return 0;
+      if (this.controlChargedAt === s.frameStart) return 0;
+      this.controlBucket ??= new TokenBucket(limits.controlFramesPerSecond, Math.max(1, limits.controlFramesPerSecond));
+      const rc = this.allow(this.controlBucket, 1, 'control_frames_per_second', this.now());
+      if (rc !== 0) return this.stopToSeeAgain(s, rc);
+      this.controlChargedAt = s.frameStart;
       return 0;
     }
     if (s.messageBytes > limits.maxMessageBytes) {
@@ -391,20 +441,32 @@ class Pump implements FrameObserver {
       this.tunnel.hooks.limitExceeded(this.tunnel, 'max_frames_per_message', 'close');
       return STOP_LIMIT;
     }
-    const countMessage = s.messageFrames === 1 && limits.messagesPerSecond !== Number.POSITIVE_INFINITY;
+    if (closing) return 0;
+    const countMessage =
+      s.messageFrames === 1 &&
+      limits.messagesPerSecond !== Number.POSITIVE_INFINITY &&
+      this.messageChargedAt !== s.frameStart;
     const countBytes = s.payloadLength > 0 && limits.bytesPerSecond !== Number.POSITIVE_INFINITY;
     if (!countMessage && !countBytes) return 0;
     const now = this.now();
     if (countMessage) {
       this.messageBucket ??= new TokenBucket(limits.messagesPerSecond, Math.max(1, limits.burstMessages));
       const rc = this.allow(this.messageBucket, 1, 'messages_per_second', now);
-      if (rc !== 0) return rc;
+      if (rc !== 0) return this.stopToSeeAgain(s, rc);
+      // Paid: a throttle on the bytes below presents this frame again, and it must not pay twice.
+      this.messageChargedAt = s.frameStart;
     }
     if (countBytes) {
       this.byteBucket ??= new TokenBucket(limits.bytesPerSecond, Math.max(1, limits.bytesPerSecond));
-      return this.allow(this.byteBucket, s.payloadLength, 'bytes_per_second', now);
+      return this.stopToSeeAgain(s, this.allow(this.byteBucket, s.payloadLength, 'bytes_per_second', now));
     }
     return 0;
+  }
+
+  /** Notes a stop after which the scanner presents this frame again (throttle, pong cut), then returns `rc`. */
+  private stopToSeeAgain(s: FrameScanner, rc: number): number {
+    if (rc === STOP_THROTTLE || rc === STOP_ABSORB) this.rescanAt = s.frameStart;
+    return rc;
   }
 
   /** The arrival time of the chunk in hand: every frame in one read arrived at once. */
@@ -414,28 +476,37 @@ class Pump implements FrameObserver {
   }
 
   onControlFrame(s: FrameScanner): number {
-    const stats = this.tunnel.stats;
-    stats.messages[this.direction * 3 + TYPE_CONTROL]!++;
     const opcode = s.opcode;
+    if (opcode === OPCODE_PONG && this.dropping) {
+      // Cut out of the stream: ours is the proxy's own business, a foreign one goes back in its place.
+      const payload = s.controlPayload;
+      if (payload?.equals(KEEPALIVE_PAYLOAD)) this.pongArrived();
+      else {
+        this.countControl();
+        this.reinject = encodePong(payload ?? Buffer.alloc(0), this.fromClient);
+      }
+      return STOP_ABSORBED;
+    }
+    this.countControl();
     if (opcode === OPCODE_CLOSE) {
       if (this.closeCodeSeen === 0) {
         const payload = s.controlPayload;
         this.closeCodeSeen = (payload && parseClosePayload(payload)?.code) || CLOSE_CODES.NO_STATUS;
       }
-      return 0;
+      return STOP_CLOSE;
     }
-    if (opcode === OPCODE_PONG && this.dropping) {
-      const payload = s.controlPayload;
-      if (payload?.equals(KEEPALIVE_PAYLOAD)) {
-        this.expectPong = false;
-        this.tunnel.pongReceived();
-      } else {
-        // Someone else's pong of the same length: put it back where it was.
-        this.reinject = encodePong(payload ?? Buffer.alloc(0), this.fromClient);
-      }
-      return STOP_ABSORBED;
-    }
+    // Our pong passed through (its header straddled two reads, so it could not be cut out): still the answer.
+    if (opcode === OPCODE_PONG && this.expectPong && s.controlPayload?.equals(KEEPALIVE_PAYLOAD)) this.pongArrived();
     return 0;
+  }
+
+  private countControl(): void {
+    this.tunnel.stats.messages[this.direction * 3 + TYPE_CONTROL]!++;
+  }
+
+  private pongArrived(): void {
+    this.expectPong = false;
+    this.tunnel.pongReceived();
   }
 
   onMessageEnd(s: FrameScanner): number {
@@ -445,8 +516,11 @@ class Pump implements FrameObserver {
     return 0;
   }
 
-  onViolation(_s: FrameScanner, code: number): number {
-    this.tunnel.hooks.violation(this.tunnel, this.fromClient, VIOLATION_KIND[code] ?? 'unknown');
+  onViolation(s: FrameScanner, code: number): number {
+    // A frame presented again after a throttle was counted on its first pass (lenient mode lets it through).
+    if (s.frameStart !== this.rescanAt) {
+      this.tunnel.hooks.violation(this.tunnel, this.fromClient, VIOLATION_KIND[code] ?? 'unknown');
+    }
     return 0;
   }
 
@@ -497,6 +571,8 @@ export class Tunnel {
   lastPingMs: number;
   /** First reason recorded wins: it is what the close log line and metrics report. */
   reason: string | undefined;
+  /** Coarse time the close began (the first reason was recorded). */
+  closingSinceMs = 0;
   initiator: CloseInitiator = 'proxy';
   /** Close code sent by the proxy (0 if it sent none). */
   proxyCloseCode = 0;
@@ -540,10 +616,13 @@ export class Tunnel {
     backend.on('close', onClose);
   }
 
-  /** Starts the pumps, after the 101 and any early bytes have been written. */
+  /**
+   * Starts the pumps, after the 101 and any early bytes have been written. A pump that early bytes already
+   * throttled or filled its writer stays paused: its timer or its writer's drain resumes it.
+   */
   start(): void {
-    this.client.resume();
-    this.backend.resume();
+    if (!this.c2b.readingHeld()) this.client.resume();
+    if (!this.b2c.readingHeld()) this.backend.resume();
   }
 
   /** Forwards bytes that arrived with the handshake (frames glued to the 101 or to the request). */
@@ -615,6 +694,8 @@ export class Tunnel {
     if (this.ending) return;
     if (this.pingSentMs !== 0) {
       if (nowMs - this.pingSentMs < settings.timeoutMs) return;
+      // A peer the proxy is not reading (throttled, or its writer full) may have answered behind what it sent.
+      if ((this.c2b.expectPong && this.c2b.readingHeld()) || (this.b2c.expectPong && this.b2c.readingHeld())) return;
       const clientSilent = this.c2b.expectPong;
       const peer = clientSilent ? 'client' : 'backend';
       this.hooks.keepaliveTimeout(this, peer);
@@ -744,6 +825,21 @@ export class Tunnel {
     if (this.reason !== undefined) return;
     this.reason = reason;
     this.initiator = initiator;
+    this.closingSinceMs = coarseClock.nowMs;
+  }
+
+  /**
+   * One peer's close frame went through and the other has not answered within CLOSE_REPLY_TIMEOUT_MS (or the idle
+   * timeout, if shorter), nor closed its connection; called by the sweeper. (Every other ending is bounded by its
+   * own deadline or linger timer.)
+   */
+  closeReplyOverdue(nowMs: number): boolean {
+    if (this.ending || this.reason === undefined) return false;
+    const waiting =
+      (this.c2b.closedToDest && !this.b2c.closedToDest) || (this.b2c.closedToDest && !this.c2b.closedToDest);
+    if (!waiting) return false;
+    const limit = this.idleMs > 0 ? Math.min(this.idleMs, CLOSE_REPLY_TIMEOUT_MS) : CLOSE_REPLY_TIMEOUT_MS;
+    return nowMs - this.closingSinceMs > limit;
   }
 
   /** Half-closes both sockets so queued bytes still flush; whatever is left after the linger is destroyed. */
@@ -776,11 +872,11 @@ function onBackendRead(this: TunnelSocket, nread: number, buffer: Buffer): void 
   this[kTunnel]!.b2c.push(buffer.subarray(0, nread));
 }
 
-/** The writer drained: let its peer read again, unless that reader is throttled or halted. */
+/** The writer drained: let its peer read again, unless that reader is throttled. (A halted reader is read and dropped.) */
 function onDrain(this: TunnelSocket): void {
   const t = this[kTunnel]!;
   const pump = this === t.client ? t.b2c : t.c2b;
-  if (!pump.halted && pump.throttleTimer === undefined && !pump.source.destroyed) pump.source.resume();
+  if (pump.throttleTimer === undefined && !pump.source.destroyed) pump.source.resume();
 }
 
 function onEnd(this: TunnelSocket): void {

@@ -639,6 +639,27 @@ describe('observer stops', () => {
     expect(s.bytes).toBe(a.length + b.length);
   });
 
+  it('a frame presented again after a stop has the same frameStart, in one chunk and across chunks', () => {
+    const starts: number[] = [];
+    let stops = 2;
+    const observer: FrameObserver = {
+      onFrameHeader: (sc) => {
+        starts.push(sc.frameStart);
+        return sc.opcode === 2 && stops-- > 0 ? 100 : 0;
+      },
+      onControlFrame: () => 0,
+      onMessageEnd: () => 0,
+    };
+    const s = scannerWith({ fromClient: false }, observer);
+    const first = Buffer.concat([a, b.subarray(0, 3)]);
+    const second = b.subarray(3);
+    expect(s.scan(first)).toBe(0);
+    expect(s.scan(second)).toBe(100);
+    expect(s.scan(second, s.resumeOffset)).toBe(100);
+    expect(s.scan(second, s.resumeOffset)).toBe(0);
+    expect(starts).toEqual([0, a.length, a.length, a.length]);
+  });
+
   it('a code from onMessageEnd stops just past the frame, at a boundary where a close can be written', () => {
     let ends = 0;
     const observer: FrameObserver = {
