@@ -5,6 +5,7 @@ import { stringify } from 'yaml';
 import { parseConfig } from '../../src/config/load.js';
 import { Gateway } from '../../src/gateway.js';
 import { Metrics } from '../../src/observe/metrics.js';
+import { waitFor } from './wait.js';
 
 export interface TestGateway {
   readonly gateway: Gateway;
@@ -29,6 +30,17 @@ export function simpleConfig(backends: readonly string[], extra: ConfigObject = 
     timeouts: { handshake: '2s', idle: '60s', drain: '2s' },
     ...extra,
   };
+}
+
+/** simpleConfig whose one route ('main', path '/') carries `route`'s settings (protocol, limits, keepalive…). */
+export function routeConfig(
+  backends: readonly string[],
+  route: ConfigObject = {},
+  extra: ConfigObject = {},
+): ConfigObject {
+  const config = simpleConfig(backends, extra);
+  config.routes = [{ name: 'main', match: { path: '/' }, pool: 'main', ...route }];
+  return config;
 }
 
 /**
@@ -86,4 +98,16 @@ export function metricValue(text: string, name: string, labels: Record<string, s
     total = (total ?? 0) + value;
   }
   return total;
+}
+
+/** Nothing left behind: gauge, admission slots, tunnel set. */
+export async function expectNoLeaks(gw: TestGateway): Promise<void> {
+  await waitFor(
+    async () =>
+      metricValue(await gw.metrics(), 'wsgate_connections_active') === 0 &&
+      gw.gateway.admission.active === 0 &&
+      gw.gateway.tunnels.size === 0,
+    8000,
+    'gauges, admission and tunnels back at 0',
+  );
 }

@@ -8,7 +8,7 @@ import WebSocket, { WebSocketServer } from 'ws';
 import { startEchoBackend, startRawBackend, type TestBackend } from '../helpers/backends.js';
 import { type Cleanup, runCleanups } from '../helpers/cleanups.js';
 import { afterHead, closeCodeIn, frame, parseFrames } from '../helpers/frames.js';
-import { type ConfigObject, metricValue, simpleConfig, startGateway, type TestGateway } from '../helpers/gateway.js';
+import { type ConfigObject, metricValue, routeConfig, startGateway, type TestGateway } from '../helpers/gateway.js';
 import { switchingProtocols } from '../helpers/hostile-backends.js';
 import { rawUpgrade, readUntilClose, SAMPLE_ACCEPT, upgradeRequest } from '../helpers/raw-client.js';
 import { waitFor } from '../helpers/wait.js';
@@ -26,9 +26,7 @@ async function echoBackend(options: { welcome?: boolean; perMessageDeflate?: boo
 }
 
 async function gateway(backends: string[], route: ConfigObject = {}, extra: ConfigObject = {}): Promise<TestGateway> {
-  const config = simpleConfig(backends, extra);
-  config.routes = [{ name: 'main', match: { path: '/' }, pool: 'main', ...route }];
-  const gw = await startGateway(config);
+  const gw = await startGateway(routeConfig(backends, route, extra));
   cleanups.push(() => gw.stop());
   return gw;
 }

@@ -10,7 +10,14 @@ import { type RawBackend, startEchoBackend, startRawBackend } from '../helpers/b
 import { spawnGateway } from '../helpers/child-gateway.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
 import { afterHead, closeCodeIn, frame, frameHeader, parseFrames } from '../helpers/frames.js';
-import { type ConfigObject, metricValue, simpleConfig, startGateway, type TestGateway } from '../helpers/gateway.js';
+import {
+  type ConfigObject,
+  expectNoLeaks,
+  metricValue,
+  simpleConfig,
+  startGateway,
+  type TestGateway,
+} from '../helpers/gateway.js';
 import { switchingProtocols } from '../helpers/hostile-backends.js';
 import {
   closesWithin,
@@ -35,18 +42,6 @@ async function rawBackend(respond: Parameters<typeof startRawBackend>[0]): Promi
   const b = await startRawBackend(respond);
   cleanups.push(() => b.close());
   return b;
-}
-
-/** Nothing left behind: gauge, admission slots, tunnel set. */
-async function expectNoLeaks(gw: TestGateway): Promise<void> {
-  await waitFor(
-    async () =>
-      metricValue(await gw.metrics(), 'wsgate_connections_active') === 0 &&
-      gw.gateway.admission.active === 0 &&
-      gw.gateway.tunnels.size === 0,
-    8000,
-    'gauges, admission and tunnels back at 0',
-  );
 }
 
 function collect(res: RawResponse): { bytes: () => Buffer; closed: Promise<Buffer> } {

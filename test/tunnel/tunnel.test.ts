@@ -9,7 +9,14 @@ import WebSocket from 'ws';
 import { type RawBackend, startEchoBackend, startRawBackend, type TestBackend } from '../helpers/backends.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
 import { afterHead, closeCodeIn, frame, parseFrames } from '../helpers/frames.js';
-import { type ConfigObject, metricValue, simpleConfig, startGateway, type TestGateway } from '../helpers/gateway.js';
+import {
+  type ConfigObject,
+  expectNoLeaks,
+  metricValue,
+  routeConfig,
+  startGateway,
+  type TestGateway,
+} from '../helpers/gateway.js';
 import { switchingProtocols } from '../helpers/hostile-backends.js';
 import { rawUpgrade, sendRequest, upgradeRequest } from '../helpers/raw-client.js';
 import { delay, waitFor } from '../helpers/wait.js';
@@ -17,9 +24,7 @@ import { delay, waitFor } from '../helpers/wait.js';
 const cleanups = cleanupAfterEach();
 
 async function gateway(backends: string[], route: ConfigObject = {}, extra: ConfigObject = {}): Promise<TestGateway> {
-  const config = simpleConfig(backends, extra);
-  config.routes = [{ name: 'main', match: { path: '/' }, pool: 'main', ...route }];
-  const gw = await startGateway(config);
+  const gw = await startGateway(routeConfig(backends, route, extra));
   cleanups.push(() => gw.stop());
   return gw;
 }
@@ -56,17 +61,6 @@ async function rawClient(port: number) {
   cleanups.push(() => res.socket.destroy());
   const closed = new Promise<Buffer>((resolve) => res.socket.once('close', () => resolve(Buffer.concat(chunks))));
   return { socket: res.socket, received: () => Buffer.concat(chunks), closed };
-}
-
-async function noLeaks(gw: TestGateway): Promise<void> {
-  await waitFor(
-    async () =>
-      metricValue(await gw.metrics(), 'wsgate_connections_active') === 0 &&
-      gw.gateway.admission.active === 0 &&
-      gw.gateway.tunnels.size === 0,
-    8000,
-    'gauges, admission and tunnels back at 0',
-  );
 }
 
 const close1000 = () => frame(8, Buffer.from([0x03, 0xe8]));
@@ -255,7 +249,7 @@ describe('what operators see', () => {
     expect(echoed.payload).toEqual(Buffer.concat([Buffer.alloc(400, 1), Buffer.alloc(600, 2)]));
     c.socket.write(Buffer.concat([frame(2, Buffer.alloc(400, 1), { fin: false }), frame(0, Buffer.alloc(601, 2))]));
     expect(closeCodeIn(await c.closed)).toBe(1009);
-    await noLeaks(gw);
+    await expectNoLeaks(gw);
     const text = await gw.metrics();
     expect(metricValue(text, 'wsgate_closes_total', { code: '1009', initiator: 'proxy' })).toBe(1);
     expect(metricValue(text, 'wsgate_messages_total', { direction: 'client_to_backend', type: 'binary' })).toBe(1);
@@ -333,7 +327,7 @@ describe('payload integrity under throttling (shared read buffer)', () => {
       expect(mine?.length).toBe(stream.length);
       expect(mine?.equals(stream)).toBe(true);
     }
-    await noLeaks(gw);
+    await expectNoLeaks(gw);
     const text = await gw.metrics();
     expect(metricValue(text, 'wsgate_limit_exceeded_total', { action: 'throttle' })).toBeGreaterThan(0);
     expect(metricValue(text, 'wsgate_closes_total', { code: '1000', initiator: 'client' })).toBe(2);
@@ -392,7 +386,7 @@ describe('endings', () => {
     // Neither peer closes TCP. timeouts.idle is 300 ms; the teardown linger is 5 s. Give it 3 s.
     const ended = await Promise.race([c.closed.then(() => true), delay(3000).then(() => false)]);
     expect(ended).toBe(true);
-    await noLeaks(gw);
+    await expectNoLeaks(gw);
   });
 
   it('a backend close frame split into single bytes, then FIN: client gets it byte-exact, metric has its code', async () => {
@@ -409,7 +403,7 @@ describe('endings', () => {
     const c = await rawClient(gw.port);
     const all = await c.closed;
     expect(all.equals(Buffer.concat([frame(1, 'last words', { masked: false }), closeFrame]))).toBe(true);
-    await noLeaks(gw);
+    await expectNoLeaks(gw);
     const text = await gw.metrics();
     expect(metricValue(text, 'wsgate_closes_total', { code: '4000', initiator: 'backend' })).toBe(1);
     expect(metricValue(text, 'wsgate_messages_total', { direction: 'backend_to_client', type: 'text' })).toBe(1);
