@@ -12,6 +12,14 @@ const duration = z.union([z.number(), z.string()]).transform((v, ctx) => {
   return z.NEVER;
 });
 
+/** A duration of at least `minMs`: timeouts and intervals where 0 would mean "at once" or "in a tight loop". */
+function durationAtLeast(minMs: number, why: string) {
+  return duration.refine((ms) => ms >= minMs, { message: why });
+}
+const positiveDuration = durationAtLeast(1, 'must be more than 0');
+/** Probes every few ms would be a load of their own on backends and nameservers. */
+const probeInterval = durationAtLeast(100, 'must be at least 100ms');
+
 const size = z.union([z.number(), z.string()]).transform((v, ctx) => {
   const bytes = parseSize(v);
   if (typeof bytes === 'number') return bytes;
@@ -63,8 +71,8 @@ const perConnectionSchema = z.strictObject({
 });
 
 const keepaliveSchema = z.strictObject({
-  interval: duration,
-  timeout: duration.default(10_000),
+  interval: positiveDuration,
+  timeout: positiveDuration.default(10_000),
   peers: z.enum(['client', 'backend', 'both']).default('both'),
 });
 
@@ -124,8 +132,8 @@ const hashKey = z.string().transform((text, ctx) => {
 /** Active checks: an HTTP GET (2xx = pass) or, with `websocket`, a full upgrade and close on `path`. */
 const healthCheckSchema = z.strictObject({
   path: z.string().startsWith('/', 'must start with "/"').default('/'),
-  interval: duration.default(5000),
-  timeout: duration.default(2000),
+  interval: probeInterval.default(5000),
+  timeout: positiveDuration.default(2000),
   healthyThreshold: z.number().int().min(1).max(100).default(2),
   unhealthyThreshold: z.number().int().min(1).max(100).default(3),
   websocket: z.boolean().default(false),
@@ -145,7 +153,7 @@ const discoverySchema = z.strictObject({
   port: port.min(1),
   /** wss: discovered backends are dialled with TLS, verified as pools.NAME.tls says (the name: the dns name). */
   scheme: z.enum(['ws', 'wss']).default('ws'),
-  interval: duration.default(10_000),
+  interval: probeInterval.default(10_000),
   nameservers: z.array(z.string().min(1)).min(1).optional(),
 });
 
@@ -196,7 +204,7 @@ export const configSchema = z.strictObject({
     .default({ maxConnections: 50_000, maxConnectionsPerIp: 1000 }),
   timeouts: z
     .strictObject({
-      handshake: duration.default(5000),
+      handshake: positiveDuration.default(5000),
       idle: duration.default(60_000),
       drain: duration.default(30_000),
     })

@@ -20,14 +20,23 @@ function splitQuantity(text: string): { value: number; unit: string } | undefine
   return { value: Number(m[1]), unit: (m[2] ?? '').toLowerCase() };
 }
 
+/** The longest a Node timer waits (2^31−1 ms, about 24.8 days): a longer delay would fire after 1 ms. */
+export const MAX_DURATION_MS = 2 ** 31 - 1;
+
 export function parseDuration(input: number | string): number | { error: string } {
+  let ms: number;
   if (typeof input === 'number') {
-    return Number.isFinite(input) && input >= 0 ? input : { error: 'must be a non-negative duration' };
+    if (!Number.isFinite(input) || input < 0) return { error: 'must be a non-negative duration' };
+    ms = input;
+  } else {
+    const q = splitQuantity(input);
+    const factor = q && (q.unit === '' ? 1 : DURATION_MS[q.unit]);
+    if (!q || factor === undefined) return { error: `"${input}" is not a duration (use e.g. 250ms, 5s, 2m, 1h)` };
+    ms = Math.round(q.value * factor);
   }
-  const q = splitQuantity(input);
-  const factor = q && (q.unit === '' ? 1 : DURATION_MS[q.unit]);
-  if (!q || factor === undefined) return { error: `"${input}" is not a duration (use e.g. 250ms, 5s, 2m, 1h)` };
-  return Math.round(q.value * factor);
+  if (ms > MAX_DURATION_MS)
+    return { error: `must be at most ${MAX_DURATION_MS}ms (about 24.8 days, the longest a timer waits)` };
+  return ms;
 }
 
 export function parseSize(input: number | string): number | { error: string } {

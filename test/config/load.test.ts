@@ -172,6 +172,31 @@ describe('errors name file, line, column and key path', () => {
     expect(issue?.message).toBe('environment variable NOPE is not set');
   });
 
+  it('durations a timer cannot wait are refused (Node fires anything above 2^31-1 ms after 1 ms)', () => {
+    const [issue] = issuesOf(VALID.replace('handshake: 250ms', 'handshake: 30d'));
+    expect(issue).toMatchObject({ line: 18, path: 'timeouts.handshake' });
+    expect(issue?.message).toContain('must be at most 2147483647ms');
+    expect(parseConfig(VALID.replace('idle: 2m', 'idle: 24d'), FILE).timeouts.idleMs).toBe(24 * 86_400_000);
+  });
+
+  it('zero where it would mean "at once" or "in a tight loop" is refused; idle 0 (never) is not', () => {
+    const [handshake] = issuesOf(VALID.replace('handshake: 250ms', 'handshake: 0'));
+    expect(handshake).toMatchObject({ path: 'timeouts.handshake', message: 'must be more than 0' });
+    const withCheck = (interval: string) =>
+      VALID.replace(
+        '    balanceFactor: 1.25\n',
+        `    balanceFactor: 1.25\n    healthCheck: { path: /health, interval: ${interval} }\n`,
+      );
+    const [check] = issuesOf(withCheck('0'));
+    expect(check).toMatchObject({
+      line: 12,
+      path: 'pools.chat.healthCheck.interval',
+      message: 'must be at least 100ms',
+    });
+    expect(parseConfig(withCheck('100ms'), FILE).pools.get('chat')?.healthCheck?.intervalMs).toBe(100);
+    expect(parseConfig(VALID.replace('idle: 2m', 'idle: 0'), FILE).timeouts.idleMs).toBe(0);
+  });
+
   it('reports every problem at once', () => {
     const issues = issuesOf(VALID.replace('port: 8080', 'port: -1').replace('idle: 2m', 'idle: soon'));
     expect(issues.length).toBe(2);
