@@ -121,6 +121,7 @@ export class Gateway implements ProxyContext {
     this.log = options.log ?? createLogger(config.log.level);
     this.metrics = options.metrics ?? new Metrics();
     this.runtime = new Runtime(config, this.metrics, this.log);
+    this.metrics.trackConfigured(() => this.runtime.configuredBackendKeys());
     this.serveAdmin = options.admin !== false;
     this.generation = options.generation ?? 1;
     this.ops = this.serveAdmin ? new OpsMetrics(this.metrics.registry) : undefined;
@@ -423,6 +424,9 @@ export class Gateway implements ProxyContext {
       isOpen: (t) => this.tunnels.has(t),
       told: this.toldToGoAway,
       late: () => this.tunnels,
+      // An admission slot is held from the accepted upgrade to the tunnel's end: those without a tunnel yet are
+      // handshakes in flight.
+      inFlight: () => this.admission.active - this.tunnels.size,
     });
     // Background drains (removed routes) share the tunnel set: whatever they still hold is gone too.
     let destroyed = result.destroyed;

@@ -97,6 +97,8 @@ export class BackendChildren {
   total = 0;
   /** `total` as of the last scrape. */
   publishedTotal = 0;
+  /** Its series were withdrawn (the backend left, no tunnel was open): whoever holds it must ask for new ones. */
+  withdrawn = false;
   constructor(route: string, pool: string, backend: string, handshakeTimes: HandshakeTimes) {
     this.labels = { route, pool, backend };
     this.handshakeTimes = handshakeTimes;
@@ -122,6 +124,8 @@ export class Metrics {
   /** What was already published per route, to turn running totals into counter increments. */
   private readonly published = new Map<RouteStats, { bytes: Float64Array; messages: Float64Array }>();
   private readonly backendChildren = new Map<string, BackendChildren>();
+  /** Keys (backendKey) of the (route, pool, backend) triples configured now; undefined: keep every series. */
+  private configured: (() => ReadonlySet<string>) | undefined;
   private readonly handshakeTimes = new Map<string, HandshakeTimes>();
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
@@ -138,8 +142,9 @@ export class Metrics {
       help: 'WebSocket connections currently tunnelled.',
       labelNames: ['route', 'pool', 'backend'],
       registers,
-      collect() {
-        for (const c of children.values()) this.set(c.labels, c.active);
+      collect: () => {
+        this.withdrawDeparted();
+        for (const c of children.values()) this.connectionsActive.set(c.labels, c.active);
       },
     });
     this.connectionsTotal = new Counter({
@@ -278,9 +283,35 @@ export class Metrics {
     return s;
   }
 
+  /**
+   * Says which (route, pool, backend) triples are configured now (keys from backendKey). A triple that is not, and
+   * has no tunnel open, loses its series at the next scrape: backends come and go with DNS discovery and reloads,
+   * and their series must not pile up.
+   */
+  trackConfigured(configured: () => ReadonlySet<string>): void {
+    this.configured = configured;
+  }
+
+  private withdrawDeparted(): void {
+    if (this.configured === undefined) return;
+    const configured = this.configured();
+    const timesInUse = new Set<HandshakeTimes>();
+    for (const [key, c] of this.backendChildren) {
+      if (c.active > 0 || configured.has(key)) {
+        timesInUse.add(c.handshakeTimes);
+        continue;
+      }
+      c.withdrawn = true;
+      this.backendChildren.delete(key);
+      this.connectionsActive.remove(c.labels);
+      this.connectionsTotal.remove(c.labels);
+    }
+    for (const [key, times] of this.handshakeTimes) if (!timesInUse.has(times)) this.handshakeTimes.delete(key);
+  }
+
   /** Shared counts for a (route, pool, backend); created once, also making its series visible at 0. */
   childrenFor(route: string, pool: string, backend: string): BackendChildren {
-    const key = `${route}\u0000${pool}\u0000${backend}`;
+    const key = backendKey(route, pool, backend);
     let c = this.backendChildren.get(key);
     if (!c) {
       const timesKey = `${pool}\u0000${backend}`;
@@ -358,4 +389,9 @@ function messageSizeHistogram(stats: ReadonlyMap<string, RouteStats>) {
     return { name, help, type: 'histogram', aggregator: 'sum', values };
   };
   return { name, help, type: 'histogram', aggregator: 'sum', labelNames: ['route', 'direction'], get, reset() {} };
+}
+
+/** The key of a (route, pool, backend) triple, for Metrics.trackConfigured. */
+export function backendKey(route: string, pool: string, backend: string): string {
+  return `${route}\u0000${pool}\u0000${backend}`;
 }

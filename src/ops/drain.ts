@@ -22,6 +22,11 @@ export interface DrainOptions {
    * stopped): scanned every LATE_SCAN_MS, and what is new is drained too.
    */
   readonly late?: () => Iterable<Tunnel>;
+  /**
+   * Handshakes still waiting for a backend: the drain does not finish before they are answered (each gets its
+   * 503 or, as a late tunnel, its 1001) or the deadline passes, so a shutdown never cuts them off unanswered.
+   */
+  readonly inFlight?: () => number;
 }
 
 export const LATE_SCAN_MS = 250;
@@ -87,7 +92,7 @@ export function drainTunnels(initial: readonly Tunnel[], options: DrainOptions):
     const timer: NodeJS.Timeout = setInterval(() => {
       if (late && performance.now() - lastLateScan >= LATE_SCAN_MS) adoptLate();
       if (next < tunnels.length) sendBatch();
-      if (next >= tunnels.length && allClosed()) return finish(timer);
+      if (next >= tunnels.length && allClosed() && (options.inFlight?.() ?? 0) === 0) return finish(timer);
       if (performance.now() >= deadline) finish(timer);
     }, DRAIN_TICK_MS);
   });

@@ -6,7 +6,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import type { Config, RouteConfig } from '../config/types.js';
 import type { Logger } from '../observe/log.js';
-import type { Metrics, RouteStats } from '../observe/metrics.js';
+import { backendKey, type Metrics, type RouteStats } from '../observe/metrics.js';
 import { Pool } from '../pool/pool.js';
 import { PoolMetrics } from '../pool/pool-metrics.js';
 import { Router, type RouteSpec } from '../routing/router.js';
@@ -98,6 +98,14 @@ export class Runtime {
   keepsConnectionsOf(route: RouteRuntime): boolean {
     if (this.routes.includes(route)) return true;
     return this.routes.find((r) => r.name === route.name)?.pool === route.pool;
+  }
+
+  /** Metric keys (backendKey) of every (route, pool, backend) this runtime routes to now. */
+  configuredBackendKeys(): Set<string> {
+    const keys = new Set<string>();
+    for (const r of this.routes)
+      for (const m of r.pool.members) keys.add(backendKey(r.name, r.pool.name, m.backend.id));
+    return keys;
   }
 
   /** Stops every pool timer (health checks, discovery, rebalancing); for the final shutdown. */

@@ -93,7 +93,9 @@ export async function handleUpgrade(
       break;
     }
     pool.reportSuccess(member);
-    bindingFor(ctx, route, pool, member).children.handshakeTimes.observe((performance.now() - started) / 1000);
+    bindingFor(ctx, route, pool, member)
+      .current()
+      .handshakeTimes.observe((performance.now() - started) / 1000);
     break;
   }
   client.removeListener('end', onClientGone);
@@ -130,8 +132,9 @@ export async function handleUpgrade(
   const selected = member as Member;
   writeChunk(client, directWriteFd(client), last.head.raw);
   const binding = bindingFor(ctx, route, pool, selected);
-  binding.children.active++;
-  binding.children.total++;
+  const children = binding.current();
+  children.active++;
+  children.total++;
   const routeConfig = route.config;
   const tunnel = new Tunnel(client, backendSocket, binding, {
     stats: route.stats,
@@ -233,7 +236,8 @@ class TunnelBinding implements TunnelHooks {
   readonly route: RouteRuntime;
   readonly pool: Pool;
   readonly member: Member;
-  readonly children: BackendChildren;
+  /** Metric children of this (route, backend); see current(). */
+  private children: BackendChildren;
 
   constructor(ctx: ProxyContext, route: RouteRuntime, pool: Pool, member: Member) {
     this.ctx = ctx;
@@ -241,6 +245,17 @@ class TunnelBinding implements TunnelHooks {
     this.pool = pool;
     this.member = member;
     this.children = ctx.metrics.childrenFor(route.name, pool.name, member.backend.id);
+  }
+
+  /**
+   * The children to count in. A scrape withdraws the series of a backend that left its pool once no tunnel is
+   * open (Metrics.trackConfigured); a handshake to it that was already in flight then counts in new ones.
+   */
+  current(): BackendChildren {
+    if (this.children.withdrawn) {
+      this.children = this.ctx.metrics.childrenFor(this.route.name, this.pool.name, this.member.backend.id);
+    }
+    return this.children;
   }
 
   violation(_tunnel: Tunnel, fromClient: boolean, kind: string): void {
@@ -281,12 +296,13 @@ class TunnelBinding implements TunnelHooks {
   }
 }
 
-const bindings = new WeakMap<RouteRuntime, Map<Member, TunnelBinding>>();
+// Weak both ways: members that left a pool (DNS discovery replaces them freely) and routes of old runtimes go.
+const bindings = new WeakMap<RouteRuntime, WeakMap<Member, TunnelBinding>>();
 
 function bindingFor(ctx: ProxyContext, route: RouteRuntime, pool: Pool, member: Member): TunnelBinding {
   let byMember = bindings.get(route);
   if (!byMember) {
-    byMember = new Map();
+    byMember = new WeakMap();
     bindings.set(route, byMember);
   }
   let b = byMember.get(member);
