@@ -71,7 +71,8 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: true, uniqueKeys: true });
   const pos = (offset: number | undefined) => (offset === undefined ? undefined : lines.linePos(offset));
   const at = (offset: number | undefined, path: string, message: string): ConfigIssue => {
-    const p = pos(offset);
+    // No node to point at only when the document is empty: its first line is where the content should be.
+    const p = pos(offset ?? 0);
     return issueAt(file, p, path, message);
   };
 

@@ -78,10 +78,13 @@ const keepaliveSchema = z.strictObject({
 
 const routeSchema = z.strictObject({
   name,
-  match: z.strictObject({
-    host: z.string().min(1).optional(),
-    path: z.string().startsWith('/', 'must start with "/"').default('/'),
-  }),
+  /** Absent: any host, any path. */
+  match: z
+    .strictObject({
+      host: z.string().min(1).optional(),
+      path: z.string().startsWith('/', 'must start with "/"').default('/'),
+    })
+    .default({ path: '/' }),
   pool: name,
   origins: z.array(z.string().min(1)).optional(),
   /** strict: RFC 6455 violations close the connection; lenient: counted and passed; off: no frame scanning. */

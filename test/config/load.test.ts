@@ -197,6 +197,16 @@ describe('errors name file, line, column and key path', () => {
     expect(parseConfig(VALID.replace('idle: 2m', 'idle: 0'), FILE).timeouts.idleMs).toBe(0);
   });
 
+  it('an empty file points at its first line', () => {
+    const [issue] = issuesOf('');
+    expect(formatIssue(issue as ConfigIssue)).toBe(`${FILE}:1:1: listeners: is required`);
+  });
+
+  it('a route without match takes every host and path', () => {
+    const c = parseConfig(VALID.replace('    match: { host: Chat.Example.com, path: /chat }\n', ''), FILE);
+    expect(c.routes[0]).toMatchObject({ name: 'chat', host: undefined, pathPrefix: '/' });
+  });
+
   it('reports every problem at once', () => {
     const issues = issuesOf(VALID.replace('port: 8080', 'port: -1').replace('idle: 2m', 'idle: soon'));
     expect(issues.length).toBe(2);
