@@ -133,7 +133,8 @@ export class Gateway implements ProxyContext {
           socket.destroy();
         });
       },
-      request: (req: IncomingMessage, res: ServerResponse) => this.plainHttp.handle(this, req, res),
+      request: (req: IncomingMessage, res: ServerResponse, secure: boolean) =>
+        this.plainHttp.handle(this, req, res, secure),
       clientError: (entry: CatalogueEntry, detail: string) => {
         this.metrics.handshakeRejections.inc({ route: '', status: String(entry.status), reason: reasonLabel(entry) });
         this.log.info({ event: 'rejected', status: entry.status, code: entry.code, detail }, 'malformed request');

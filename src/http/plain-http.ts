@@ -1,41 +1,61 @@
-// Plain (non-upgrade) HTTP on a WebSocket route, e.g. Socket.IO long-polling: proxied with http-proxy-3 to the
-// backend the same hash key picks, so a client's polling and WebSocket transports land on one backend.
+// Plain (non-upgrade) HTTP on a WebSocket route, e.g. Socket.IO long-polling: proxied to the backend the same hash
+// key picks, so a client's polling and WebSocket transports land on one backend. Each request is one node:http
+// client request whose head is built like the upgrade path's (src/upstream/request.ts): the target byte-exact
+// (RFC 9110 §7.7), hop-by-hop headers dropped both ways, the forwarding headers ours. (http-proxy-3 did this before;
+// its defaults re-serialised the target through WHATWG URL, trusted the client's X-Forwarded-*, copied the client's
+// Connection into the response, and sent a chunked DELETE as Content-Length: 0 followed by the raw body, which a
+// keep-alive backend reads as a second request.)
 
-import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Agent } from 'node:http';
-import { Agent as HttpsAgent } from 'node:https';
-import { ProxyServer } from 'http-proxy-3';
+import { Agent, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
+import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
+import type { Socket } from 'node:net';
+import { pipeline } from 'node:stream';
 import type { BackendConfig, UpstreamTls } from '../config/types.js';
 import { type CatalogueEntry, Errors, reasonLabel } from '../errors.js';
 import type { ProxyContext } from '../proxy/context.js';
 import { hashKeyOf, normaliseIp } from '../routing/hash-key.js';
 import { isSuspiciousPath } from '../routing/router.js';
+import { endToEndHeaders, forwardedHeaders } from '../upstream/request.js';
 import { upstreamTlsOptions } from '../upstream/tls.js';
 
 export class PlainHttpProxy {
-  private readonly proxy: ProxyServer;
-  private readonly httpAgent = new Agent({ keepAlive: true, maxSockets: 256 });
-  private readonly httpsAgent = new HttpsAgent({ keepAlive: true, maxSockets: 256 });
+  // No maxSockets cap (node's default is none; nginx has none either). A long poll holds its backend socket until
+  // the backend answers (Socket.IO: up to pingInterval, 25 s), and a request queued behind a cap has no socket, so
+  // no timeout runs for it: with 256 polls held, the 257th request would wait as long as they do. The sockets are
+  // bounded anyway: node:http serves one request per client connection at a time, and limits.maxConnections
+  // bounds those; idle kept-alive sockets are capped by maxFreeSockets (256).
+  private readonly httpAgent = new Agent({ keepAlive: true });
+  private readonly httpsAgent = new HttpsAgent({ keepAlive: true });
   private readonly tlsAgents = new Map<UpstreamTls, HttpsAgent>();
 
-  constructor() {
-    this.proxy = new ProxyServer({ xfwd: true, proxyTimeout: 60_000 });
-  }
-
-  handle(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse): void {
+  handle(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse, secure: boolean): void {
     const url = req.url ?? '/';
     const route = ctx.runtime.router.match(req.headers.host, url);
     const ip = normaliseIp(req.socket.remoteAddress ?? '');
-    const refuse = (entry: CatalogueEntry) => {
+    const refuse = (entry: CatalogueEntry, detail?: string) => {
       ctx.metrics.handshakeRejections.inc({
         route: route?.name ?? '',
         status: String(entry.status),
         reason: reasonLabel(entry),
       });
+      (route?.log ?? ctx.log).info(
+        { event: 'rejected', status: entry.status, code: entry.code, client: ip, path: url.slice(0, 200), detail },
+        'plain HTTP request rejected',
+      );
       respond(res, entry);
     };
     if (ctx.draining) {
       refuse(Errors.SHUTTING_DOWN);
+      return;
+    }
+    // RFC 9112 §3.2: a request with no Host or several is answered 400, as on the upgrade path (validate.ts). The
+    // listener turns off node's own bare 400 for a missing Host (requireHostHeader) so that it is answered here.
+    if (countHeader(req.rawHeaders, 'host') > 1) {
+      refuse(Errors.DUPLICATE_HEADER, 'host');
+      return;
+    }
+    if (!req.headers.host) {
+      refuse(Errors.MISSING_HOST);
       return;
     }
     if (req.headers.upgrade !== undefined) {
@@ -69,26 +89,70 @@ export class PlainHttpProxy {
       return;
     }
     const b = member.backend;
-    const host = b.host.includes(':') ? `[${b.host}]` : b.host;
-    const options = b.tls ? this.httpsOptions(b, host) : { target: `http://${host}:${b.port}`, agent: this.httpAgent };
-    this.proxy.web(req, res, options, (err) => {
-      ctx.metrics.upstreamErrors.inc({ pool: pool.name, backend: b.id, reason: 'http_proxy' });
-      route.log.warn(
-        { event: 'http_proxy_error', backend: b.id, err: (err as Error).message },
-        'plain HTTP proxy error',
-      );
-      if (!res.headersSent) respond(res, Errors.UPSTREAM_CONNECT_FAILED);
-      else res.destroy();
+    const upstream = (b.tls ? httpsRequest : httpRequest)({
+      host: b.host,
+      port: b.port,
+      method: req.method,
+      path: url,
+      // An array is sent as it is (node adds only its own Connection: keep-alive): nothing merged or re-cased.
+      headers: forwardedHeaders(req, { clientAddress: ip, secure }),
+      agent: b.tls ? this.httpsAgentFor(b) : this.httpAgent,
     });
-  }
 
-  /** An https target verified like the WebSocket upstream (pools.NAME.tls: CA, name, or no verification). */
-  private httpsOptions(b: BackendConfig, host: string) {
-    return {
-      target: { protocol: 'https:', host, port: b.port },
-      secure: b.tlsOptions?.rejectUnauthorized ?? true,
-      agent: this.httpsAgentFor(b),
+    // What went wrong decides the answer and the metric, as on the upgrade path: the backend connection idle for
+    // timeouts.idle (a long poll's wait included) is 504; a failed dial 502 "connect"; a reset after it 502 "reset".
+    let connected = false;
+    let timedOut = false;
+    let done = false;
+    const fail = (err: Error) => {
+      if (done) return;
+      done = true;
+      upstream.destroy();
+      const [entry, reason] = timedOut
+        ? [Errors.UPSTREAM_TIMEOUT, 'timeout']
+        : connected
+          ? [Errors.UPSTREAM_BAD_RESPONSE, 'reset']
+          : [Errors.UPSTREAM_CONNECT_FAILED, 'connect'];
+      ctx.metrics.upstreamErrors.inc({ pool: pool.name, backend: b.id, reason });
+      route.log.warn(
+        { event: 'upstream_failed', backend: b.id, reason, detail: err.message, client: ip, path: url.slice(0, 200) },
+        'plain HTTP request to backend failed',
+      );
+      if (!res.headersSent) respond(res, entry);
+      else res.destroy();
     };
+    upstream.on('socket', (socket: Socket) => {
+      // A kept-alive socket is connected already; a new one once its TCP (and TLS) handshake is done.
+      if (!socket.connecting) connected = true;
+      else socket.once(b.tls ? 'secureConnect' : 'connect', () => (connected = true));
+    });
+    const timeoutMs = ctx.runtime.config.timeouts.idleMs;
+    upstream.setTimeout(timeoutMs, () => {
+      timedOut = true;
+      upstream.destroy(new Error(`no data from the backend for ${timeoutMs} ms`));
+    });
+    upstream.on('error', fail);
+    upstream.on('response', (answer: IncomingMessage) => {
+      res.writeHead(
+        answer.statusCode ?? 502,
+        answer.statusMessage,
+        endToEndHeaders(answer.rawHeaders, answer.headers.connection),
+      );
+      pipeline(answer, res, (err) => {
+        if (err) fail(err);
+        else done = true;
+      });
+    });
+    // The client went away (reset, or closed before the whole answer): nobody to answer, and the backend's
+    // socket, mid-exchange, cannot be reused: drop it. Not counted as a backend failure.
+    res.on('close', () => {
+      if (res.writableFinished) return;
+      done = true;
+      upstream.destroy();
+    });
+    // A client reset mid-body is seen by res 'close' above; the request stream's own error adds nothing.
+    req.on('error', ignoreClientAbort);
+    req.pipe(upstream);
   }
 
   /**
@@ -103,7 +167,6 @@ export class PlainHttpProxy {
       const tls = upstreamTlsOptions(b);
       agent = new HttpsAgent({
         keepAlive: true,
-        maxSockets: 256,
         rejectUnauthorized: tls.rejectUnauthorized,
         ...(tls.ca === undefined ? {} : { ca: tls.ca }),
         ...(tls.servername === undefined ? {} : { servername: tls.servername }),
@@ -117,8 +180,16 @@ export class PlainHttpProxy {
     this.httpAgent.destroy();
     this.httpsAgent.destroy();
     for (const agent of this.tlsAgents.values()) agent.destroy();
-    this.proxy.close();
   }
+}
+
+function ignoreClientAbort(): void {}
+
+/** How many lines of header `name` (lower-case) a request has. */
+function countHeader(raw: readonly string[], name: string): number {
+  let n = 0;
+  for (let i = 0; i < raw.length; i += 2) if ((raw[i] as string).toLowerCase() === name) n++;
+  return n;
 }
 
 function respond(res: ServerResponse, entry: CatalogueEntry): void {

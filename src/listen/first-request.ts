@@ -22,7 +22,8 @@ export interface FirstRequestHandlers {
 const kReader = Symbol('wsgate.firstRequest');
 /** performance.now() when the connection arrived. */
 const kSince = Symbol('wsgate.connectedAt');
-type WaitingSocket = Socket & { [kReader]?: FirstRequestReader; [kSince]?: number };
+/** `_httpMessage` is node:http's response in progress on the socket (internal, long-standing). */
+type WaitingSocket = Socket & { [kReader]?: FirstRequestReader; [kSince]?: number; _httpMessage?: object | null };
 
 export class FirstRequestReader {
   private readonly server: unknown;
@@ -60,7 +61,10 @@ export class FirstRequestReader {
     s.on('end', onNothingToAnswer);
   }
 
-  /** node:http produced the connection's first request (plain or upgrade): its deadline no longer applies. */
+  /**
+   * node:http read the connection's first request (plain, upgrade, or one it answers itself, such as an `Expect` it
+   * cannot meet): its deadline no longer applies.
+   */
   settled(socket: Socket): void {
     this.waiting.delete(socket as WaitingSocket);
   }
@@ -86,11 +90,15 @@ export class FirstRequestReader {
 
   check(now: number): void {
     for (const socket of this.waiting) {
-      if (socket.destroyed || !socket.writable) {
-        // Closed, or already being answered (a lingering close): nothing left to time out.
+      if (socket.destroyed || !socket.writable || socket._httpMessage) {
+        // Closed, already being answered (a lingering close), or node:http is answering a request it read, maybe
+        // without any event (400 for a missing Host under requireHostHeader, 503 past maxRequestsPerSocket):
+        // nothing left to time out.
         this.waiting.delete(socket);
       } else if (now - (socket[kSince] as number) >= this.timeoutMs) {
         this.waiting.delete(socket);
+        // A socket that sent nothing yet is still ours: bytes after the 408 must not reach onFirstData.
+        stopWatching(socket);
         this.handlers.timeout(socket);
       }
     }

@@ -64,6 +64,8 @@ export class Listener {
       connectionsCheckingInterval: checkIntervalMs,
       keepAliveTimeout: 5000,
       noDelay: true,
+      // A missing Host is answered by the proxy (400 WSG_MISSING_HOST, counted), not with node's bare 400.
+      requireHostHeader: false,
     };
     if (config.tls) {
       const { SNICallback, ...options } = tlsServerOptions(config.tls, fallbackCert).options;
@@ -81,10 +83,13 @@ export class Listener {
       this.server = createHttpServer(httpOptions);
     }
     const secure = this.secure;
+    const refuse = (socket: Duplex, entry: CatalogueEntry, detail: string) => {
+      handlers.clientError(entry, detail);
+      rejectHandshake(socket, entry);
+    };
     const badTarget = (req: UpgradeRequest, socket: Duplex): boolean => {
       if (toOriginForm(req)) return false;
-      handlers.clientError(Errors.BAD_REQUEST, `request target ${JSON.stringify((req.url ?? '').slice(0, 200))}`);
-      rejectHandshake(socket, Errors.BAD_REQUEST);
+      refuse(socket, Errors.BAD_REQUEST, `request target ${JSON.stringify((req.url ?? '').slice(0, 200))}`);
       return true;
     };
     const upgrade = (req: UpgradeRequest, socket: Duplex, head: Buffer) => {
@@ -94,20 +99,42 @@ export class Listener {
       UPGRADE_PARSER === 'wsgate'
         ? this.readFirstRequests(upgrade, handlers, handshakeTimeoutMs, checkIntervalMs)
         : undefined;
+    // node:http emits 'upgrade' as soon as the head is parsed, even while it still writes the responses to requests
+    // pipelined before it. Deferring the upgrade until they are out is safe: node has let go of the socket (no
+    // parser, its listeners removed, nobody reading), so what follows the head waits in the socket meanwhile.
+    const upgradeInTurn = (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      // node's handler for the last of those responses armed its keep-alive timeout on the socket; a tunnel has none.
+      (socket as Socket).setTimeout(0);
+      upgrade(req, socket, head);
+    };
     this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
       this.firstRequest?.settled(req.socket);
-      upgrade(req, socket, head);
+      // node removed its 'error' listener: a reset while the upgrade waits must not throw (the socket is destroyed
+      // anyway, so the upgrade is dropped).
+      if ((socket as HttpSocket)._httpMessage) socket.on('error', ignoreError);
+      inTurn(socket, null, upgradeInTurn, req, socket, head);
     });
-    this.server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-      this.firstRequest?.settled(req.socket);
+    const requestInTurn = (req: IncomingMessage, res: ServerResponse) => {
       // llhttp accepts HTTP/0.9 ("GET /path" with no version and no headers, also what a CR/LF injected into a
       // request target looks like); such a request must never be proxied as if it were HTTP/1.1.
       if (req.httpVersionMajor < 1) {
-        handlers.clientError(Errors.BAD_HTTP_VERSION, `HTTP/${req.httpVersion}`);
-        rejectHandshake(req.socket, Errors.BAD_HTTP_VERSION);
+        refuse(req.socket, Errors.BAD_HTTP_VERSION, `HTTP/${req.httpVersion}`);
         return;
       }
       if (!badTarget(req, req.socket)) handlers.request(req, res, secure);
+    };
+    this.server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      this.firstRequest?.settled(req.socket);
+      // A pipelined request is served once the responses before it are out, so nothing is proxied on a connection
+      // an earlier answer closed, and our raw refusals (reject.ts) cannot overtake them.
+      inTurn(req.socket, res, requestInTurn, req, res);
+    });
+    // node:http answers an `Expect` other than 100-continue itself (417), without 'request' or 'clientError';
+    // with this listener it is ours to answer, as node would, and the first-head deadline is settled.
+    this.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+      this.firstRequest?.settled(req.socket);
+      res.writeHead(417);
+      res.end();
     });
     // After listen(), 'error' only reports accept() failures (EMFILE/ENFILE when libuv's reserve-fd trick could
     // not shed the connection). Without a listener node would throw it and take the process down.
@@ -131,9 +158,11 @@ export class Listener {
         socket.destroy();
         return;
       }
-      const entry = clientErrorEntry(err);
-      handlers.clientError(entry, err.code ?? err.message);
-      rejectHandshake(socket, entry);
+      // A bad request pipelined behind good ones is answered (and counted) after them, not across their responses
+      // (node's own default would not answer at all once one has started), and not at all if one of them closes
+      // the connection. Until then its parser, which can only repeat the error, reads nothing more.
+      if ((socket as HttpSocket)._httpMessage) socket.pause();
+      inTurn(socket, null, refuse, socket, clientErrorEntry(err), err.code ?? err.message);
     });
   }
 
@@ -210,6 +239,31 @@ export class Listener {
     this.config = config;
   }
 }
+
+/** `_httpMessage` is node:http's response in progress on a socket (internal, long-standing); null when none is. */
+type HttpSocket = Duplex & { _httpMessage?: ServerResponse | null };
+
+/**
+ * Calls `proceed(...args)` when it is the turn of the request whose response is `own` (null for an upgrade, which
+ * has none): once node:http has written every response before it, so answers go out in request order (RFC 9112
+ * §9.3.2). node queues pipelined responses and gives the socket to the next one when the current one finishes;
+ * the finished one's 'close' follows a tick later. `proceed` never runs on a connection that can no longer answer:
+ * an earlier response closed it (`Connection: close`; §9.6: no further request is processed), we refused on it,
+ * or it is gone; whoever ended it (node after that response, reject.ts's lingering close) destroys it.
+ */
+function inTurn<Args extends unknown[]>(
+  socket: Duplex,
+  own: ServerResponse | null,
+  proceed: (...args: Args) => void,
+  ...args: Args
+): void {
+  if (socket.destroyed) return;
+  const current = (socket as HttpSocket)._httpMessage;
+  if (current && current !== own) current.once('close', () => inTurn(socket, own, proceed, ...args));
+  else if (socket.writable) proceed(...args);
+}
+
+function ignoreError(): void {}
 
 /** Accept errors come in bursts (every pending connection fails alike): one warning per second at most. */
 const ACCEPT_ERROR_REPORT_INTERVAL_MS = 1000;

@@ -1,10 +1,11 @@
-// The upgrade request a backend receives, and the parser for its answer.
+// The request head a backend receives (upgrade and plain HTTP), the headers of a plain answer, and the parser for
+// an upgrade answer.
 
 import { IncomingMessage } from 'node:http';
 import { Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { parseResponseHead } from '../../src/upstream/handshake.js';
-import { upstreamRequestHead } from '../../src/upstream/request.js';
+import { endToEndHeaders, forwardedHeaders, upstreamRequestHead } from '../../src/upstream/request.js';
 
 function request(url: string, headers: [string, string][]): IncomingMessage {
   const req = new IncomingMessage(new Socket());
@@ -47,6 +48,72 @@ describe('upstreamRequestHead', () => {
         'Forwarded: for="[2001:db8::1]";proto=https;host=chat.example.com\r\n' +
         'Connection: Upgrade\r\nUpgrade: websocket\r\n\r\n',
     );
+  });
+});
+
+describe('forwardedHeaders (plain HTTP)', () => {
+  it('keeps the body framing headers node re-frames, drops hop-by-hop ones, a lone nominated one included', () => {
+    const headers = forwardedHeaders(
+      request('/poll', [
+        ['Host', 'a.example'],
+        ['Connection', 'X-Solo'],
+        ['X-Solo', 'drop me'],
+        ['TE', 'trailers'],
+        ['Transfer-Encoding', 'chunked'],
+        ['Content-Type', 'text/plain'],
+      ]),
+      { clientAddress: '192.0.2.1', secure: false },
+    );
+    expect(headers).toEqual([
+      'Host',
+      'a.example',
+      'Transfer-Encoding',
+      'chunked',
+      'Content-Type',
+      'text/plain',
+      'X-Forwarded-For',
+      '192.0.2.1',
+      'X-Forwarded-Proto',
+      'http',
+      'X-Forwarded-Host',
+      'a.example',
+      'Forwarded',
+      'for=192.0.2.1;proto=http;host=a.example',
+    ]);
+  });
+
+  it('never drops the body framing or Host because Connection names them (an unframed body would be smuggled)', () => {
+    const headers = forwardedHeaders(
+      request('/poll', [
+        ['Host', 'a.example'],
+        ['Connection', 'content-length, transfer-encoding, host, x-hop'],
+        ['Content-Length', '30'],
+        ['X-Hop', 'drop me'],
+      ]),
+      { clientAddress: '192.0.2.1', secure: false },
+    );
+    expect(headers.slice(0, 4)).toEqual(['Host', 'a.example', 'Content-Length', '30']);
+    expect(headers).not.toContain('X-Hop');
+  });
+});
+
+describe('endToEndHeaders (a plain answer)', () => {
+  it('drops hop-by-hop headers, Transfer-Encoding and what Connection names; keeps repeats in order', () => {
+    const raw = [
+      'Set-Cookie',
+      'a=1',
+      'Connection',
+      'keep-alive, X-Backend-Hop',
+      'Keep-Alive',
+      'timeout=600',
+      'X-Backend-Hop',
+      'internal',
+      'Transfer-Encoding',
+      'chunked',
+      'Set-Cookie',
+      'b=2',
+    ];
+    expect(endToEndHeaders(raw, 'keep-alive, X-Backend-Hop')).toEqual(['Set-Cookie', 'a=1', 'Set-Cookie', 'b=2']);
   });
 });
 
