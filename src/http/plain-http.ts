@@ -114,6 +114,9 @@ export class PlainHttpProxy {
           ? [Errors.UPSTREAM_BAD_RESPONSE, 'reset']
           : [Errors.UPSTREAM_CONNECT_FAILED, 'connect'];
       ctx.metrics.upstreamErrors.inc({ pool: pool.name, backend: b.id, reason });
+      // A backend that cannot be reached counts toward its passive ejection, as on the upgrade path. A timeout does
+      // not: a long poll may rightly keep its backend quiet for as long as the backend's poll interval.
+      if (reason === 'connect') pool.reportFailure(member);
       route.log.warn(
         { event: 'upstream_failed', backend: b.id, reason, detail: err.message, client: ip, path: url.slice(0, 200) },
         'plain HTTP request to backend failed',
@@ -133,6 +136,7 @@ export class PlainHttpProxy {
     });
     upstream.on('error', fail);
     upstream.on('response', (answer: IncomingMessage) => {
+      pool.reportSuccess(member);
       res.writeHead(
         answer.statusCode ?? 502,
         answer.statusMessage,

@@ -455,6 +455,25 @@ describe('backend failures', () => {
     expect(await upstreamErrors(gw, 'connect')).toBe(1);
   });
 
+  it('connect failures count toward passive ejection, as on the upgrade path', async () => {
+    const port = await refusedPort();
+    const gw = await gatewayFor([`ws://127.0.0.1:${port}`], {
+      pools: {
+        main: {
+          hashKey: 'header:x-user-id',
+          backends: [`ws://127.0.0.1:${port}`],
+          outlier: { consecutiveFailures: 2 },
+        },
+      },
+    });
+    for (let i = 0; i < 2; i++) {
+      const res = await sendRequest(gw.port, 'GET /poll HTTP/1.1\r\nHost: localhost\r\n\r\n');
+      res.socket.destroy();
+      expect(res.status).toBe(502);
+    }
+    expect(metricValue(await gw.metrics(), 'wsgate_backend_ejections_total', { pool: 'main' })).toBe(1);
+  });
+
   it('a backend silent for timeouts.idle → 504 WSG_UPSTREAM_TIMEOUT, counted as a timeout', async () => {
     const b = await httpBackend(() => {
       /* never answers */
