@@ -6,7 +6,7 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type CatalogueEntry, Errors, reasonLabel } from '../errors.js';
 import { acceptFor } from '../handshake/accept.js';
-import { rejectHandshake, writeAndClose } from '../handshake/reject.js';
+import { rejectHandshake } from '../handshake/reject.js';
 import type { UpgradeRequest } from '../handshake/upgrade-head.js';
 import { originAllowed, validateUpgrade } from '../handshake/validate.js';
 import type { BackendChildren, Direction } from '../observe/metrics.js';
@@ -20,6 +20,7 @@ import { Tunnel, type TunnelEnd, type TunnelHooks } from '../tunnel/tunnel.js';
 import { type AttemptResult, attemptUpstream } from '../upstream/handshake.js';
 import { upstreamRequestHead } from '../upstream/request.js';
 import type { ProxyContext } from './context.js';
+import { bodyFraming, relayRefusal } from './refusal-relay.js';
 import type { RouteRuntime } from './runtime.js';
 
 export async function handleUpgrade(
@@ -124,7 +125,7 @@ export async function handleUpgrade(
   }
   if (last.kind === 'refused') {
     ctx.admission.release(ip);
-    return relayRefusal(ctx, route, client, last, ip);
+    return relayBackendRefusal(ctx, route, client, last, ip, url);
   }
 
   // Verified 101: answer the client with the backend's own head, then tunnel.
@@ -193,41 +194,26 @@ function refuse(
   rejectHandshake(client, entry, extra);
 }
 
-/** A non-101 answer goes to the client as it came, then both sockets close: nothing is ever tunnelled. */
-function relayRefusal(
+/** A non-101 answer goes to the client as it came (refusal-relay.ts), then both sockets close. */
+function relayBackendRefusal(
   ctx: ProxyContext,
   route: RouteRuntime,
   client: Socket,
   result: Extract<AttemptResult, { kind: 'refused' }>,
   ip: string,
+  url: string,
 ): void {
+  const framing = bodyFraming(result.head);
+  if (framing.kind === 'invalid') {
+    // RFC 9112 §6.3: a proxy must not guess where such a body ends; it answers 502 instead.
+    result.socket.destroy();
+    refuse(ctx, route, client, ip, url, Errors.UPSTREAM_BAD_RESPONSE, 'invalid Content-Length in refusal');
+    return;
+  }
   const status = result.head.status;
   ctx.metrics.handshakeRejections.inc({ route: route.name, status: String(status), reason: 'backend_refused' });
   route.log.info({ event: 'rejected', status, code: 'backend_refused', client: ip }, 'backend refused the upgrade');
-  const backend = result.socket;
-  const declared = Number(result.head.headers.get('content-length') ?? Number.NaN);
-  const bodyComplete = Number.isFinite(declared) && result.rest.length >= declared;
-  if (bodyComplete || !Number.isFinite(declared)) {
-    // Complete already, or length unknown: send what we have and close (the client sees EOF as the end).
-    backend.destroy();
-    writeAndClose(client, Buffer.concat([result.head.raw, result.rest]));
-    return;
-  }
-  let remaining = declared - result.rest.length;
-  client.write(result.head.raw);
-  client.write(result.rest);
-  backend.on('error', ignoreError);
-  backend.on('data', (chunk: Buffer) => {
-    const part = chunk.length > remaining ? chunk.subarray(0, remaining) : chunk;
-    remaining -= part.length;
-    client.write(part);
-    if (remaining <= 0) {
-      backend.destroy();
-      writeAndClose(client, Buffer.alloc(0));
-    }
-  });
-  backend.once('close', () => writeAndClose(client, Buffer.alloc(0)));
-  backend.resume();
+  relayRefusal(client, result.socket, result.head.raw, result.rest, framing, ctx.runtime.config.timeouts.handshakeMs);
 }
 
 /** Hooks shared by every tunnel of one (route, backend): metric children, stats, pool accounting. */
@@ -321,7 +307,13 @@ function directionOf(fromClient: boolean): Direction {
 
 /** permessage-deflate in the backend's 101 means RSV1 may be set on first frames (RFC 7692 §6). */
 function negotiatedDeflate(extensions: string | undefined): boolean {
-  return extensions?.toLowerCase().includes('permessage-deflate') === true;
+  if (extensions === undefined) return false;
+  // A list of `name; params` items (repeated header lines arrive joined with ", "): match the name, not a substring.
+  for (const item of extensions.split(',')) {
+    const semicolon = item.indexOf(';');
+    if ((semicolon < 0 ? item : item.slice(0, semicolon)).trim().toLowerCase() === 'permessage-deflate') return true;
+  }
+  return false;
 }
 
 /** The route a live tunnel was opened on: a reload drains the tunnels of removed routes. */

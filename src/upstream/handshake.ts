@@ -16,9 +16,12 @@ const HEAD_END = Buffer.from('\r\n\r\n');
 
 export interface ResponseHead {
   readonly status: number;
-  /** Lower-cased header names; the first value of each. */
+  /** Lower-cased header names; a header sent on several lines has its values joined with ", " (RFC 9110 §5.3). */
   readonly headers: ReadonlyMap<string, string>;
-  /** The exact bytes of the head, including the blank line, to forward as-is. */
+  /**
+   * The exact bytes to forward as-is: the head including its blank line, after any interim (1xx) answers that
+   * came before it (RFC 9110 §15.2: a proxy forwards them).
+   */
   readonly raw: Buffer;
 }
 
@@ -77,6 +80,8 @@ class Attempt {
   readonly resolve: (result: AttemptResult) => void;
   readonly timer: NodeJS.Timeout;
   buffered: Buffer | undefined = undefined;
+  /** Where in `buffered` the next head starts: after the interim (1xx) answers read so far. */
+  headStart = 0;
   connected = false;
   settled = false;
 
@@ -116,24 +121,31 @@ class Attempt {
   received(chunk: Buffer): void {
     const buffered = this.buffered === undefined ? chunk : Buffer.concat([this.buffered, chunk]);
     this.buffered = buffered;
-    const end = buffered.indexOf(HEAD_END);
-    if (end < 0) {
-      if (buffered.length > MAX_RESPONSE_HEAD_BYTES)
+    for (;;) {
+      const end = buffered.indexOf(HEAD_END, this.headStart);
+      // The limit holds for a head that arrived whole in one read too, and for interim answers and head together.
+      if (end < 0 ? buffered.length > MAX_RESPONSE_HEAD_BYTES : end + HEAD_END.length > MAX_RESPONSE_HEAD_BYTES) {
         this.fail(false, Errors.UPSTREAM_BAD_RESPONSE, 'bad_response', 'response head too large');
+        return;
+      }
+      if (end < 0) return;
+      const headEnd = end + HEAD_END.length;
+      const head = parseResponseHead(buffered.subarray(this.headStart, headEnd));
+      if (head === undefined) {
+        this.fail(false, Errors.UPSTREAM_BAD_RESPONSE, 'bad_response', 'unparseable response head');
+        return;
+      }
+      if (head.status >= 100 && head.status < 200 && head.status !== 101) {
+        // An interim answer (100 Continue, 103 Early Hints): the final one follows; both are forwarded.
+        this.headStart = headEnd;
+        continue;
+      }
+      this.finalHead({ ...head, raw: buffered.subarray(0, headEnd) }, buffered.subarray(headEnd));
       return;
     }
-    const headEnd = end + HEAD_END.length;
-    // The limit holds for a head that arrived whole in one read too, not only for one still incomplete.
-    if (headEnd > MAX_RESPONSE_HEAD_BYTES) {
-      this.fail(false, Errors.UPSTREAM_BAD_RESPONSE, 'bad_response', 'response head too large');
-      return;
-    }
-    const head = parseResponseHead(buffered.subarray(0, headEnd));
-    if (head === undefined) {
-      this.fail(false, Errors.UPSTREAM_BAD_RESPONSE, 'bad_response', 'unparseable response head');
-      return;
-    }
-    const rest = buffered.subarray(headEnd);
+  }
+
+  private finalHead(head: ResponseHead, rest: Buffer): void {
     if (head.status !== 101) {
       this.settle({ kind: 'refused', socket: this.socket, head, rest });
       return;
@@ -202,7 +214,9 @@ export function parseResponseHead(raw: Buffer): ResponseHead | undefined {
     const colon = text.indexOf(':', from);
     if (colon < 0 || colon >= eol || colon === from) return undefined;
     const name = text.slice(from, colon).trim().toLowerCase();
-    if (!headers.has(name)) headers.set(name, text.slice(colon + 1, eol).trim());
+    const value = text.slice(colon + 1, eol).trim();
+    const earlier = headers.get(name);
+    headers.set(name, earlier === undefined ? value : `${earlier}, ${value}`);
   }
   return { status, headers, raw };
 }

@@ -118,12 +118,12 @@ describe('endToEndHeaders (a plain answer)', () => {
 });
 
 describe('parseResponseHead', () => {
-  it('parses status and first values of lower-cased headers', () => {
+  it('parses the status and lower-cased headers, a repeated one joined as a list (RFC 9110 §5.3)', () => {
     const raw = Buffer.from('HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nX-A: 1\r\nx-a: 2\r\n\r\n');
     const head = parseResponseHead(raw);
     expect(head?.status).toBe(101);
     expect(head?.headers.get('upgrade')).toBe('websocket');
-    expect(head?.headers.get('x-a')).toBe('1');
+    expect(head?.headers.get('x-a')).toBe('1, 2');
     expect(head?.raw).toBe(raw);
   });
 
