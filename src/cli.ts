@@ -97,27 +97,30 @@ interface RunOptions {
 
 async function runSingle(options: RunOptions & { demo: boolean }): Promise<void> {
   const { file, log } = options;
-  const gateway = await Gateway.start(options.config, { log });
-  const control = controlGateway(gateway, file, { watch: options.watch });
-  process.on('SIGHUP', () => void control.controller.reload('signal'));
-  if (options.demo) printDemoHelp(gateway);
-  log.info(
-    { config: file, version: VERSION, workers: 1, listeners: gateway.boundListeners, adminPort: gateway.adminPort },
-    'wsgate ready',
-  );
-  onShutdownSignal(log, (signal) => {
-    control.close();
+  const started = Gateway.start(options.config, { log });
+  let control: ReturnType<typeof controlGateway> | undefined;
+  // Signals during start-up (a first DNS lookup may take seconds) must not kill the process: they wait for it.
+  process.on('SIGHUP', () => void started.then(() => control?.controller.reload('signal')));
+  onShutdownSignal(log, async (signal) => {
+    const gateway = await started;
+    control?.close();
     const { acceptDelayMs } = gateway.config.shutdown;
     log.info(
       { signal, live: gateway.tunnels.size, acceptDelayMs, drainMs: gateway.config.timeouts.drainMs },
       'shutting down: readiness off, draining',
     );
-    return gateway.shutdown().then(async (destroyed) => {
-      await gateway.closeAdmin();
-      options.demoBackends?.kill();
-      log.info({ destroyed }, 'stopped');
-    });
+    const destroyed = await gateway.shutdown();
+    await gateway.closeAdmin();
+    options.demoBackends?.kill();
+    log.info({ destroyed }, 'stopped');
   });
+  const gateway = await started;
+  control = controlGateway(gateway, file, { watch: options.watch });
+  if (options.demo) printDemoHelp(gateway);
+  log.info(
+    { config: file, version: VERSION, workers: 1, listeners: gateway.boundListeners, adminPort: gateway.adminPort },
+    'wsgate ready',
+  );
 }
 
 async function runPrimary(options: RunOptions & { text: string; workers: number }): Promise<void> {

@@ -44,6 +44,11 @@ export interface GatewayOptions {
   readonly admin?: boolean;
   /** Generation of the initial config (cluster workers get the primary's). */
   readonly generation?: number;
+  /**
+   * The certificate for TLS listeners without files, instead of one generated here: cluster workers get the
+   * primary's, so every worker serves the same one.
+   */
+  readonly fallbackCert?: CertificatePair;
 }
 
 export interface BoundListener {
@@ -123,6 +128,7 @@ export class Gateway implements ProxyContext {
     this.runtime = new Runtime(config, this.metrics, this.log);
     this.metrics.trackConfigured(() => this.runtime.configuredBackendKeys());
     this.serveAdmin = options.admin !== false;
+    this.fallbackCert = options.fallbackCert;
     this.generation = options.generation ?? 1;
     this.ops = this.serveAdmin ? new OpsMetrics(this.metrics.registry) : undefined;
     this.ops?.generation.set(this.generation);

@@ -228,6 +228,14 @@ function normalise(raw: RawConfig, file: string, report: (path: PropertyKey[], m
     }
     seenEndpoints.set(endpoint, l.name);
     const tls = l.tls;
+    if (tls?.ciphers !== undefined) {
+      // What the listener will do with it: an unusable list must fail --check and a reload, not the bind.
+      try {
+        createSecureContext({ ciphers: tls.ciphers });
+      } catch (err) {
+        report(['listeners', i, 'tls', 'ciphers'], `not a usable cipher list: ${(err as Error).message}`);
+      }
+    }
     return {
       name: l.name,
       address: l.address,

@@ -1,6 +1,7 @@
 // TLS settings for a listener: the configured certificate (or a generated self-signed one), SNI certificates,
 // minimum version, and a cipher list without the weak suites.
 
+import { X509Certificate } from 'node:crypto';
 import type { SecureContext, SecureContextOptions } from 'node:tls';
 import { createSecureContext } from 'node:tls';
 import { generate } from 'selfsigned';
@@ -54,7 +55,12 @@ export interface TlsServerOptions {
   readonly selfSigned: boolean;
 }
 
-/** Builds node:tls server options for a listener; `fallback` supplies a certificate when none is configured. */
+/**
+ * Builds node:tls server options for a listener; `fallback` supplies a certificate when none is configured.
+ * With `unknownSni: refuse` there is no default certificate at all: a name that neither an SNI entry nor the main
+ * certificate covers fails the handshake, and so does a client that names no host (an IP scanner, say), which node
+ * would otherwise serve the main certificate without asking the SNI callback.
+ */
 export function tlsServerOptions(tls: TlsConfig, fallback: CertificatePair | undefined): TlsServerOptions {
   const pair = tls.files ?? fallback;
   if (!pair) throw new Error('TLS listener without certificate and no generated fallback');
@@ -67,25 +73,44 @@ export function tlsServerOptions(tls: TlsConfig, fallback: CertificatePair | und
     serverName: s.serverName,
     context: createSecureContext({ ...common, cert: s.cert, key: s.key }),
   }));
+  const refuse = tls.unknownSni === 'refuse';
+  if (refuse) {
+    const main = createSecureContext({ ...common, cert: pair.cert, key: pair.key });
+    for (const serverName of certificateNames(pair.cert)) sniContexts.push({ serverName, context: main });
+  }
   const SNICallback =
-    sniContexts.length > 0 || tls.unknownSni === 'refuse'
+    sniContexts.length > 0
       ? (name: string, cb: (err: Error | null, ctx?: SecureContext) => void) => {
           const match = sniContexts.find((s) => serverNameMatches(s.serverName, name));
           if (match) cb(null, match.context);
-          else if (tls.unknownSni === 'refuse') cb(new Error(`unknown SNI name ${name}`));
+          else if (refuse) cb(new Error(`unknown SNI name ${name}`));
           else cb(null, undefined);
         }
       : undefined;
   return {
     options: {
       ...common,
-      cert: pair.cert,
-      key: pair.key,
+      ...(refuse ? {} : { cert: pair.cert, key: pair.key }),
       ALPNProtocols: ['http/1.1'],
       ...(SNICallback ? { SNICallback } : {}),
     },
     selfSigned: tls.files === undefined,
   };
+}
+
+/** The DNS names a certificate is for (subjectAltName; the subject CN only when it has none), lower-cased. */
+export function certificateNames(pem: string): string[] {
+  const cert = new X509Certificate(pem);
+  const san = cert.subjectAltName;
+  if (san) {
+    return san
+      .split(',')
+      .map((entry) => entry.trim())
+      .filter((entry) => entry.startsWith('DNS:'))
+      .map((entry) => entry.slice(4).toLowerCase());
+  }
+  const cn = /(?:^|\n)CN=([^\n]+)/.exec(cert.subject)?.[1];
+  return cn ? [cn.toLowerCase()] : [];
 }
 
 function serverNameMatches(pattern: string, name: string): boolean {

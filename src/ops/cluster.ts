@@ -12,6 +12,7 @@ import { AdminServer } from '../admin/server.js';
 import { parseConfig } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import { Gateway, type ReloadSummary } from '../gateway.js';
+import { type CertificatePair, generateSelfSigned } from '../listen/tls.js';
 import type { Logger } from '../observe/log.js';
 import { OpsMetrics } from './metrics.js';
 import type { ConfigTarget, ReloadController } from './reload.js';
@@ -40,7 +41,14 @@ export function resolveWorkers(workers: number | 'auto'): number {
 // ── Messages between primary and workers (JSON over the cluster IPC channel) ──────────────────────
 
 type ToWorker =
-  | { readonly type: 'wsgate:start'; readonly file: string; readonly text: string; readonly generation: number }
+  | {
+      readonly type: 'wsgate:start';
+      readonly file: string;
+      readonly text: string;
+      readonly generation: number;
+      /** One generated certificate for every worker's TLS listeners without files (see GatewayOptions). */
+      readonly fallbackCert: CertificatePair;
+    }
   | { readonly type: 'wsgate:reload'; readonly id: number; readonly text: string; readonly generation: number }
   | { readonly type: 'wsgate:metrics'; readonly id: number }
   | { readonly type: 'wsgate:status'; readonly id: number }
@@ -120,6 +128,11 @@ export class Primary implements ConfigTarget {
    * would jump). A chain, so that deaths close together merge in order.
    */
   private retired: Promise<MetricJson[]> = Promise.resolve([]);
+  /**
+   * Made once and given to every worker (also to replacements, and kept across reloads), so that TLS listeners
+   * without files serve one certificate whichever worker accepts, as a single process does.
+   */
+  private readonly fallbackCert: Promise<CertificatePair> = generateSelfSigned();
 
   constructor(options: PrimaryOptions) {
     this.log = options.log;
@@ -195,9 +208,10 @@ export class Primary implements ConfigTarget {
     slot.worker = cluster.fork({ WSGATE_WORKER_ID: String(slot.id) });
     // A send racing the worker's death fails asynchronously; its exit handler does the rest.
     slot.worker.on('error', (err: Error) => this.log.warn({ worker: slot.id, err }, 'worker channel error'));
-    slot.worker.once('online', () => {
+    slot.worker.once('online', async () => {
+      const fallbackCert = await this.fallbackCert;
       const { text, generation } = this.applied;
-      this.send(slot, { type: 'wsgate:start', file: this.file, text, generation });
+      this.send(slot, { type: 'wsgate:start', file: this.file, text, generation, fallbackCert });
     });
   }
 
@@ -517,7 +531,12 @@ export function runWorker(makeLog: (level: string) => Logger): void {
           return;
         }
         log = makeLog(config.log.level);
-        Gateway.start(config, { log, admin: false, generation: message.generation }).then(
+        Gateway.start(config, {
+          log,
+          admin: false,
+          generation: message.generation,
+          fallbackCert: message.fallbackCert,
+        }).then(
           (gw) => {
             gateway = gw;
             process.send?.({ type: 'wsgate:ready', generation: gw.generation });

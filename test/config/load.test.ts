@@ -150,6 +150,20 @@ describe('errors name file, line, column and key path', () => {
     expect(parseConfig(text.replace(b.key, a.key), FILE, {}).listeners[1]?.tls?.files?.keyFile).toBe(a.key);
   });
 
+  it('a cipher list OpenSSL cannot use', () => {
+    const a = makeCert('ciphers.test');
+    const text = VALID.replace(
+      '  - { name: public, address: 127.0.0.1, port: 8080 }',
+      `  - { name: public, address: 127.0.0.1, port: 8080 }\n  - name: tls\n    port: 8443\n    tls: { cert: ${a.cert}, key: ${a.key}, ciphers: NOT-A-CIPHER }`,
+    );
+    const [issue] = issuesOf(text);
+    expect(issue).toMatchObject({ line: 5, path: 'listeners[1].tls.ciphers' });
+    expect(issue?.message).toContain('not a usable cipher list');
+    expect(parseConfig(text.replace('NOT-A-CIPHER', 'ECDHE-RSA-AES128-GCM-SHA256'), FILE, {}).listeners).toHaveLength(
+      2,
+    );
+  });
+
   it('an unreadable CA file for wss:// backends', () => {
     const [issue] = issuesOf(
       VALID.replace('    balanceFactor: 1.25\n', '    balanceFactor: 1.25\n    tls: { ca: ./ca.pem }\n'),
