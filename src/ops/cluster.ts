@@ -370,15 +370,18 @@ export class Primary implements ConfigTarget {
   /** /metrics: every ready worker's registry, dead workers' counters, and the primary's own, summed per series. */
   async metrics(): Promise<{ text: string; contentType: string }> {
     const slots = this.readySlots();
+    const asked = slots.map((s) => s.worker);
     const answers = await Promise.allSettled(
       slots.map((s) => this.request(s, (id) => ({ type: 'wsgate:metrics', id }))),
     );
     const workerMetrics: MetricJson[][] = [];
     slots.forEach((slot, i) => {
+      // A worker that died after answering is in `retired` already, with its answer before: counting this one
+      // too would count it twice in this scrape, and the next scrape would go back.
+      if (slot.worker !== asked[i] || slot.state !== 'ready') return;
       const answer = answers[i];
       if (answer?.status === 'fulfilled') slot.lastMetrics = answer.value as MetricJson[];
-      // A worker too busy to answer in time counts with its last answer, so its counters do not seem to go back;
-      // one that died meanwhile is in `retired` already.
+      // A worker too busy to answer in time counts with its last answer, so its counters do not seem to go back.
       if (slot.lastMetrics !== undefined) workerMetrics.push(slot.lastMetrics);
     });
     const own: MetricJson[] = await this.registry.getMetricsAsJSON();

@@ -20,7 +20,7 @@ import { cleanupAfterEach } from '../helpers/cleanups.js';
 import { type ConfigObject, simpleConfig } from '../helpers/gateway.js';
 import { NODE_BIN, ROOT } from '../helpers/paths.js';
 import { waitFor } from '../helpers/wait.js';
-import { admin, connectClient, startFileGateway } from '../ops/support.js';
+import { admin, type Client, connectClient, startFileGateway } from '../ops/support.js';
 
 beforeAll(ensureBuilt, 120_000);
 
@@ -395,7 +395,7 @@ describe('workers: 2', () => {
       'generation 2 on every worker',
     );
     // Both workers (round robin) now send to b.
-    const clients = [];
+    const clients: Client[] = [];
     for (let i = 0; i < 4; i++) clients.push(await connectClient(`ws://127.0.0.1:${port}/`, { 'x-user-id': `u${i}` }));
     cleanups.push(() => {
       for (const c of clients) c.ws.terminate();
