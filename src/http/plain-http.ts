@@ -12,7 +12,9 @@ import type { Socket } from 'node:net';
 import { pipeline } from 'node:stream';
 import type { BackendConfig, UpstreamTls } from '../config/types.js';
 import { type CatalogueEntry, Errors, reasonLabel } from '../errors.js';
+import type { Member } from '../pool/pool.js';
 import type { ProxyContext } from '../proxy/context.js';
+import type { RouteRuntime } from '../proxy/runtime.js';
 import { hashKeyOf, normaliseIp } from '../routing/hash-key.js';
 import { isSuspiciousPath } from '../routing/router.js';
 import { endToEndHeaders, forwardedHeaders } from '../upstream/request.js';
@@ -88,6 +90,18 @@ export class PlainHttpProxy {
       refuse(Errors.NO_HEALTHY_BACKEND);
       return;
     }
+    this.forward({ ctx, route, member, req, res, ip, url, secure }, true);
+  }
+
+  /**
+   * One request to the backend. A kept-alive backend socket the backend closed just as it was reused fails with a
+   * reset before any answer: a request that has no body and is safe to repeat (RFC 9110 §9.2.2) is then sent once
+   * more on a fresh connection (node's documented use of request.reusedSocket; nginx does the same), instead of
+   * answering 502 for a race the client had no part in.
+   */
+  private forward(x: Exchange, mayRetry: boolean): void {
+    const { ctx, route, member, req, res, ip, url } = x;
+    const pool = route.pool;
     const b = member.backend;
     const upstream = (b.tls ? httpsRequest : httpRequest)({
       host: b.host,
@@ -95,7 +109,7 @@ export class PlainHttpProxy {
       method: req.method,
       path: url,
       // An array is sent as it is (node adds only its own Connection: keep-alive): nothing merged or re-cased.
-      headers: forwardedHeaders(req, { clientAddress: ip, secure }),
+      headers: forwardedHeaders(req, { clientAddress: ip, secure: x.secure }),
       agent: b.tls ? this.httpsAgentFor(b) : this.httpAgent,
     });
 
@@ -103,11 +117,16 @@ export class PlainHttpProxy {
     // timeouts.idle (a long poll's wait included) is 504; a failed dial 502 "connect"; a reset after it 502 "reset".
     let connected = false;
     let timedOut = false;
+    let answered = false;
     let done = false;
     const fail = (err: Error) => {
       if (done) return;
       done = true;
       upstream.destroy();
+      if (mayRetry && upstream.reusedSocket && !answered && !timedOut && isRepeatable(req)) {
+        this.forward(x, false);
+        return;
+      }
       const [entry, reason] = timedOut
         ? [Errors.UPSTREAM_TIMEOUT, 'timeout']
         : connected
@@ -136,6 +155,7 @@ export class PlainHttpProxy {
     });
     upstream.on('error', fail);
     upstream.on('response', (answer: IncomingMessage) => {
+      answered = true;
       pool.reportSuccess(member);
       res.writeHead(
         answer.statusCode ?? 502,
@@ -150,10 +170,16 @@ export class PlainHttpProxy {
     // The client went away (reset, or closed before the whole answer): nobody to answer, and the backend's
     // socket, mid-exchange, cannot be reused: drop it. Not counted as a backend failure.
     res.on('close', () => {
-      if (res.writableFinished) return;
+      if (res.writableFinished || done) return;
       done = true;
       upstream.destroy();
     });
+    if (isRepeatable(req)) {
+      // No body: nothing to stream, so the request can be sent again as it is.
+      req.resume();
+      upstream.end();
+      return;
+    }
     // A client reset mid-body is seen by res 'close' above; the request stream's own error adds nothing.
     req.on('error', ignoreClientAbort);
     req.pipe(upstream);
@@ -185,6 +211,26 @@ export class PlainHttpProxy {
     this.httpsAgent.destroy();
     for (const agent of this.tlsAgents.values()) agent.destroy();
   }
+}
+
+/** One plain request on its way: what forward() needs to send it, and again for a retry. */
+interface Exchange {
+  readonly ctx: ProxyContext;
+  readonly route: RouteRuntime;
+  readonly member: Member;
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly ip: string;
+  readonly url: string;
+  readonly secure: boolean;
+}
+
+/** Safe to send twice and without a body (RFC 9110 §9.2.1): GET, HEAD and OPTIONS with no Content-Length above 0. */
+function isRepeatable(req: IncomingMessage): boolean {
+  const method = req.method;
+  if (method !== 'GET' && method !== 'HEAD' && method !== 'OPTIONS') return false;
+  const length = req.headers['content-length'];
+  return req.headers['transfer-encoding'] === undefined && (length === undefined || length === '0');
 }
 
 function ignoreClientAbort(): void {}

@@ -490,6 +490,25 @@ describe('backend failures', () => {
     await waitFor(() => b.open() === 0, 2000, 'the timed-out backend connection closed');
   });
 
+  it('a kept-alive backend socket reset as it is reused: a GET is sent again on a fresh connection, not 502', async () => {
+    const served = new WeakMap<Socket, number>();
+    const b = await httpBackend((req, res) => {
+      const n = (served.get(req.socket) ?? 0) + 1;
+      served.set(req.socket, n);
+      // The second request on a kept-alive connection meets a backend that has just given up on it.
+      if (n > 1) req.socket.resetAndDestroy();
+      else res.end('ok');
+    });
+    const gw = await gatewayFor([b.url]);
+    for (let i = 0; i < 2; i++) {
+      const res = await sendRequest(gw.port, 'GET /poll HTTP/1.1\r\nHost: localhost\r\n\r\n');
+      res.socket.destroy();
+      expect(res.status).toBe(200);
+    }
+    expect(b.seen.map((r) => r.url)).toEqual(['/poll', '/poll', '/poll']);
+    expect(await upstreamErrors(gw, 'reset')).toBe(0);
+  });
+
   it('a backend that resets after reading the request → 502, counted as a reset', async () => {
     const b = await httpBackend((req) => req.socket.resetAndDestroy());
     const gw = await gatewayFor([b.url]);
