@@ -1,6 +1,7 @@
 // wsgate's benchmark harness: starts the echo backend, wsgate, nginx and HAProxy on loopback, drives them with
 // our own raw-socket WebSocket load generator (bench/loadgen/) and reports messages/s, latency, CPU per message,
-// handshakes/s (ws, wss RSA-2048 / ECDSA P-256) and memory per idle connection, side by side in one run.
+// handshakes/s (ws, wss RSA-2048 / ECDSA P-256) and memory per idle connection, side by side in one run; plain
+// HTTP GETs (the long-poll path) are driven by autocannon.
 //
 //   npm run bench                                   everything (about 6 minutes), updates BENCHMARKS.md and docs/bench.svg
 //   npm run bench -- --only echo,idle --targets wsgate,nginx
@@ -19,7 +20,9 @@ import {
   type EchoSettings,
   echoRun,
   type HandshakeSettings,
+  type HttpSettings,
   handshakeRun,
+  httpRun,
   type IdleSettings,
   idleRun,
   perfInstructionsSupported,
@@ -33,6 +36,7 @@ import type {
   EchoResult,
   HandshakeKind,
   HandshakeResult,
+  HttpResult,
   IdleResult,
   Machine,
   ProfileSummary,
@@ -48,7 +52,7 @@ import {
   type TargetSpec,
 } from './harness/targets.js';
 
-const MODES = ['echo', 'handshake', 'idle', 'profile', 'profile-handshake'] as const;
+const MODES = ['echo', 'handshake', 'idle', 'http', 'profile', 'profile-handshake'] as const;
 type Mode = (typeof MODES)[number];
 const HANDSHAKE_KINDS: readonly HandshakeKind[] = ['ws', 'wss-rsa2048', 'wss-ecdsa-p256'];
 const SMOKE_TARGETS = ['direct', 'wsgate'];
@@ -60,7 +64,7 @@ const MD_END = '<!-- bench:results:end -->';
 
 const HELP = `wsgate benchmark harness
 
-  --only MODES          comma list of echo,handshake,idle,profile,profile-handshake (default: all but
+  --only MODES          comma list of echo,handshake,idle,http,profile,profile-handshake (default: all but
                         profile-handshake: wsgate under the ws handshake load with --cpu-prof)
   --targets NAMES       comma list of ${TARGETS.map((t) => t.name).join(',')} (default: all)
   --smoke               a few seconds, direct + wsgate only, asserts sane numbers (exit 1 otherwise)
@@ -71,6 +75,7 @@ const HELP = `wsgate benchmark harness
   --seconds S           echo measured seconds per run (default 6; warm-up 2)
   --hs-concurrency N    parallel handshake loops (default 32)
   --hs-seconds S        handshake measured seconds (default 4; warm-up 1)
+  --http-connections N  plain HTTP (autocannon) connections (default 32; measured 4 s after a 1 s warm-up)
   --idle LIST           idle sizes for ws, "max" = what the fd limit allows (default 1000,5000,max)
   --idle-tls LIST       idle sizes for wss (default 1000,5000; "none" to skip)
   --generators N        load-generator processes (default 2)
@@ -86,6 +91,7 @@ interface Options {
   readonly targets: readonly TargetSpec[];
   readonly echo: EchoSettings;
   readonly handshake: HandshakeSettings;
+  readonly http: HttpSettings;
   readonly idle: IdleSettings;
   readonly idleWs: readonly (number | 'max')[];
   readonly idleWss: readonly number[];
@@ -125,6 +131,7 @@ function parseOptions(argv: string[]): Options | 'help' {
       seconds: { type: 'string' },
       'hs-concurrency': { type: 'string' },
       'hs-seconds': { type: 'string' },
+      'http-connections': { type: 'string' },
       idle: { type: 'string' },
       'idle-tls': { type: 'string' },
       generators: { type: 'string' },
@@ -146,7 +153,7 @@ function parseOptions(argv: string[]): Options | 'help' {
   }
   const modes = new Set<Mode>(
     (onlyList as Mode[] | undefined) ??
-      (smoke ? ['echo', 'handshake', 'idle'] : MODES.filter((m) => m !== 'profile-handshake')),
+      (smoke ? ['echo', 'handshake', 'idle', 'http'] : MODES.filter((m) => m !== 'profile-handshake')),
   );
   const targetNames = list(values.targets) ?? (smoke ? SMOKE_TARGETS : TARGETS.map((t) => t.name));
   const targets = targetNames.map((n) => {
@@ -178,6 +185,11 @@ function parseOptions(argv: string[]): Options | 'help' {
       concurrency: positive(values['hs-concurrency'], smoke ? 4 : 32, 'hs-concurrency'),
       warmupMs: smoke ? 100 : 1000,
       measureMs: hsSeconds * 1000,
+    },
+    http: {
+      connections: positive(values['http-connections'], smoke ? 4 : 32, 'http-connections'),
+      warmupMs: 1000,
+      measureMs: smoke ? 1000 : 4000,
     },
     idle: { settleMs: smoke ? 300 : 2000 },
     idleWs,
@@ -248,6 +260,10 @@ function describeHandshake(h: HandshakeResult): string {
   return `${h.target} handshake ${h.kind}: ${Math.round(h.handshakesPerSecond)}/s, p50 ${h.p50Us} µs, p99 ${h.p99Us} µs, CPU ${(h.cpuSecondsPer1kHandshakes * 1000).toFixed(1)} ms/1k${h.errors > 0 ? `, errors ${h.errors} (${h.firstError})` : ''}`;
 }
 
+function describeHttp(h: HttpResult): string {
+  return `${h.target} http: ${Math.round(h.requestsPerSecond)} req/s, p50 ${h.p50Us} µs, p99 ${h.p99Us} µs, CPU ${(h.cpuSecondsPer1kRequests * 1000).toFixed(1)} ms/1k${h.errors > 0 ? `, errors ${h.errors}` : ''}`;
+}
+
 function describeIdle(i: IdleResult): string {
   return `${i.target} idle ${i.transport} ${i.requested}: opened ${i.opened}, ${(i.bytesPerConnection / 1024).toFixed(1)} KiB/conn (RSS ${(i.rssBeforeBytes / 2 ** 20).toFixed(1)} → ${(i.rssAfterBytes / 2 ** 20).toFixed(1)} MiB)${i.failed + i.dropped > 0 ? `, failed ${i.failed}, dropped ${i.dropped} (${i.firstError})` : ''}`;
 }
@@ -285,6 +301,13 @@ function smokeProblems(r: BenchResults, o: Options): string[] {
         else if (!ok(h.handshakesPerSecond) || !ok(h.p50Us) || h.errors > 0)
           problems.push(`not sane: ${describeHandshake(h)}`);
       }
+    }
+    if (o.modes.has('http')) {
+      const h = r.http?.find((x) => x.target === t);
+      if (!h) problems.push(`${t} http: no result`);
+      // autocannon's latencies are whole milliseconds: 0 is a fair p99 for a fast target.
+      else if (!ok(h.requestsPerSecond) || !(h.p99Us >= 0) || h.errors > 0)
+        problems.push(`not sane: ${describeHttp(h)}`);
     }
     if (o.modes.has('idle')) {
       for (const i of r.idle.filter((x) => x.target === t)) {
@@ -371,6 +394,7 @@ async function main(): Promise<number> {
   const echo: EchoResult[] = [];
   const handshake: HandshakeResult[] = [];
   const idle: IdleResult[] = [];
+  const http: HttpResult[] = [];
   let profile: ProfileSummary | null = null;
   let profileText: string | null = null;
   // The most connections every target can hold: the proxy needs two descriptors per connection.
@@ -424,6 +448,13 @@ async function main(): Promise<number> {
           idle.push(r);
           log(describeIdle(r));
         }
+      }
+    }
+    if (o.modes.has('http')) {
+      for (const spec of runnable) {
+        const r = await withTarget(spec, ctx, (target) => httpRun(target, o.http, o.run));
+        http.push(r);
+        log(describeHttp(r));
       }
     }
     /** Runs `load` against wsgate under --cpu-prof; the summary (also in bench/results/MODE/summary.txt), if any. */
@@ -480,6 +511,7 @@ async function main(): Promise<number> {
     settings: {
       echo: o.echo,
       handshake: o.handshake,
+      http: o.http,
       idle: { ...o.idle, ws: o.idleWs, wss: o.idleWss, maxIdle },
       run: o.run,
       modes: [...o.modes],
@@ -490,6 +522,7 @@ async function main(): Promise<number> {
     echo,
     handshake,
     idle,
+    http,
     profile,
     checks: evaluateChecks({ echo, handshake, idle }),
   };

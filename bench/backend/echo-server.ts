@@ -1,5 +1,6 @@
 // The benchmark backend: a minimal raw WebSocket echo server on node:net, in its own process. It answers the
-// upgrade, echoes data frames unmasked (one write per incoming chunk), answers pings and closes. Fast enough
+// upgrade, echoes data frames unmasked (one write per incoming chunk), answers pings and closes; a plain GET gets
+// a 64-byte 200 on a kept-alive connection (the plain-HTTP benchmark). Fast enough
 // that it is not what a proxy's numbers measure; "direct" in the results is this server without a proxy.
 // Usage: node dist/bench/backend/echo-server.js [--rsa-cert F --rsa-key F] [--ecdsa-cert F --ecdsa-key F]
 // binds 127.0.0.1:0 (plus a TLS port per certificate given) and sends { ports } over IPC (or prints them).
@@ -23,6 +24,11 @@ interface Connection {
   closing: boolean;
 }
 
+const PLAIN_BODY = 'x'.repeat(64);
+const PLAIN_ANSWER = Buffer.from(
+  `HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: ${PLAIN_BODY.length}\r\n\r\n${PLAIN_BODY}`,
+);
+
 function acceptFor(key: string): string {
   return createHash('sha1')
     .update(key + WS_GUID)
@@ -37,6 +43,13 @@ function onHead(socket: Socket, c: Connection, data: Buffer): Buffer | null {
   }
   const head = data.subarray(0, end).toString('latin1');
   const key = /\r\nsec-websocket-key:\s*([^\r\n]+)/i.exec(head)?.[1]?.trim();
+  if (!key && !/\r\nupgrade:/i.test(head) && head.startsWith('GET ')) {
+    // A plain GET (the plain-HTTP benchmark, like a long-poll answer): a small body, and the connection stays open
+    // for the next request.
+    socket.write(PLAIN_ANSWER);
+    const rest = data.subarray(end + 4);
+    return rest.length > 0 ? onHead(socket, c, rest) : null;
+  }
   if (!key) {
     socket.end('HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n');
     return null;

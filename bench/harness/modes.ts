@@ -1,12 +1,22 @@
-// The three measurements, each against one running target: echo (throughput, latency, CPU per message),
-// handshake (upgrades per second, TLS included) and idle (resident memory per held connection).
+// The measurements, each against one running target: echo (throughput, latency, CPU per message), handshake
+// (upgrades per second, TLS included), idle (resident memory per held connection) and http (plain GETs, the
+// long-poll path, driven by autocannon).
 
 import { spawn, spawnSync } from 'node:child_process';
+import { join } from 'node:path';
 import type { Endpoint, Job } from '../loadgen/protocol.js';
 import { runLoad, split } from './generators.js';
-import { cpuSeconds, rssBytes, sleep } from './processes.js';
-import type { EchoLoad, EchoResult, HandshakeKind, HandshakeResult, IdleResult, Transport } from './results.js';
-import { LOAD_CPUS, type RunningTarget } from './targets.js';
+import { cpuSeconds, hasTaskset, rssBytes, sleep } from './processes.js';
+import type {
+  EchoLoad,
+  EchoResult,
+  HandshakeKind,
+  HandshakeResult,
+  HttpResult,
+  IdleResult,
+  Transport,
+} from './results.js';
+import { LOAD_CPUS, PACKAGE_ROOT, type RunningTarget } from './targets.js';
 
 export interface EchoSettings {
   readonly connections: number;
@@ -20,6 +30,12 @@ export interface EchoSettings {
 
 export interface HandshakeSettings {
   readonly concurrency: number;
+  readonly warmupMs: number;
+  readonly measureMs: number;
+}
+
+export interface HttpSettings {
+  readonly connections: number;
   readonly warmupMs: number;
   readonly measureMs: number;
 }
@@ -253,5 +269,64 @@ export async function idleRun(
     bytesPerConnection: opened > 0 ? (load.probeEnd - rssBefore) / opened : Number.NaN,
     dropped: load.results.reduce((a, r) => a + r.dropped, 0),
     firstError: first([...load.ready.map((r) => r.firstError), ...load.results.map((r) => r.firstError)]),
+  };
+}
+
+const AUTOCANNON = join(PACKAGE_ROOT, 'node_modules', 'autocannon', 'autocannon.js');
+
+interface AutocannonSummary {
+  readonly requests: { readonly total: number };
+  readonly latency: { readonly p50: number; readonly p99: number };
+  readonly duration: number;
+  readonly errors: number;
+  readonly timeouts: number;
+  readonly non2xx: number;
+}
+
+/** One autocannon run (its CLI in a child process, pinned with the other load), JSON summary back. */
+function autocannon(url: string, connections: number, ms: number, pin: boolean): Promise<AutocannonSummary> {
+  const args = [AUTOCANNON, '--json', '-c', String(connections), '-d', String(Math.max(1, Math.round(ms / 1000))), url];
+  const pinned = pin && hasTaskset();
+  const child = pinned
+    ? spawn('taskset', ['-c', LOAD_CPUS, process.execPath, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    : spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+  const out: Buffer[] = [];
+  const err: Buffer[] = [];
+  child.stdout.on('data', (c: Buffer) => out.push(c));
+  child.stderr.on('data', (c: Buffer) => err.push(c));
+  return new Promise((resolve, reject) => {
+    child.once('error', reject);
+    child.once('exit', (code) => {
+      try {
+        resolve(JSON.parse(Buffer.concat(out).toString('utf8')) as AutocannonSummary);
+      } catch {
+        reject(new Error(`autocannon exited ${code}: ${Buffer.concat(err).toString('utf8').slice(-500)}`));
+      }
+    });
+  });
+}
+
+export async function httpRun(target: RunningTarget, s: HttpSettings, run: RunSettings): Promise<HttpResult> {
+  const { host, port } = target.endpoints.ws;
+  const url = `http://${host}:${port}/poll`;
+  const pids = target.measuredPids();
+  await autocannon(url, s.connections, s.warmupMs, run.pin);
+  const cpuBefore = cpuSeconds(pids);
+  const r = await autocannon(url, s.connections, s.measureMs, run.pin);
+  const cpu = cpuSeconds(pids) - cpuBefore;
+  const requests = r.requests.total;
+  return {
+    target: target.name,
+    connections: s.connections,
+    seconds: r.duration,
+    requests,
+    requestsPerSecond: requests / r.duration,
+    // autocannon reports milliseconds.
+    p50Us: r.latency.p50 * 1000,
+    p99Us: r.latency.p99 * 1000,
+    cpuSeconds: cpu,
+    cpuSecondsPer1kRequests: requests > 0 ? (cpu / requests) * 1000 : Number.NaN,
+    cpuCoreShare: cpu / r.duration,
+    errors: r.errors + r.timeouts + r.non2xx,
   };
 }

@@ -37,7 +37,7 @@ function renderMarkdown(t: Table): string {
 
 function targetsIn(r: BenchResults): string[] {
   const names = new Set<string>();
-  for (const e of [...r.echo, ...r.handshake, ...r.idle]) names.add(e.target);
+  for (const e of [...r.echo, ...r.handshake, ...r.idle, ...(r.http ?? [])]) names.add(e.target);
   return r.targets.map((t) => t.name).filter((n) => names.has(n));
 }
 
@@ -113,6 +113,28 @@ function idleTable(r: BenchResults): Table {
   };
 }
 
+function httpTable(r: BenchResults): Table {
+  return {
+    head: ['target', 'requests/s', 'p50', 'p99', 'CPU ms/1k req', 'CPU', 'errors'],
+    rows: targetsIn(r).flatMap((t) => {
+      const h = r.http?.find((x) => x.target === t);
+      return h
+        ? [
+            [
+              t,
+              num(h.requestsPerSecond),
+              us(h.p50Us),
+              us(h.p99Us),
+              num(h.cpuSecondsPer1kRequests * 1000, 1),
+              `${num(h.cpuCoreShare * 100)}%`,
+              num(h.errors),
+            ],
+          ]
+        : [];
+    }),
+  };
+}
+
 function ratioTable(r: BenchResults): Table {
   const rows: string[][] = [];
   const ratio = (a: number | undefined, b: number | undefined) =>
@@ -139,6 +161,9 @@ function ratioTable(r: BenchResults): Table {
   add('CPU per handshake wss ECDSA P-256', (t) => hsCpu(t, 'wss-ecdsa-p256'));
   add('handshakes/s wss RSA-2048', (t) => hs(t, 'wss-rsa2048'));
   add('handshakes/s wss ECDSA P-256', (t) => hs(t, 'wss-ecdsa-p256'));
+  const http = (t: string) => r.http?.find((h) => h.target === t);
+  add('plain HTTP requests/s', (t) => http(t)?.requestsPerSecond);
+  add('plain HTTP CPU per request', (t) => http(t)?.cpuSecondsPer1kRequests);
   for (const n of [...new Set(r.idle.filter((i) => i.transport === 'ws').map((i) => i.requested))]) {
     add(`memory per idle ws connection (${num(n)})`, (t) => idle(t, 'ws', n));
   }
@@ -260,6 +285,13 @@ export function textReport(r: BenchResults): string {
       renderText(handshakeTable(r)),
     );
   }
+  const http = r.http?.[0];
+  if (http) {
+    parts.push(
+      `plain HTTP: GET through each target, ${http.connections} kept-alive connections (autocannon), ${num(http.seconds, 1)} s measured`,
+      renderText(httpTable(r)),
+    );
+  }
   if (r.idle.length > 0)
     parts.push(
       'idle: resident memory per held connection (target process RSS after − before) / N',
@@ -317,6 +349,15 @@ export function markdownReport(r: BenchResults, profileText: string | null): str
       '### Memory per idle connection (target RSS after opening N and holding them, minus before, ÷ N)',
       '',
       renderMarkdown(idleTable(r)),
+      '',
+    );
+  }
+  const http = r.http?.[0];
+  if (http) {
+    lines.push(
+      `### Plain HTTP (GET with a 64-byte answer through each target, ${http.connections} kept-alive connections driven by autocannon, ${num(http.seconds, 1)} s measured): the long-poll path`,
+      '',
+      renderMarkdown(httpTable(r)),
       '',
     );
   }

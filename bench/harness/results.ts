@@ -49,6 +49,23 @@ export interface HandshakeResult {
   readonly firstError: string | null;
 }
 
+/** Plain HTTP GETs through the target (autocannon, kept-alive connections): the Socket.IO long-poll path. */
+export interface HttpResult {
+  readonly target: string;
+  readonly connections: number;
+  readonly seconds: number;
+  readonly requests: number;
+  readonly requestsPerSecond: number;
+  readonly p50Us: number;
+  readonly p99Us: number;
+  readonly cpuSeconds: number;
+  /** CPU seconds of the target's processes per 1,000 requests. */
+  readonly cpuSecondsPer1kRequests: number;
+  readonly cpuCoreShare: number;
+  /** Socket errors, timeouts and non-2xx answers. */
+  readonly errors: number;
+}
+
 export interface IdleResult {
   readonly target: string;
   readonly transport: Transport;
@@ -123,6 +140,8 @@ export interface BenchResults {
   readonly echo: readonly EchoResult[];
   readonly handshake: readonly HandshakeResult[];
   readonly idle: readonly IdleResult[];
+  /** Absent in results written before the http mode existed. */
+  readonly http?: readonly HttpResult[];
   readonly profile: ProfileSummary | null;
   readonly checks: readonly TargetCheck[];
 }

@@ -9,7 +9,6 @@
 import { Agent, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
-import { pipeline } from 'node:stream';
 import type { BackendConfig, UpstreamTls } from '../config/types.js';
 import { type CatalogueEntry, Errors, reasonLabel } from '../errors.js';
 import type { Member } from '../pool/pool.js';
@@ -162,10 +161,13 @@ export class PlainHttpProxy {
         answer.statusMessage,
         endToEndHeaders(answer.rawHeaders, answer.headers.connection),
       );
-      pipeline(answer, res, (err) => {
-        if (err) fail(err);
-        else done = true;
+      // pipe, not stream.pipeline: pipeline aborts an AbortController of its own when it ends, and building that
+      // DOMException (with its stack) was 7.5% of a plain request's CPU.
+      answer.on('error', fail);
+      answer.on('end', () => {
+        done = true;
       });
+      answer.pipe(res);
     });
     // The client went away (reset, or closed before the whole answer): nobody to answer, and the backend's
     // socket, mid-exchange, cannot be reused: drop it. Not counted as a backend failure.
