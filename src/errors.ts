@@ -26,6 +26,7 @@ export const Errors = Object.freeze({
   BODY_ON_UPGRADE: entry('WSG_BODY_ON_UPGRADE', 'an upgrade request must not carry a body', { status: 400 }),
   DUPLICATE_HEADER: entry('WSG_DUPLICATE_HEADER', 'header must appear once', { status: 400 }),
   MISSING_HOST: entry('WSG_MISSING_HOST', 'Host header is required', { status: 400 }),
+  BAD_HOST: entry('WSG_BAD_HOST', 'Host header must be host[:port]', { status: 400 }),
   BAD_PATH: entry('WSG_BAD_PATH', 'request path has dot segments or is malformed', { status: 400 }),
   BAD_REQUEST: entry('WSG_BAD_REQUEST', 'malformed HTTP request', { status: 400 }),
   HEADERS_TOO_LARGE: entry('WSG_HEADERS_TOO_LARGE', 'request headers too large', { status: 431 }),

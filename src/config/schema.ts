@@ -3,6 +3,7 @@
 
 import { z } from 'zod';
 import { parseHashKeySpec } from '../routing/hash-key.js';
+import { routeHostProblem } from '../routing/router.js';
 import { parseDuration, parseSize } from './units.js';
 
 const duration = z.union([z.number(), z.string()]).transform((v, ctx) => {
@@ -81,7 +82,14 @@ const routeSchema = z.strictObject({
   /** Absent: any host, any path. */
   match: z
     .strictObject({
-      host: z.string().min(1).optional(),
+      host: z
+        .string()
+        .min(1)
+        .superRefine((host, ctx) => {
+          const problem = routeHostProblem(host);
+          if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
+        })
+        .optional(),
       path: z.string().startsWith('/', 'must start with "/"').default('/'),
     })
     .default({ path: '/' }),

@@ -40,6 +40,7 @@ export function validateUpgrade(req: UpgradeRequest): UpgradeCheck {
 
   const h = req.headers;
   if (!h.host) return fail(Errors.MISSING_HOST);
+  if (!isValidHost(h.host)) return fail(Errors.BAD_HOST);
   if (h['transfer-encoding'] !== undefined) return fail(Errors.BODY_ON_UPGRADE);
   if (h['content-length'] !== undefined && h['content-length'] !== '0') return fail(Errors.BODY_ON_UPGRADE);
   if (!isOnlyWebsocketUpgrade(h.upgrade)) return fail(Errors.BAD_UPGRADE);
@@ -48,6 +49,31 @@ export function validateUpgrade(req: UpgradeRequest): UpgradeCheck {
   if (typeof key !== 'string' || !KEY_PATTERN.test(key)) return fail(Errors.BAD_KEY);
   if (h['sec-websocket-version'] !== '13') return fail(Errors.BAD_VERSION);
   return { ok: true, key };
+}
+
+/** RFC 3986 reg-name and IPv4 characters (unreserved, pct-encoded, sub-delims). */
+const REG_NAME = /^[A-Za-z0-9\-._~!$&'()*+,;=%]+$/;
+/** An IPv6 literal; IPvFuture ("[v1.x]") is not something a WebSocket client sends. */
+const IP_LITERAL = /^\[[0-9A-Fa-f:.]+\]$/;
+const PORT = /^[0-9]*$/;
+
+/**
+ * Host is `uri-host [":" port]` (RFC 9112 §3.2: a server answers 400 to anything else). Routing reads the host
+ * before the first ':' or the ']', so without this check 'chat.example.com:80:evil' would be routed, and sent on,
+ * as chat.example.com.
+ */
+export function isValidHost(value: string): boolean {
+  let nameEnd: number;
+  if (value.charCodeAt(0) === 0x5b /* [ */) {
+    nameEnd = value.indexOf(']') + 1;
+    if (nameEnd === 0 || !IP_LITERAL.test(value.slice(0, nameEnd))) return false;
+  } else {
+    nameEnd = value.indexOf(':');
+    if (nameEnd < 0) nameEnd = value.length;
+    if (!REG_NAME.test(value.slice(0, nameEnd))) return false;
+  }
+  if (nameEnd === value.length) return true;
+  return value.charCodeAt(nameEnd) === 0x3a /* : */ && PORT.test(value.slice(nameEnd + 1));
 }
 
 function fail(error: CatalogueEntry): UpgradeCheck {

@@ -11,6 +11,7 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
 import type { BackendConfig, UpstreamTls } from '../config/types.js';
 import { type CatalogueEntry, Errors, reasonLabel } from '../errors.js';
+import { isValidHost } from '../handshake/validate.js';
 import type { Member } from '../pool/pool.js';
 import type { ProxyContext } from '../proxy/context.js';
 import type { RouteRuntime } from '../proxy/runtime.js';
@@ -57,6 +58,10 @@ export class PlainHttpProxy {
     }
     if (!req.headers.host) {
       refuse(Errors.MISSING_HOST);
+      return;
+    }
+    if (!isValidHost(req.headers.host)) {
+      refuse(Errors.BAD_HOST);
       return;
     }
     if (req.headers.upgrade !== undefined) {

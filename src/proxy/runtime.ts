@@ -28,6 +28,13 @@ export class Runtime {
   readonly diff: RuntimeDiff;
 
   constructor(config: Config, metrics: Metrics, log: Logger, previous?: Runtime) {
+    // Everything that can throw comes before the first change to a live pool (kept pools are updated in place
+    // below): a runtime that fails to build must leave the running one as it was. Config validation has checked
+    // the routes already; this is the Router's own word on them.
+    for (const r of config.routes) {
+      if (!config.pools.has(r.pool)) throw new Error(`route ${r.name} names unknown pool ${r.pool}`);
+    }
+    new Router(config.routes);
     this.config = config;
     const diff: RuntimeDiff = {
       routes: { added: [], removed: [], changed: [], unchanged: [] },

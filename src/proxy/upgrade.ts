@@ -72,15 +72,16 @@ export async function handleUpgrade(
   const timeoutMs = runtime.config.timeouts.handshakeMs;
 
   const keyHash = hashString(hashKey.key);
-  const tried: number[] = [];
+  // Members, not indexes: a reload or a DNS answer during the attempts renumbers the pool's members.
+  const tried: Member[] = [];
   let last: AttemptResult | undefined;
   let member: Member | undefined;
   const attempts = Math.min(MAX_ATTEMPTS, pool.members.length);
   for (let i = 0; i < attempts && !client[kGone]; i++) {
     // The ring leaves unhealthy and ejected members out (within the panic threshold), so picks skip them.
-    member = pool.pickHash(keyHash, tried);
+    member = pool.pickHash(keyHash, tried.length === 0 ? NOTHING_TRIED : tried.map(indexOf));
     if (!member) break;
-    tried.push(member.index);
+    tried.push(member);
     const started = performance.now();
     last = await attemptUpstream(member.backend, requestHead, expectedAccept, timeoutMs);
     if (last.kind === 'failed') {
@@ -164,6 +165,12 @@ export async function handleUpgrade(
   if (ctx.runtime !== runtime && !ctx.runtime.keepsConnectionsOf(route)) {
     tunnel.closeWithCode(CLOSE_CODES.GOING_AWAY, 'route removed');
   }
+}
+
+const NOTHING_TRIED: readonly number[] = [];
+
+function indexOf(member: Member): number {
+  return member.index;
 }
 
 const kGone = Symbol('wsgate.clientGone');

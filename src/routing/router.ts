@@ -51,8 +51,12 @@ export class Router<R extends RouteSpec> {
 
 /**
  * True for targets a prefix router must not route: a '.' or '..' segment, raw or percent-encoded in any case
- * ('%2e%2E', '.%2e'), an encoded '/' or '\' ('%2f', '%5c') that a backend may decode into a segment boundary,
- * or a raw '\' that some servers treat as '/'. Only the path (before '?') is checked. The caller answers 400.
+ * ('%2e%2E', '.%2e'), also with a path parameter ('..;', the Tomcat/Jetty trick), an encoded '/' or '\' ('%2f',
+ * '%5c') that a backend may decode into a segment boundary, a raw '\' that some servers treat as '/', or a
+ * percent-encoded unreserved character ('%61' for 'a'), which RFC 3986 §6.2.2.2 makes the same path as its plain
+ * form, so '/%61dmin' would slip past a route for '/admin' (and its Origin list) into a catch-all, to a backend
+ * that decodes it. Clients never encode unreserved characters. Only the path (before '?') is checked. The caller
+ * answers 400.
  */
 export function isSuspiciousPath(requestTarget: string): boolean {
   let end = requestTarget.indexOf('?');
@@ -68,7 +72,10 @@ export function isSuspiciousPath(requestTarget: string): boolean {
       segmentStart = true;
     } else if (code === 0x5c /* \ */) {
       return true;
-    } else if (code === 0x25 /* % */ && isEncodedSeparator(requestTarget, i, end)) {
+    } else if (
+      code === 0x25 /* % */ &&
+      (isEncodedSeparator(requestTarget, i, end) || isEncodedUnreserved(requestTarget, i, end))
+    ) {
       return true;
     }
   }
@@ -89,8 +96,24 @@ function isDotSegmentAt(text: string, from: number, end: number): boolean {
     }
     dots++;
   }
-  const atSegmentEnd = i === end || text.charCodeAt(i) === 0x2f || text.charCodeAt(i) === 0x5c;
+  const next = text.charCodeAt(i);
+  const atSegmentEnd = i === end || next === 0x2f || next === 0x5c || next === 0x3b; /* / \ ; */
   return (dots === 1 || dots === 2) && atSegmentEnd;
+}
+
+/** '%XX' decoding to ALPHA, DIGIT, '-', '.', '_' or '~' (a '%2e' dot is judged as part of its segment). */
+function isEncodedUnreserved(text: string, at: number, end: number): boolean {
+  if (at + 2 >= end) return false;
+  const value = Number.parseInt(text.slice(at + 1, at + 3), 16);
+  if (Number.isNaN(value) || value === 0x2e) return false;
+  return (
+    (value >= 0x30 && value <= 0x39) ||
+    (value >= 0x41 && value <= 0x5a) ||
+    (value >= 0x61 && value <= 0x7a) ||
+    value === 0x2d ||
+    value === 0x5f ||
+    value === 0x7e
+  );
 }
 
 function isEncodedDot(text: string, at: number, end: number): boolean {
@@ -126,15 +149,35 @@ function compileRoute<R extends RouteSpec>(route: R): CompiledRoute<R> {
 
 function compileHost(route: RouteSpec): { hostKind: HostKind; host: string } {
   if (route.host === undefined) return { hostKind: 'any', host: '' };
-  let host = route.host.toLowerCase();
+  const problem = routeHostProblem(route.host);
+  if (problem !== undefined) throw new TypeError(`route ${route.name}: ${problem}`);
+  const host = normalisedRouteHost(route.host);
+  return host.startsWith('*.') ? { hostKind: 'wildcard', host: host.slice(1) } : { hostKind: 'exact', host };
+}
+
+/** Lower case, IPv6 brackets and the FQDN's trailing dot removed ('Example.com.' is 'example.com'). */
+function normalisedRouteHost(pattern: string): string {
+  let host = pattern.toLowerCase();
   if (host.startsWith('[') && host.endsWith(']')) host = host.slice(1, -1);
-  if (host.endsWith('.')) host = host.slice(0, -1); // 'example.com.' is the same name (FQDN form)
-  const wildcard = host.startsWith('*.');
-  const rest = wildcard ? host.slice(1) : host;
-  if (rest === '' || rest === '.' || rest.includes('*') || rest.includes('/')) {
-    throw new TypeError(`route ${route.name}: host must be 'name' or '*.name', got '${route.host}'`);
+  if (host.endsWith('.')) host = host.slice(0, -1);
+  return host;
+}
+
+/**
+ * Why `pattern` cannot be a route's match.host, or undefined if it can: 'name', '*.name' or an IP address, without
+ * a port (requests match whatever port their Host names). Config validation calls this, so the Router never throws.
+ */
+export function routeHostProblem(pattern: string): string | undefined {
+  const host = normalisedRouteHost(pattern);
+  const rest = host.startsWith('*.') ? host.slice(2) : host;
+  if (rest === '' || rest.includes('*') || !/^[a-z0-9._~!$&'()+,;=:%-]+$/.test(rest)) {
+    return `host must be 'name' or '*.name', got '${pattern}'`;
   }
-  return wildcard ? { hostKind: 'wildcard', host: rest } : { hostKind: 'exact', host: rest };
+  // One colon outside brackets is a port (several make an IPv6 address).
+  if (!pattern.startsWith('[') && host.indexOf(':') >= 0 && host.indexOf(':') === host.lastIndexOf(':')) {
+    return `host must not have a port (any port matches), got '${pattern}'`;
+  }
+  return undefined;
 }
 
 /** End of the host name in a Host header: before the port, before ']' of an IPv6 literal, before a trailing dot. */

@@ -5,7 +5,7 @@ import { Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { Errors } from '../../src/errors.js';
 import { acceptFor } from '../../src/handshake/accept.js';
-import { hasToken, originAllowed, validateUpgrade } from '../../src/handshake/validate.js';
+import { hasToken, isValidHost, originAllowed, validateUpgrade } from '../../src/handshake/validate.js';
 
 function request(method: string, version: string, headers: [string, string][]): IncomingMessage {
   const req = new IncomingMessage(new Socket());
@@ -85,4 +85,21 @@ describe('helpers', () => {
     expect(originAllowed(undefined, ['https://chat.example.com'])).toBe(false);
     expect(originAllowed(undefined, undefined)).toBe(true);
   });
+});
+
+describe('isValidHost (RFC 9112 §3.2: uri-host [":" port])', () => {
+  it.each([
+    'example.com',
+    'example.com:',
+    'Example.COM:8080',
+    '127.0.0.1:80',
+    '[::1]',
+    '[::1]:8080',
+    'a_b.example',
+    'xn--bcher-kva.example',
+  ])('%s is a Host', (host) => expect(isValidHost(host)).toBe(true));
+  it.each(['[::1]evil', 'a.example:80:x', 'a.example:http', 'a example', 'a.example/x', '[::1', ':80', 'a@b.example'])(
+    '%s is not',
+    (host) => expect(isValidHost(host)).toBe(false),
+  );
 });

@@ -130,6 +130,12 @@ describe('isSuspiciousPath', () => {
     '/chat\\..\\admin',
     '/chat\\admin',
     '/chat/..?x=1',
+    '/chat/..;/admin',
+    '/chat/.;x/y',
+    '/chat/%41',
+    '/%61dmin',
+    '/chat/%7E',
+    '/chat/%2d',
   ])('%s is suspicious', (target) => {
     expect(isSuspiciousPath(target)).toBe(true);
   });
@@ -149,7 +155,10 @@ describe('isSuspiciousPath', () => {
     '/chat/%2',
     '/chat?next=/../admin',
     '/chat?p=%2f..%5c',
-    '/chat/%41',
+    '/chat?p=%41',
+    '/chat/%20x',
+    '/chat/%C3%A9',
+    '/chat/a;b',
   ])('%s is fine', (target) => {
     expect(isSuspiciousPath(target)).toBe(false);
   });
