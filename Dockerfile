@@ -42,8 +42,11 @@ HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
 # wsgate drains on SIGTERM (close 1001 to every tunnel, bounded by timeouts.drain) and reloads its config
 # on SIGHUP (`docker kill -s HUP <container>`) or when the mounted file changes. Node runs as PID 1 here,
 # which is fine because the CLI installs its own signal handlers and, with `workers` > 1, the primary reaps
-# its workers; use `docker run --init` if you want general zombie reaping as well.
+# its workers; use `docker run --init` if you want general zombie reaping as well. Docker waits 10 s after
+# SIGTERM before it kills: give it shutdown.acceptDelay + timeouts.drain (30 s by default) and a little more,
+# e.g. `docker run --stop-timeout 40` (or stop_grace_period in compose).
 STOPSIGNAL SIGTERM
 # V8 flags: see src/ops/node-flags.ts (a small young generation keeps memory per connection low).
 ENTRYPOINT ["node", "--max-semi-space-size=2", "dist/src/cli.js"]
+# Arguments replace CMD, so say the file again: `docker run … wsgate --config /etc/wsgate/config.yaml --check`.
 CMD ["--config", "/etc/wsgate/config.yaml"]

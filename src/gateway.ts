@@ -30,9 +30,13 @@ import { Admission } from './proxy/admission.js';
 import type { ProxyContext } from './proxy/context.js';
 import { type NameDiff, Runtime } from './proxy/runtime.js';
 import { handleUpgrade, routeOfTunnel } from './proxy/upgrade.js';
+import { normaliseIp } from './routing/hash-key.js';
 import { SOCKET_IO_MODE } from './tunnel/socket-io.js';
 import { sweepPeriodFor, TunnelSweeper } from './tunnel/sweeper.js';
 import type { Tunnel } from './tunnel/tunnel.js';
+
+/** How long a shutdown waits for cut tunnels' sockets to close, so each gets its close line. */
+const TUNNEL_SETTLE_MS = 1000;
 
 export interface GatewayOptions {
   readonly log?: Logger;
@@ -141,9 +145,12 @@ export class Gateway implements ProxyContext {
       },
       request: (req: IncomingMessage, res: ServerResponse, secure: boolean) =>
         this.plainHttp.handle(this, req, res, secure),
-      clientError: (entry: CatalogueEntry, detail: string) => {
+      clientError: (entry: CatalogueEntry, detail: string, client: string) => {
         this.metrics.handshakeRejections.inc({ route: '', status: String(entry.status), reason: reasonLabel(entry) });
-        this.log.info({ event: 'rejected', status: entry.status, code: entry.code, detail }, 'malformed request');
+        this.log.info(
+          { event: 'rejected', status: entry.status, code: entry.code, client: normaliseIp(client), detail },
+          'malformed request',
+        );
       },
       acceptError: (err: NodeJS.ErrnoException, count: number) => {
         this.metrics.acceptErrors.inc(count);
@@ -435,12 +442,18 @@ export class Gateway implements ProxyContext {
       // handshakes in flight.
       inFlight: () => this.admission.active - this.tunnels.size,
     });
-    // Background drains (removed routes) share the tunnel set: whatever they still hold is gone too.
+    // Background drains (removed routes) share the tunnel set: whatever they still hold is gone too. Tunnels the
+    // drain cut are still in the set until their sockets' close events: not cut or counted twice.
     let destroyed = result.destroyed;
     for (const t of this.tunnels) {
+      if (t.client.destroyed && t.backend.destroyed) continue;
       t.abort('drain_deadline', 'proxy');
       destroyed++;
     }
+    // Each cut tunnel is accounted for (metrics, its close log line) when its sockets have closed, a moment later;
+    // the process exits right after this, so wait for that, briefly.
+    const settleBy = performance.now() + TUNNEL_SETTLE_MS;
+    while (this.tunnels.size > 0 && performance.now() < settleBy) await delay(10);
     this.sweeper.stop();
     this.runtime.stop();
     this.plainHttp.close();
@@ -471,6 +484,7 @@ export class Gateway implements ProxyContext {
       draining: this.shuttingDown,
       listeners: this.boundListeners,
       liveTunnels: this.tunnels.size,
+      routeStats: this.metrics.allRouteStats(),
     });
   }
 

@@ -28,7 +28,8 @@ export interface ListenerHandlers {
   upgrade(req: UpgradeRequest, socket: Duplex, head: Buffer, secure: boolean): void;
   request(req: IncomingMessage, res: ServerResponse, secure: boolean): void;
   /** A request that never became one: malformed, too large, too slow. The socket is already answered. */
-  clientError(entry: CatalogueEntry, detail: string): void;
+  /** A request refused before it reached a route; `client` is the peer's address (for the log line). */
+  clientError(entry: CatalogueEntry, detail: string, client: string): void;
   /** accept() failed (EMFILE, ENFILE...): the process stays up; log it. Default: a rate-limited process warning. */
   acceptError?(err: NodeJS.ErrnoException, count: number): void;
 }
@@ -84,7 +85,7 @@ export class Listener {
     }
     const secure = this.secure;
     const refuse = (socket: Duplex, entry: CatalogueEntry, detail: string) => {
-      handlers.clientError(entry, detail);
+      handlers.clientError(entry, detail, peerAddress(socket));
       rejectHandshake(socket, entry);
     };
     const badTarget = (req: UpgradeRequest, socket: Duplex): boolean => {
@@ -154,7 +155,7 @@ export class Listener {
         // https routes tlsClientError here. No HTTP answer can be read on a socket whose TLS handshake failed,
         // and a lingering close would keep it 2 s past the handshake timeout: count it and drop it now.
         const tlsEntry = err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT' ? Errors.HANDSHAKE_TIMEOUT : Errors.BAD_REQUEST;
-        handlers.clientError(tlsEntry, err.code ?? err.message);
+        handlers.clientError(tlsEntry, err.code ?? err.message, peerAddress(socket));
         socket.destroy();
         return;
       }
@@ -186,7 +187,11 @@ export class Listener {
       {
         upgrade,
         timeout(socket: Socket) {
-          handlers.clientError(Errors.HANDSHAKE_TIMEOUT, `no complete request head within ${timeoutMs} ms`);
+          handlers.clientError(
+            Errors.HANDSHAKE_TIMEOUT,
+            `no complete request head within ${timeoutMs} ms`,
+            peerAddress(socket),
+          );
           rejectHandshake(socket, Errors.HANDSHAKE_TIMEOUT);
         },
       },
@@ -264,6 +269,10 @@ function inTurn<Args extends unknown[]>(
 }
 
 function ignoreError(): void {}
+
+function peerAddress(socket: Duplex): string {
+  return (socket as Socket).remoteAddress ?? '';
+}
 
 /** Accept errors come in bursts (every pending connection fails alike): one warning per second at most. */
 const ACCEPT_ERROR_REPORT_INTERVAL_MS = 1000;

@@ -42,6 +42,8 @@ export class RouteStats {
   readonly sizeSum = new Float64Array(2);
   /** Tunnels ended, by close code and initiator: key = code * 3 + initiator index (CLOSE_INITIATORS). */
   readonly closes = new Map<number, number>();
+  /** Tunnels opened since start (the per-backend series may be withdrawn; this never goes back). */
+  opened = 0;
   constructor(route: string) {
     this.route = route;
   }
@@ -269,6 +271,11 @@ export class Metrics {
     registry.registerMetric(
       handshakeSecondsHistogram(this.handshakeTimes) as unknown as Parameters<PromRegistry['registerMetric']>[0],
     );
+  }
+
+  /** Every route's stats since start, removed routes' included. */
+  allRouteStats(): Iterable<RouteStats> {
+    return this.routeStats.values();
   }
 
   /** Shared stats for a route; created once, also making the route's series visible at 0. */

@@ -3,6 +3,7 @@
 // primary sums several of those, and the rates derived from successive snapshots.
 
 import type { Registry } from 'prom-client';
+import type { RouteStats } from '../observe/metrics.js';
 import type { Runtime } from '../proxy/runtime.js';
 import type { HashKeySpec } from '../routing/hash-key.js';
 import { VERSION } from './version.js';
@@ -236,14 +237,15 @@ export interface StatusSource {
   readonly draining: boolean;
   readonly listeners: readonly { name: string; address: string; port: number; secure: boolean; selfSigned: boolean }[];
   readonly liveTunnels: number;
+  /** Every route's stats since start (removed routes too): connection totals that never go back. */
+  readonly routeStats: Iterable<RouteStats>;
 }
 
 /** This process's view: listeners, routes, pools with backend states, live counts and traffic totals. */
 export async function collectProcessStatus(source: StatusSource): Promise<ProcessStatus> {
   const registry = source.registry;
-  const [active, total, bytes, messages] = await Promise.all([
+  const [active, bytes, messages] = await Promise.all([
     metricValues(registry, 'wsgate_connections_active'),
-    metricValues(registry, 'wsgate_connections_total'),
     metricValues(registry, 'wsgate_bytes_total'),
     metricValues(registry, 'wsgate_messages_total'),
   ]);
@@ -257,7 +259,8 @@ export async function collectProcessStatus(source: StatusSource): Promise<Proces
         path: r.pathPrefix,
         pool: r.pool.name,
         active: 0,
-        connectionsTotal: 0,
+        // Not summed from wsgate_connections_total: the series of a backend that left are withdrawn.
+        connectionsTotal: r.stats.opened,
         bytes: zeroCounts(),
         messages: zeroCounts(),
       },
@@ -266,10 +269,6 @@ export async function collectProcessStatus(source: StatusSource): Promise<Proces
   for (const v of active) {
     const r = routes.get(String(v.labels.route));
     if (r) r.active += v.value;
-  }
-  for (const v of total) {
-    const r = routes.get(String(v.labels.route));
-    if (r) r.connectionsTotal += v.value;
   }
   const allBytes = zeroCounts();
   const allMessages = zeroCounts();
@@ -309,7 +308,7 @@ export async function collectProcessStatus(source: StatusSource): Promise<Proces
         active: m.active,
       })),
     })),
-    connections: { active: source.liveTunnels, total: total.reduce((sum, v) => sum + v.value, 0) },
+    connections: { active: source.liveTunnels, total: sumOpened(source.routeStats) },
     bytes: allBytes,
     messages: allMessages,
   };
@@ -356,4 +355,10 @@ export function composeStatus(parts: StatusParts): Status {
       windowSeconds: rates ? Math.round(rates.windowSeconds * 10) / 10 : null,
     },
   };
+}
+
+function sumOpened(stats: Iterable<RouteStats>): number {
+  let total = 0;
+  for (const s of stats) total += s.opened;
+  return total;
 }

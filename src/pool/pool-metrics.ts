@@ -39,6 +39,9 @@ export class PoolMetrics {
       help: 'Whether a backend is healthy and not ejected (1) or not (0).',
       labelNames: ['pool', 'backend'],
       registers,
+      // With workers, every worker keeps its own pool: /metrics shows one worker's view, not the sum (which read 2
+      // for "up"). The workers check on their own and agree within a check or two.
+      aggregator: 'first',
     });
     this.healthChecks = new Counter({
       name: 'wsgate_backend_health_checks_total',
@@ -63,6 +66,7 @@ export class PoolMetrics {
       help: 'Backends in a pool by state (healthy, unhealthy, ejected).',
       labelNames: ['pool', 'state'],
       registers,
+      aggregator: 'first', // one worker's count, as for wsgate_backend_up
     });
   }
 

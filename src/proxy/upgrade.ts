@@ -137,6 +137,7 @@ export async function handleUpgrade(
   const children = binding.current();
   children.active++;
   children.total++;
+  route.stats.opened++;
   const routeConfig = route.config;
   const tunnel = new Tunnel(client, backendSocket, binding, {
     stats: route.stats,
