@@ -361,7 +361,7 @@ describe('the request target reaches the backend byte-exact (RFC 9110 §7.7, as 
     ['a quote in the query (RFC 3986 sub-delim)', "/poll?q='x'"],
     ['an empty query', '/poll?'],
     ['Socket.IO polling with odd but legal bytes', '/socket.io/?EIO=4&transport=polling&t=P~x|y^`{}&sid=a%2Bb'],
-    ['a double slash and a percent-encoded letter', '//p%41th?a=%7e'],
+    ['a double slash and a percent-encoded space and UTF-8', '//p%20th/%C3%A9?a=%7e%41'],
   ] as const;
   for (const [name, target] of targets) {
     it(name, async () => {
