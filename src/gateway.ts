@@ -152,9 +152,16 @@ export class Gateway implements ProxyContext {
           'malformed request',
         );
       },
-      acceptError: (err: NodeJS.ErrnoException, count: number) => {
-        this.metrics.acceptErrors.inc(count);
-        this.log.warn({ err: err.code ?? err.message, count }, 'accept failed (out of file descriptors?): backing off');
+      // The per-IP tunnel cap bounds connections waiting for their first head as well.
+      waitingPerIp: () => this.runtime.config.limits.maxConnectionsPerIp,
+      acceptError: (err: NodeJS.ErrnoException, logCount: number | undefined) => {
+        this.metrics.acceptErrors.inc();
+        if (logCount !== undefined) {
+          this.log.warn(
+            { err: err.code ?? err.message, count: logCount },
+            'accept failed (out of file descriptors?): backing off',
+          );
+        }
       },
     };
   }

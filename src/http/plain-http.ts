@@ -24,8 +24,8 @@ export class PlainHttpProxy {
   // No maxSockets cap (node's default is none; nginx has none either). A long poll holds its backend socket until
   // the backend answers (Socket.IO: up to pingInterval, 25 s), and a request queued behind a cap has no socket, so
   // no timeout runs for it: with 256 polls held, the 257th request would wait as long as they do. The sockets are
-  // bounded anyway: node:http serves one request per client connection at a time, and limits.maxConnections
-  // bounds those; idle kept-alive sockets are capped by maxFreeSockets (256).
+  // bounded anyway: node:http serves one request per client connection at a time, each request takes an admission
+  // slot (limits.maxConnections, maxConnectionsPerIp), and idle kept-alive sockets are capped by maxFreeSockets.
   private readonly httpAgent = new Agent({ keepAlive: true });
   private readonly httpsAgent = new HttpsAgent({ keepAlive: true });
   private readonly tlsAgents = new Map<UpstreamTls, HttpsAgent>();
@@ -84,6 +84,15 @@ export class PlainHttpProxy {
       refuse(Errors.NO_ROUTE);
       return;
     }
+    // A request being proxied holds a backend connection: it takes a slot under the same caps as a tunnel (a long
+    // poll holds it for as long as the backend waits), given back when its response is done or the client is gone.
+    const limits = ctx.runtime.config.limits;
+    const refusal = ctx.admission.tryAcquire(ip, limits.maxConnections, limits.maxConnectionsPerIp);
+    if (refusal) {
+      refuse(refusal);
+      return;
+    }
+    res.once('close', () => ctx.admission.release(ip));
     const pool = route.pool;
     const { key } = hashKeyOf(
       { headers: req.headers, rawHeaders: req.rawHeaders, url, remoteAddress: ip },

@@ -17,13 +17,24 @@ export interface FirstRequestHandlers {
   upgrade(req: UpgradeRequest, socket: Socket, head: Buffer): void;
   /** The first head did not arrive in time; the socket is still open and ours to answer. */
   timeout(socket: Socket): void;
+  /** How many connections one client address may have waiting for their first head at once. */
+  waitingPerIp(): number;
+  /** A connection over that limit: the reader let go of it, unread, for the handler to close. */
+  tooManyWaiting(socket: Socket, ip: string): void;
 }
 
 const kReader = Symbol('wsgate.firstRequest');
 /** performance.now() when the connection arrived. */
 const kSince = Symbol('wsgate.connectedAt');
+/** The client address it is counted under while waiting. */
+const kIp = Symbol('wsgate.waitingFrom');
 /** `_httpMessage` is node:http's response in progress on the socket (internal, long-standing). */
-type WaitingSocket = Socket & { [kReader]?: FirstRequestReader; [kSince]?: number; _httpMessage?: object | null };
+type WaitingSocket = Socket & {
+  [kReader]?: FirstRequestReader;
+  [kSince]?: number;
+  [kIp]?: string;
+  _httpMessage?: object | null;
+};
 
 export class FirstRequestReader {
   private readonly server: unknown;
@@ -33,6 +44,11 @@ export class FirstRequestReader {
   private readonly checkIntervalMs: number;
   /** Connections whose first request head is not complete yet. */
   private readonly waiting = new Set<WaitingSocket>();
+  /**
+   * How many of them each client address has: silent connections cost a descriptor each until the deadline, so
+   * one address must not be able to take them all (the tunnel caps only count upgrades).
+   */
+  private readonly waitingFrom = new Map<string, number>();
   private checker: NodeJS.Timeout | undefined;
 
   constructor(
@@ -52,6 +68,14 @@ export class FirstRequestReader {
   /** A new connection: wait for its first read. */
   accept(socket: Socket): void {
     const s = socket as WaitingSocket;
+    const ip = socket.remoteAddress ?? '';
+    const count = this.waitingFrom.get(ip) ?? 0;
+    if (count >= this.handlers.waitingPerIp()) {
+      this.handlers.tooManyWaiting(socket, ip);
+      return;
+    }
+    this.waitingFrom.set(ip, count + 1);
+    s[kIp] = ip;
     s[kReader] = this;
     s[kSince] = performance.now();
     this.waiting.add(s);
@@ -66,7 +90,16 @@ export class FirstRequestReader {
    * cannot meet): its deadline no longer applies.
    */
   settled(socket: Socket): void {
-    this.waiting.delete(socket as WaitingSocket);
+    this.forget(socket as WaitingSocket);
+  }
+
+  /** The socket no longer waits for its first head: its deadline and its place in its address's count go. */
+  private forget(socket: WaitingSocket): void {
+    if (!this.waiting.delete(socket)) return;
+    const ip = socket[kIp] as string;
+    const left = (this.waitingFrom.get(ip) ?? 1) - 1;
+    if (left > 0) this.waitingFrom.set(ip, left);
+    else this.waitingFrom.delete(ip);
   }
 
   /** Sockets still waiting for their first head (for tests). */
@@ -78,7 +111,7 @@ export class FirstRequestReader {
     stopWatching(socket);
     const parsed = parseUpgradeHead(chunk);
     if (parsed) {
-      this.waiting.delete(socket);
+      this.forget(socket);
       this.handlers.upgrade(parsed.request, socket, chunk.subarray(parsed.headEnd));
       return;
     }
@@ -94,9 +127,9 @@ export class FirstRequestReader {
         // Closed, already being answered (a lingering close), or node:http is answering a request it read, maybe
         // without any event (400 for a missing Host under requireHostHeader, 503 past maxRequestsPerSocket):
         // nothing left to time out.
-        this.waiting.delete(socket);
+        this.forget(socket);
       } else if (now - (socket[kSince] as number) >= this.timeoutMs) {
-        this.waiting.delete(socket);
+        this.forget(socket);
         // A socket that sent nothing yet is still ours: bytes after the 408 must not reach onFirstData.
         stopWatching(socket);
         this.handlers.timeout(socket);
@@ -110,7 +143,7 @@ export class FirstRequestReader {
 
   drop(socket: WaitingSocket): void {
     stopWatching(socket);
-    this.waiting.delete(socket);
+    this.forget(socket);
     socket.destroy();
   }
 }

@@ -27,11 +27,19 @@ export const UPGRADE_PARSER: 'wsgate' | 'node' = process.env.WSGATE_UPGRADE_PARS
 export interface ListenerHandlers {
   upgrade(req: UpgradeRequest, socket: Duplex, head: Buffer, secure: boolean): void;
   request(req: IncomingMessage, res: ServerResponse, secure: boolean): void;
-  /** A request that never became one: malformed, too large, too slow. The socket is already answered. */
-  /** A request refused before it reached a route; `client` is the peer's address (for the log line). */
+  /**
+   * A request that never became one: malformed, too large, too slow (the socket is already answered). `client` is
+   * the peer's address, for the log line.
+   */
   clientError(entry: CatalogueEntry, detail: string, client: string): void;
-  /** accept() failed (EMFILE, ENFILE...): the process stays up; log it. Default: a rate-limited process warning. */
-  acceptError?(err: NodeJS.ErrnoException, count: number): void;
+  /**
+   * accept() failed (EMFILE, ENFILE...): the process stays up. Called for every failure, so it can be counted;
+   * `logCount` is set at most once a second (they come in bursts): the failures since the last report, to log.
+   * Default: a rate-limited process warning.
+   */
+  acceptError?(err: NodeJS.ErrnoException, logCount: number | undefined): void;
+  /** How many connections one client address may have waiting for their first request head (default: no cap). */
+  waitingPerIp?(): number;
 }
 
 type SniCallback = (name: string, cb: (err: Error | null, ctx?: SecureContext) => void) => void;
@@ -194,6 +202,12 @@ export class Listener {
           );
           rejectHandshake(socket, Errors.HANDSHAKE_TIMEOUT);
         },
+        waitingPerIp: () => handlers.waitingPerIp?.() ?? Number.POSITIVE_INFINITY,
+        tooManyWaiting(socket: Socket, ip: string) {
+          // Closed unread and at once: under a flood, an answer and a lingering close would hold the descriptor.
+          handlers.clientError(Errors.TOO_MANY_FROM_IP, 'too many connections waiting for their first request', ip);
+          socket.destroy();
+        },
       },
       timeoutMs,
       checkIntervalMs,
@@ -274,25 +288,29 @@ function peerAddress(socket: Duplex): string {
   return (socket as Socket).remoteAddress ?? '';
 }
 
-/** Accept errors come in bursts (every pending connection fails alike): one warning per second at most. */
+/** Accept errors come in bursts (every pending connection fails alike): one log line per second at most. */
 const ACCEPT_ERROR_REPORT_INTERVAL_MS = 1000;
 let lastAcceptErrorReport = 0;
 let acceptErrorsSinceReport = 0;
 
 function reportAcceptError(
   err: NodeJS.ErrnoException,
-  report: (err: NodeJS.ErrnoException, count: number) => void,
+  report: (err: NodeJS.ErrnoException, logCount: number | undefined) => void,
 ): void {
   acceptErrorsSinceReport++;
   const now = Date.now();
-  if (now - lastAcceptErrorReport < ACCEPT_ERROR_REPORT_INTERVAL_MS) return;
+  if (now - lastAcceptErrorReport < ACCEPT_ERROR_REPORT_INTERVAL_MS) {
+    report(err, undefined);
+    return;
+  }
   report(err, acceptErrorsSinceReport);
   lastAcceptErrorReport = now;
   acceptErrorsSinceReport = 0;
 }
 
-function emitAcceptWarning(err: NodeJS.ErrnoException, count: number): void {
-  process.emitWarning(`accept failed ${count} time(s): ${err.code ?? err.message}`, { code: 'WSG_ACCEPT_ERROR' });
+function emitAcceptWarning(err: NodeJS.ErrnoException, logCount: number | undefined): void {
+  if (logCount === undefined) return;
+  process.emitWarning(`accept failed ${logCount} time(s): ${err.code ?? err.message}`, { code: 'WSG_ACCEPT_ERROR' });
 }
 
 /** A failed or timed-out TLS handshake (node's own timeout, or an OpenSSL error such as a refused version). */

@@ -223,7 +223,9 @@ export class Metrics {
 
     this.acceptErrors = new Counter({
       name: 'wsgate_accept_errors_total',
-      help: 'Connections the listeners failed to accept (EMFILE/ENFILE: out of file descriptors).',
+      help:
+        'Accept errors node reported (EMFILE/ENFILE: out of file descriptors). Connections libuv sheds itself ' +
+        '(accepted and closed at once with its reserve descriptor) are not seen, so not counted.',
       registers,
     });
 

@@ -125,7 +125,7 @@ export async function handleUpgrade(
     return refuse(ctx, route, client, ip, url, last?.error ?? Errors.UPSTREAM_CONNECT_FAILED, last?.detail);
   }
   if (last.kind === 'refused') {
-    ctx.admission.release(ip);
+    // The slot stays taken while the answer is relayed (both connections are open meanwhile).
     return relayBackendRefusal(ctx, route, client, last, ip, url);
   }
 
@@ -215,13 +215,22 @@ function relayBackendRefusal(
   if (framing.kind === 'invalid') {
     // RFC 9112 §6.3: a proxy must not guess where such a body ends; it answers 502 instead.
     result.socket.destroy();
+    ctx.admission.release(ip);
     refuse(ctx, route, client, ip, url, Errors.UPSTREAM_BAD_RESPONSE, 'invalid Content-Length in refusal');
     return;
   }
   const status = result.head.status;
   ctx.metrics.handshakeRejections.inc({ route: route.name, status: String(status), reason: 'backend_refused' });
   route.log.info({ event: 'rejected', status, code: 'backend_refused', client: ip }, 'backend refused the upgrade');
-  relayRefusal(client, result.socket, result.head.raw, result.rest, framing, ctx.runtime.config.timeouts.handshakeMs);
+  relayRefusal(
+    client,
+    result.socket,
+    result.head.raw,
+    result.rest,
+    framing,
+    ctx.runtime.config.timeouts.handshakeMs,
+    () => ctx.admission.release(ip),
+  );
 }
 
 /** Hooks shared by every tunnel of one (route, backend): metric children, stats, pool accounting. */

@@ -15,10 +15,13 @@ interface Seen {
   /** Sockets handed to the "node:http" handler, with every byte it read from them since. */
   handedOver: { socket: Socket; bytes: Buffer[] }[];
   timeouts: { socket: Socket; atMs: number }[];
+  /** Addresses of connections refused for having too many waiting. */
+  tooMany: string[];
 }
 
 const TIMEOUT_MS = 600;
 const CHECK_MS = 50;
+const WAITING_PER_IP = 3;
 
 let server: Server | undefined;
 /** Both ends of every connection, destroyed after each test (the server allows half-open sockets). */
@@ -31,7 +34,7 @@ afterEach(async () => {
 });
 
 async function start(): Promise<{ reader: FirstRequestReader; seen: Seen; port: number; startedAt: () => number }> {
-  const seen: Seen = { upgrades: [], handedOver: [], timeouts: [] };
+  const seen: Seen = { upgrades: [], handedOver: [], timeouts: [], tooMany: [] };
   let connectedAt = 0;
   const srv = createServer({ allowHalfOpen: true }); // as node:http's server is
   const httpConnection = function (this: unknown, socket: Socket) {
@@ -47,6 +50,11 @@ async function start(): Promise<{ reader: FirstRequestReader; seen: Seen; port: 
       upgrade: (req, socket, head) => seen.upgrades.push({ req, socket, head }),
       timeout: (socket) => {
         seen.timeouts.push({ socket, atMs: performance.now() - connectedAt });
+        socket.destroy();
+      },
+      waitingPerIp: () => WAITING_PER_IP,
+      tooManyWaiting: (socket, ip) => {
+        seen.tooMany.push(ip);
         socket.destroy();
       },
     },
@@ -157,5 +165,22 @@ describe('FirstRequestReader', () => {
     // Well before the deadline: nothing was left to time out.
     await waitFor(() => reader.waitingCount === 0 && finning.closed, TIMEOUT_MS / 2, 'both closed and forgotten');
     expect(seen.timeouts).toHaveLength(0);
+  });
+
+  it('one address may have only so many connections waiting for their first head; a head frees its place', async () => {
+    const { reader, seen, port } = await start();
+    const silent = await Promise.all(Array.from({ length: WAITING_PER_IP + 2 }, () => client(port)));
+    await waitFor(() => seen.tooMany.length === 2, 5000, 'the two over the limit refused');
+    expect(reader.waitingCount).toBe(WAITING_PER_IP);
+    expect(seen.tooMany.every((ip) => ip.endsWith('127.0.0.1'))).toBe(true);
+    await waitFor(() => silent.filter((s) => s.closed).length === 2, 5000, 'the refused ones closed');
+    // One of the waiting sends its head: its place is free for a new connection.
+    const waiting = silent.filter((s) => !s.closed);
+    waiting[0]?.write(upgradeRequest());
+    await waitFor(() => seen.upgrades.length === 1, 5000, 'the upgrade');
+    await client(port);
+    await delay(3 * CHECK_MS);
+    expect(seen.tooMany).toHaveLength(2);
+    expect(reader.waitingCount).toBe(WAITING_PER_IP);
   });
 });
