@@ -5,6 +5,7 @@ import { stringify } from 'yaml';
 import { parseConfig } from '../../src/config/load.js';
 import { Gateway } from '../../src/gateway.js';
 import { Metrics } from '../../src/observe/metrics.js';
+import type { Cleanup } from './cleanups.js';
 import { waitFor } from './wait.js';
 
 export interface TestGateway {
@@ -110,4 +111,11 @@ export async function expectNoLeaks(gw: TestGateway): Promise<void> {
     8000,
     'gauges, admission and tunnels back at 0',
   );
+}
+
+/** startGateway whose gateway `cleanups` stops after the test (the stack from cleanupAfterEach). */
+export async function startGatewayFor(cleanups: Cleanup[], config: ConfigObject): Promise<TestGateway> {
+  const gw = await startGateway(config);
+  cleanups.push(() => gw.stop());
+  return gw;
 }

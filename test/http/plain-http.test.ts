@@ -7,7 +7,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { refusedPort } from '../helpers/backends.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
-import { metricValue, simpleConfig, startGateway, type TestGateway } from '../helpers/gateway.js';
+import { metricValue, simpleConfig, startGatewayFor, type TestGateway } from '../helpers/gateway.js';
 import { openSocket, readResponseHead, readUntilClose, sendRequest, upgradeRequest } from '../helpers/raw-client.js';
 import { delay, waitFor } from '../helpers/wait.js';
 
@@ -75,17 +75,15 @@ async function httpBackend(
   return { url: `ws://127.0.0.1:${port}`, port, seen, server, open: () => sockets.size };
 }
 
-async function gatewayFor(backends: string[], extra: Record<string, unknown> = {}): Promise<TestGateway> {
-  const gw = await startGateway(
+const gatewayFor = (backends: string[], extra: Record<string, unknown> = {}) =>
+  startGatewayFor(
+    cleanups,
     simpleConfig(backends, {
       limits: { maxConnections: 1000, maxConnectionsPerIp: 1000 },
       timeouts: { handshake: '1s', idle: '60s', drain: '1s' },
       ...extra,
     }),
   );
-  cleanups.push(() => gw.stop());
-  return gw;
-}
 
 /** Reads one whole HTTP/1.1 response (Content-Length or chunked) from `socket`, starting with `initial`. */
 function readFullResponse(

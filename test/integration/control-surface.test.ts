@@ -7,14 +7,14 @@ import { createSocket } from 'node:dgram';
 import { writeFileSync } from 'node:fs';
 import { request as httpRequest } from 'node:http';
 import { join } from 'node:path';
-import { type ConnectionOptions, type TLSSocket, connect as tlsConnect } from 'node:tls';
+import { type ConnectionOptions, connect as tlsConnect } from 'node:tls';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { stringify } from 'yaml';
 import { generateSelfSigned } from '../../src/listen/tls.js';
 import type { Status } from '../../src/ops/status.js';
 import { startEchoBackend, type TestBackend } from '../helpers/backends.js';
-import { makeCert } from '../helpers/certs.js';
+import { commonNameOf, makeCert, tryTls } from '../helpers/certs.js';
 import { ensureBuilt, runCli, writeConfig } from '../helpers/child-gateway.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
 import { type ConfigObject, simpleConfig } from '../helpers/gateway.js';
@@ -42,22 +42,6 @@ async function cli(args: string[]): Promise<{ code: number; stdout: string; stde
     const e = err as { code: number; stdout: string; stderr: string };
     return { code: e.code, stdout: e.stdout, stderr: e.stderr };
   }
-}
-
-type Outcome = { ok: true; socket: TLSSocket } | { ok: false; error: string };
-
-function tryTls(port: number, options: ConnectionOptions): Promise<Outcome> {
-  return new Promise((resolve) => {
-    const socket = tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false, ...options }, () =>
-      resolve({ ok: true, socket }),
-    );
-    socket.once('error', (err: NodeJS.ErrnoException) => resolve({ ok: false, error: err.code ?? err.message }));
-  });
-}
-
-function commonNameOf(socket: TLSSocket): string | undefined {
-  const subject = socket.getPeerCertificate().subject as unknown as Record<string, string> | undefined;
-  return subject?.CN;
 }
 
 /** The served certificate's fingerprint and whether the session was resumed. */

@@ -9,7 +9,7 @@ import { type AddressInfo, connect, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { refusedPort } from '../helpers/backends.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
-import { metricValue, simpleConfig, startGateway, type TestGateway } from '../helpers/gateway.js';
+import { metricValue, simpleConfig, startGatewayFor, type TestGateway } from '../helpers/gateway.js';
 import { receivedText, startAcceptingBackend } from '../helpers/hostile-backends.js';
 import { openSocket, readResponseHead, readUntilClose, SAMPLE_ACCEPT, upgradeRequest } from '../helpers/raw-client.js';
 import { delay, waitFor } from '../helpers/wait.js';
@@ -73,17 +73,15 @@ async function mixedBackend(plainDelayMs: number): Promise<MixedBackend> {
   return { url: `ws://127.0.0.1:${(server.address() as AddressInfo).port}`, plain, upgrades, afterUpgrade };
 }
 
-async function gatewayFor(backends: string[], extra: Record<string, unknown> = {}): Promise<TestGateway> {
-  const gw = await startGateway(
+const gatewayFor = (backends: string[], extra: Record<string, unknown> = {}) =>
+  startGatewayFor(
+    cleanups,
     simpleConfig(backends, {
       limits: { maxConnections: 1000, maxConnectionsPerIp: 1000 },
       timeouts: { handshake: '1s', idle: '60s', drain: '1s' },
       ...extra,
     }),
   );
-  cleanups.push(() => gw.stop());
-  return gw;
-}
 
 /** Everything the socket receives from now on, as latin1 text. */
 function collect(socket: Socket): () => string {

@@ -16,7 +16,7 @@ import {
   metricValue,
   simpleConfig,
   startGateway,
-  type TestGateway,
+  startGatewayFor,
 } from '../helpers/gateway.js';
 import { switchingProtocols } from '../helpers/hostile-backends.js';
 import {
@@ -32,11 +32,8 @@ import { delay, waitFor } from '../helpers/wait.js';
 
 const cleanups = cleanupAfterEach();
 
-async function gatewayFor(backends: string[], extra: ConfigObject = {}): Promise<TestGateway> {
-  const gw = await startGateway(simpleConfig(backends, extra));
-  cleanups.push(() => gw.stop());
-  return gw;
-}
+const gatewayFor = (backends: string[], extra: ConfigObject = {}) =>
+  startGatewayFor(cleanups, simpleConfig(backends, extra));
 
 async function rawBackend(respond: Parameters<typeof startRawBackend>[0]): Promise<RawBackend> {
   const b = await startRawBackend(respond);

@@ -2,10 +2,9 @@
 // never finishes its handshake is dropped at the handshake timeout, and SNI picks the right certificate: an
 // unknown name gets the default one, or is refused when `tls.unknownSni: refuse`.
 
-import { type ConnectionOptions, type TLSSocket, connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { RawBackend } from '../helpers/backends.js';
-import { type CertFiles, makeCert } from '../helpers/certs.js';
+import { type CertFiles, commonNameOf, makeCert, tryTls } from '../helpers/certs.js';
 import { metricValue, simpleConfig, startGateway, type TestGateway } from '../helpers/gateway.js';
 import { startAcceptingBackend } from '../helpers/hostile-backends.js';
 import { closesWithin, openSocket, readResponseHead, upgradeRequest } from '../helpers/raw-client.js';
@@ -49,22 +48,6 @@ afterAll(async () => {
   await gw.stop();
   await backend.close();
 });
-
-type Outcome = { ok: true; socket: TLSSocket } | { ok: false; error: string };
-
-function tryTls(port: number, options: ConnectionOptions): Promise<Outcome> {
-  return new Promise((resolve) => {
-    const socket = tlsConnect({ host: '127.0.0.1', port, rejectUnauthorized: false, ...options }, () =>
-      resolve({ ok: true, socket }),
-    );
-    socket.once('error', (err: NodeJS.ErrnoException) => resolve({ ok: false, error: err.code ?? err.message }));
-  });
-}
-
-function commonNameOf(socket: TLSSocket): string | undefined {
-  const subject = socket.getPeerCertificate().subject as unknown as Record<string, string> | undefined;
-  return subject?.CN;
-}
 
 describe('protocol versions', () => {
   for (const version of ['TLSv1', 'TLSv1.1'] as const) {
