@@ -694,9 +694,10 @@ export class Tunnel {
     if (this.ending) return;
     if (this.pingSentMs !== 0) {
       if (nowMs - this.pingSentMs < settings.timeoutMs) return;
-      // A peer the proxy is not reading (throttled, or its writer full) may have answered behind what it sent.
-      if ((this.c2b.expectPong && this.c2b.readingHeld()) || (this.b2c.expectPong && this.b2c.readingHeld())) return;
-      const clientSilent = this.c2b.expectPong;
+      // A peer the proxy is not reading (throttled, or its writer full) may have answered behind what it sent: only
+      // a silent peer the proxy does read is timed out.
+      const clientSilent = this.c2b.expectPong && !this.c2b.readingHeld();
+      if (!clientSilent && !(this.b2c.expectPong && !this.b2c.readingHeld())) return;
       const peer = clientSilent ? 'client' : 'backend';
       this.hooks.keepaliveTimeout(this, peer);
       if (clientSilent) this.closeWithCode(CLOSE_CODES.GOING_AWAY, 'keepalive timeout');
