@@ -130,6 +130,7 @@ export class PlainHttpProxy {
     // timeouts.idle (a long poll's wait included) is 504; a failed dial 502 "connect"; a reset after it 502 "reset".
     let connected = false;
     let timedOut = false;
+    let badAnswer = false;
     let answered = false;
     let done = false;
     const fail = (err: Error) => {
@@ -142,9 +143,11 @@ export class PlainHttpProxy {
       }
       const [entry, reason] = timedOut
         ? [Errors.UPSTREAM_TIMEOUT, 'timeout']
-        : connected
-          ? [Errors.UPSTREAM_BAD_RESPONSE, 'reset']
-          : [Errors.UPSTREAM_CONNECT_FAILED, 'connect'];
+        : badAnswer
+          ? [Errors.UPSTREAM_BAD_RESPONSE, 'bad_response']
+          : connected
+            ? [Errors.UPSTREAM_BAD_RESPONSE, 'reset']
+            : [Errors.UPSTREAM_CONNECT_FAILED, 'connect'];
       ctx.metrics.upstreamErrors.inc({ pool: pool.name, backend: b.id, reason });
       // A backend that cannot be reached counts toward its passive ejection, as on the upgrade path. A timeout does
       // not: a long poll may rightly keep its backend quiet for as long as the backend's poll interval.
@@ -162,19 +165,36 @@ export class PlainHttpProxy {
       else socket.once(b.tls ? 'secureConnect' : 'connect', () => (connected = true));
     });
     const timeoutMs = ctx.runtime.config.timeouts.idleMs;
-    upstream.setTimeout(timeoutMs, () => {
+    const onTimeout = () => {
+      // Quiet because the client reads slowly (the answer is paused until it drains), not because the backend is:
+      // wait another period.
+      if (res.writableNeedDrain) {
+        upstream.setTimeout(timeoutMs, onTimeout);
+        return;
+      }
       timedOut = true;
       upstream.destroy(new Error(`no data from the backend for ${timeoutMs} ms`));
-    });
+    };
+    upstream.setTimeout(timeoutMs, onTimeout);
     upstream.on('error', fail);
     upstream.on('response', (answer: IncomingMessage) => {
       answered = true;
+      try {
+        res.writeHead(
+          answer.statusCode ?? 502,
+          answer.statusMessage,
+          endToEndHeaders(answer.rawHeaders, answer.headers.connection),
+        );
+      } catch (err) {
+        // node's client accepts status lines its server will not write (a status below 100, a control character
+        // in the reason): a bad answer, 502, never an exception out of this handler (it would end the process).
+        badAnswer = true;
+        res.statusMessage = ''; // writeHead kept the bad one: our own 502 must not reuse it
+        answer.destroy();
+        fail(err as Error);
+        return;
+      }
       pool.reportSuccess(member);
-      res.writeHead(
-        answer.statusCode ?? 502,
-        answer.statusMessage,
-        endToEndHeaders(answer.rawHeaders, answer.headers.connection),
-      );
       // pipe, not stream.pipeline: pipeline aborts an AbortController of its own when it ends, and building that
       // DOMException (with its stack) was 7.5% of a plain request's CPU.
       answer.on('error', fail);
@@ -186,6 +206,14 @@ export class PlainHttpProxy {
     // The client went away (reset, or closed before the whole answer): nobody to answer, and the backend's
     // socket, mid-exchange, cannot be reused: drop it. Not counted as a backend failure.
     res.on('close', () => {
+      // Answered before the client finished its body (a 401 or 413 before reading it): the rest of the upload is
+      // for nobody. The backend connection must not outlive the request's admission slot, and what the client
+      // still sends is read and dropped, as node does for a request nobody reads (the connection stays usable).
+      if (!upstream.writableFinished) {
+        req.unpipe(upstream);
+        req.resume();
+        upstream.destroy();
+      }
       if (res.writableFinished || done) return;
       done = true;
       upstream.destroy();

@@ -24,6 +24,8 @@ export interface FirstRequestHandlers {
 }
 
 const kReader = Symbol('wsgate.firstRequest');
+/** How often an address at its waiting limit may trigger a sweep for closed sockets. */
+const PURGE_MS = 100;
 /** performance.now() when the connection arrived. */
 const kSince = Symbol('wsgate.connectedAt');
 /** The client address it is counted under while waiting. */
@@ -49,6 +51,7 @@ export class FirstRequestReader {
    * one address must not be able to take them all (the tunnel caps only count upgrades).
    */
   private readonly waitingFrom = new Map<string, number>();
+  private lastPurge = 0;
   private checker: NodeJS.Timeout | undefined;
 
   constructor(
@@ -69,10 +72,21 @@ export class FirstRequestReader {
   accept(socket: Socket): void {
     const s = socket as WaitingSocket;
     const ip = socket.remoteAddress ?? '';
-    const count = this.waitingFrom.get(ip) ?? 0;
+    let count = this.waitingFrom.get(ip) ?? 0;
     if (count >= this.handlers.waitingPerIp()) {
-      this.handlers.tooManyWaiting(socket, ip);
-      return;
+      // Sockets node:http closed without an event (a CONNECT nobody handles) are forgotten only by the next check:
+      // forget them now rather than refuse anyone for them (at most every PURGE_MS: a flood must not make each
+      // refusal a scan).
+      const now = performance.now();
+      if (now - this.lastPurge >= PURGE_MS) {
+        this.lastPurge = now;
+        for (const waiting of this.waiting) if (waiting.destroyed) this.forget(waiting);
+        count = this.waitingFrom.get(ip) ?? 0;
+      }
+      if (count >= this.handlers.waitingPerIp()) {
+        this.handlers.tooManyWaiting(socket, ip);
+        return;
+      }
     }
     this.waitingFrom.set(ip, count + 1);
     s[kIp] = ip;
