@@ -160,6 +160,8 @@ class Pump implements FrameObserver {
   rescanAt = -1;
   messageChargedAt = -1;
   controlChargedAt = -1;
+  /** Coarse time of the last read from `source`: bytes after a keepalive ping prove the peer is there. */
+  lastReadMs = 0;
 
   constructor(tunnel: Tunnel, source: Socket, dest: Socket, fromClient: boolean, options: TunnelOptions) {
     this.tunnel = tunnel;
@@ -176,6 +178,15 @@ class Pump implements FrameObserver {
       protocol === 'off'
         ? SCAN_OFF
         : (protocol === 'strict' ? SCAN_STRICT : SCAN_LENIENT) | (options.rsv1Allowed ? SCAN_RSV1 : 0);
+  }
+
+  /**
+   * Whether `source` owes a keepalive pong and shows no sign of life since the ping at `pingMs`: nothing read from
+   * it since (a throttled upload proves the peer is there, its pong is only behind its data), and not held back by
+   * the proxy (its pong may wait unread behind what it sent).
+   */
+  silentSince(pingMs: number): boolean {
+    return this.expectPong && this.lastReadMs < pingMs && !this.readingHeld();
   }
 
   /** Whether the proxy itself holds `source` back: throttled, or waiting for `dest` to drain. */
@@ -202,6 +213,7 @@ class Pump implements FrameObserver {
 
   /** Scans and forwards one chunk read from `source`; a stop may forward part of it, hold the rest (throttle) or close. */
   push(chunk: Buffer): void {
+    this.lastReadMs = coarseClock.nowMs;
     if (this.halted || this.closedToDest) return;
     if (this.scanMode === SCAN_OFF) {
       this.tunnel.lastActivityMs = coarseClock.nowMs;
@@ -694,10 +706,8 @@ export class Tunnel {
     if (this.ending) return;
     if (this.pingSentMs !== 0) {
       if (nowMs - this.pingSentMs < settings.timeoutMs) return;
-      // A peer the proxy is not reading (throttled, or its writer full) may have answered behind what it sent: only
-      // a silent peer the proxy does read is timed out.
-      const clientSilent = this.c2b.expectPong && !this.c2b.readingHeld();
-      if (!clientSilent && !(this.b2c.expectPong && !this.b2c.readingHeld())) return;
+      const clientSilent = this.c2b.silentSince(this.pingSentMs);
+      if (!clientSilent && !this.b2c.silentSince(this.pingSentMs)) return;
       const peer = clientSilent ? 'client' : 'backend';
       this.hooks.keepaliveTimeout(this, peer);
       if (clientSilent) this.closeWithCode(CLOSE_CODES.GOING_AWAY, 'keepalive timeout');
