@@ -14,26 +14,21 @@ import {
   metricValue,
   routeConfig,
   startGateway,
+  startGatewayFor,
   type TestGateway,
 } from '../helpers/gateway.js';
-import { switchingProtocols } from '../helpers/hostile-backends.js';
+import { startAcceptingBackend, switchingProtocols } from '../helpers/hostile-backends.js';
 import { openSocket, rawUpgrade, readUntilClose, upgradeRequest } from '../helpers/raw-client.js';
 import { delay, waitFor } from '../helpers/wait.js';
 
 const cleanups = cleanupAfterEach();
 
-async function gateway(backends: string[], route: ConfigObject = {}, extra: ConfigObject = {}): Promise<TestGateway> {
-  const gw = await startGateway(routeConfig(backends, route, extra));
-  cleanups.push(() => gw.stop());
-  return gw;
-}
+const gateway = (backends: string[], route: ConfigObject = {}, extra: ConfigObject = {}) =>
+  startGatewayFor(cleanups, routeConfig(backends, route, extra));
 
-/** A raw backend that completes the handshake, records every byte, and hands each socket to `after`. */
+/** A raw backend that completes the handshake, records every byte and hands each socket to `after`. */
 async function acceptingBackend(after?: (socket: Socket) => void): Promise<RawBackend> {
-  const b = await startRawBackend((request, socket) => {
-    if (after) setImmediate(() => after(socket));
-    return switchingProtocols(request);
-  });
+  const b = await startAcceptingBackend(after);
   cleanups.push(() => b.close());
   return b;
 }

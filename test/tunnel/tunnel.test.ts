@@ -6,35 +6,22 @@ import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { type RawBackend, startEchoBackend, startRawBackend, type TestBackend } from '../helpers/backends.js';
+import { type RawBackend, startEchoBackend, type TestBackend } from '../helpers/backends.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
 import { afterHead, closeCodeIn, frame, parseFrames } from '../helpers/frames.js';
-import {
-  type ConfigObject,
-  expectNoLeaks,
-  metricValue,
-  routeConfig,
-  startGateway,
-  type TestGateway,
-} from '../helpers/gateway.js';
-import { switchingProtocols } from '../helpers/hostile-backends.js';
+import { type ConfigObject, expectNoLeaks, metricValue, routeConfig, startGatewayFor } from '../helpers/gateway.js';
+import { startAcceptingBackend } from '../helpers/hostile-backends.js';
 import { rawUpgrade, sendRequest, upgradeRequest } from '../helpers/raw-client.js';
 import { delay, waitFor } from '../helpers/wait.js';
 
 const cleanups = cleanupAfterEach();
 
-async function gateway(backends: string[], route: ConfigObject = {}, extra: ConfigObject = {}): Promise<TestGateway> {
-  const gw = await startGateway(routeConfig(backends, route, extra));
-  cleanups.push(() => gw.stop());
-  return gw;
-}
+const gateway = (backends: string[], route: ConfigObject = {}, extra: ConfigObject = {}) =>
+  startGatewayFor(cleanups, routeConfig(backends, route, extra));
 
-/** A raw backend that completes the handshake, records every byte and optionally runs `after`. */
+/** A raw backend that completes the handshake, records every byte and hands each socket to `after`. */
 async function acceptingBackend(after?: (socket: Socket) => void): Promise<RawBackend> {
-  const b = await startRawBackend((request, socket) => {
-    if (after) setImmediate(() => after(socket));
-    return switchingProtocols(request);
-  });
+  const b = await startAcceptingBackend(after);
   cleanups.push(() => b.close());
   return b;
 }
