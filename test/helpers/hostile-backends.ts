@@ -4,6 +4,7 @@
 import type { Socket } from 'node:net';
 import { acceptFor } from '../../src/handshake/accept.js';
 import { type RawBackend, startRawBackend } from './backends.js';
+import { afterHead } from './frames.js';
 
 /** The client's Sec-WebSocket-Key in a raw request head ('' if absent). */
 export function keyOf(request: string): string {
@@ -27,6 +28,11 @@ export function startAcceptingBackend(after?: (socket: Socket, request: string) 
     if (after) setImmediate(() => after(socket, request));
     return switchingProtocols(request);
   });
+}
+
+/** The frames connection `i` of a raw backend received: its bytes after the upgrade request's head. */
+export function receivedAfterHead(backend: RawBackend, i = 0): Buffer {
+  return afterHead(Buffer.concat(backend.received[i] ?? []));
 }
 
 /** Everything connection `i` of a raw backend received, as latin1 text. */

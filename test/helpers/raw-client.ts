@@ -3,6 +3,7 @@
 
 import { connect, type Socket } from 'node:net';
 import { connect as tlsConnect } from 'node:tls';
+import type { Cleanup } from './cleanups.js';
 import { waitFor } from './wait.js';
 
 export const SAMPLE_KEY = 'dGhlIHNhbXBsZSBub25jZQ=='; // RFC 6455 §1.3
@@ -141,4 +142,20 @@ export function closesWithin(socket: Socket, ms: number): Promise<boolean> {
     socket.on('error', () => {});
     socket.resume();
   });
+}
+
+/**
+ * A raw client after a 101 (anything else throws): its socket, what it received after the head so far, and a
+ * promise of all of it once the socket closes. `cleanups` destroys the socket after the test.
+ */
+export async function upgradedClient(port: number, cleanups: Cleanup[]) {
+  const res = await rawUpgrade(port);
+  if (res.status !== 101) throw new Error(`expected a 101, got ${res.status}`);
+  const chunks: Buffer[] = [res.rest];
+  res.socket.on('data', (c: Buffer) => chunks.push(c));
+  res.socket.on('error', () => {});
+  res.socket.resume();
+  cleanups.push(() => res.socket.destroy());
+  const closed = new Promise<Buffer>((resolve) => res.socket.once('close', () => resolve(Buffer.concat(chunks))));
+  return { socket: res.socket, received: () => Buffer.concat(chunks), closed };
 }

@@ -17,8 +17,8 @@ import {
   startGatewayFor,
   type TestGateway,
 } from '../helpers/gateway.js';
-import { startAcceptingBackend, switchingProtocols } from '../helpers/hostile-backends.js';
-import { openSocket, rawUpgrade, readUntilClose, upgradeRequest } from '../helpers/raw-client.js';
+import { receivedAfterHead, startAcceptingBackend, switchingProtocols } from '../helpers/hostile-backends.js';
+import { openSocket, rawUpgrade, readUntilClose, upgradedClient, upgradeRequest } from '../helpers/raw-client.js';
 import { delay, waitFor } from '../helpers/wait.js';
 
 const cleanups = cleanupAfterEach();
@@ -33,21 +33,7 @@ async function acceptingBackend(after?: (socket: Socket) => void): Promise<RawBa
   return b;
 }
 
-function backendBytes(b: RawBackend, i = 0): Buffer {
-  return afterHead(Buffer.concat(b.received[i] ?? []));
-}
-
-async function rawClient(port: number) {
-  const res = await rawUpgrade(port);
-  expect(res.status).toBe(101);
-  const chunks: Buffer[] = [res.rest];
-  res.socket.on('data', (c: Buffer) => chunks.push(c));
-  res.socket.on('error', () => {});
-  res.socket.resume();
-  cleanups.push(() => res.socket.destroy());
-  const closed = new Promise<Buffer>((resolve) => res.socket.once('close', () => resolve(Buffer.concat(chunks))));
-  return { socket: res.socket, received: () => Buffer.concat(chunks), closed };
-}
+const rawClient = (port: number) => upgradedClient(port, cleanups);
 
 const closeFrame = (code: number, masked = true) => {
   const p = Buffer.alloc(2);
@@ -78,7 +64,7 @@ describe('keepalive while the proxy holds one peer back', () => {
     let flooded = false;
     bs.on('data', () => {
       if (flooded) return;
-      const pings = parseFrames(backendBytes(backend)).filter((f) => f.opcode === 9);
+      const pings = parseFrames(receivedAfterHead(backend)).filter((f) => f.opcode === 9);
       if (pings.length === 0) return;
       flooded = true;
       for (let i = 0; i < 64; i++) bs.write(big);
@@ -117,9 +103,9 @@ describe('close frames', () => {
     c.socket.write(Buffer.concat([data, close.subarray(0, 3)]));
     await delay(50);
     c.socket.write(Buffer.concat([close.subarray(3), frame(1, 'after-1'), frame(2, Buffer.alloc(300, 7))]));
-    await waitFor(() => backendBytes(backend).length >= data.length + close.length, 2000, 'close at backend');
+    await waitFor(() => receivedAfterHead(backend).length >= data.length + close.length, 2000, 'close at backend');
     await delay(100);
-    expect(backendBytes(backend).equals(Buffer.concat([data, close]))).toBe(true);
+    expect(receivedAfterHead(backend).equals(Buffer.concat([data, close]))).toBe(true);
     // The backend answers; the tunnel ends and its close code is the client's.
     expect(closeCodeIn(c.received())).toBeUndefined();
     await expectNoLeaksAfterBackendAnswers(gw, backend, c);
@@ -140,7 +126,7 @@ describe('close frames', () => {
     const got = await Promise.race([c.closed, delay(3000).then(() => undefined)]);
     expect(got, 'client connection closed').toBeDefined();
     expect(got!.equals(fromBackend)).toBe(true);
-    expect(backendBytes(backend).equals(fromClient)).toBe(true);
+    expect(receivedAfterHead(backend).equals(fromClient)).toBe(true);
     await expectNoLeaks(gw);
   });
 
@@ -161,9 +147,9 @@ describe('close frames', () => {
     c.socket.write(all.subarray(0, all.length - 3));
     await delay(20);
     c.socket.write(Buffer.concat([all.subarray(all.length - 3), frame(1, 'late')]));
-    await waitFor(() => closeCodeIn(backendBytes(backend)) === 1000, 3000, 'close at backend');
+    await waitFor(() => closeCodeIn(receivedAfterHead(backend)) === 1000, 3000, 'close at backend');
     await delay(100);
-    expect(backendBytes(backend).equals(all)).toBe(true);
+    expect(receivedAfterHead(backend).equals(all)).toBe(true);
     bsock!.write(closeFrame(1000, false));
     const ended = await Promise.race([c.closed.then(() => true), delay(3000).then(() => false)]);
     expect(ended).toBe(true);
@@ -184,9 +170,9 @@ describe('close frames', () => {
     c.socket.write(pong.subarray(0, 8));
     await delay(30);
     c.socket.write(Buffer.concat([pong.subarray(8), close]));
-    await waitFor(() => backendBytes(backend).length >= close.length, 2000, 'bytes at backend');
+    await waitFor(() => receivedAfterHead(backend).length >= close.length, 2000, 'bytes at backend');
     await delay(50);
-    expect(backendBytes(backend).equals(close)).toBe(true);
+    expect(receivedAfterHead(backend).equals(close)).toBe(true);
   });
 
   it("the client sends its close while the proxy's own close (shutdown) waits for a backend frame in flight", async () => {
@@ -213,7 +199,7 @@ describe('close frames', () => {
     expect(got!.subarray(0, big.length).equals(big)).toBe(true);
     expect(frames[1]!.payload.readUInt16BE(0)).toBe(1001);
     // The backend hears exactly one close frame.
-    expect(parseFrames(backendBytes(backend)).filter((f) => f.opcode === 8)).toHaveLength(1);
+    expect(parseFrames(receivedAfterHead(backend)).filter((f) => f.opcode === 8)).toHaveLength(1);
   });
 });
 

@@ -10,8 +10,8 @@ import { type RawBackend, startEchoBackend, type TestBackend } from '../helpers/
 import { cleanupAfterEach } from '../helpers/cleanups.js';
 import { afterHead, closeCodeIn, frame, parseFrames } from '../helpers/frames.js';
 import { type ConfigObject, expectNoLeaks, metricValue, routeConfig, startGatewayFor } from '../helpers/gateway.js';
-import { startAcceptingBackend } from '../helpers/hostile-backends.js';
-import { rawUpgrade, sendRequest, upgradeRequest } from '../helpers/raw-client.js';
+import { receivedAfterHead, startAcceptingBackend } from '../helpers/hostile-backends.js';
+import { sendRequest, upgradedClient, upgradeRequest } from '../helpers/raw-client.js';
 import { delay, waitFor } from '../helpers/wait.js';
 
 const cleanups = cleanupAfterEach();
@@ -32,23 +32,7 @@ async function echoBackend(): Promise<TestBackend> {
   return b;
 }
 
-/** Frames after the handshake head that raw backend connection `i` received. */
-function backendBytes(b: RawBackend, i = 0): Buffer {
-  return afterHead(Buffer.concat(b.received[i] ?? []));
-}
-
-/** Raw client after a 101: the socket, everything it received after the head, and a promise of its close. */
-async function rawClient(port: number) {
-  const res = await rawUpgrade(port);
-  expect(res.status).toBe(101);
-  const chunks: Buffer[] = [res.rest];
-  res.socket.on('data', (c: Buffer) => chunks.push(c));
-  res.socket.on('error', () => {});
-  res.socket.resume();
-  cleanups.push(() => res.socket.destroy());
-  const closed = new Promise<Buffer>((resolve) => res.socket.once('close', () => resolve(Buffer.concat(chunks))));
-  return { socket: res.socket, received: () => Buffer.concat(chunks), closed };
-}
+const rawClient = (port: number) => upgradedClient(port, cleanups);
 
 const close1000 = () => frame(8, Buffer.from([0x03, 0xe8]));
 
@@ -99,7 +83,7 @@ describe('keepalive', () => {
     expect(pings).toBeGreaterThan(0);
     expect(metricValue(await gw.metrics(), 'wsgate_keepalive_timeouts_total', { peer: 'client' }) ?? 0).toBe(0);
     expect(result).toBe('open');
-    await waitFor(() => backendBytes(backend).length >= 6 * (1000 + 8), 5000, 'all data at the backend');
+    await waitFor(() => receivedAfterHead(backend).length >= 6 * (1000 + 8), 5000, 'all data at the backend');
   });
 });
 
@@ -114,7 +98,7 @@ describe('lenient mode with throttling', () => {
     // One good message takes the only token; the second is unmasked (§5.1 violation, passed in lenient mode)
     // and must wait ~200 ms for a token.
     c.socket.write(Buffer.concat([frame(1, 'first'), frame(1, 'second', { masked: false })]));
-    await waitFor(() => backendBytes(backend).includes('second'), 3000, 'second message forwarded');
+    await waitFor(() => receivedAfterHead(backend).includes('second'), 3000, 'second message forwarded');
     const text = await gw.metrics();
     expect(metricValue(text, 'wsgate_protocol_violations_total', { kind: 'unmasked_client_frame' })).toBe(1);
   });
@@ -137,7 +121,7 @@ describe('a proxy close pending while a client frame header is half-read', () =>
     c.socket.write(rest);
     await c.closed;
     await waitFor(() => backend.connections === 1 && gw.gateway.tunnels.size === 0, 5000);
-    return { gw, backend, toBackend: backendBytes(backend) };
+    return { gw, backend, toBackend: receivedAfterHead(backend) };
   }
 
   it('maxMessageBytes still holds: a frame declaring more than the limit is not forwarded', async () => {
@@ -182,9 +166,9 @@ describe('bytes after a peer close frame', () => {
     const c = await rawClient(gw.port);
     await waitFor(() => gw.gateway.tunnels.size === 1);
     c.socket.write(Buffer.concat([close1000(), frame(1, 'after-close')]));
-    await waitFor(() => parseFrames(backendBytes(backend)).length >= 1, 2000, 'close at backend');
+    await waitFor(() => parseFrames(receivedAfterHead(backend)).length >= 1, 2000, 'close at backend');
     await delay(100);
-    const frames = parseFrames(backendBytes(backend));
+    const frames = parseFrames(receivedAfterHead(backend));
     // §5.5.1: after sending a Close frame an endpoint must not send more data; §1.4: the peer discards it. The
     // tunnel says "nothing more may follow it" (tunnel.ts push()). The backend must see only the close frame.
     expect(frames.map((f) => f.opcode)).toEqual([8]);
@@ -198,9 +182,9 @@ describe('bytes after a peer close frame', () => {
     const c = await rawClient(gw.port);
     await waitFor(() => gw.gateway.tunnels.size === 1);
     c.socket.write(Buffer.concat([close1000(), frame(3, 'reserved-opcode')]));
-    await waitFor(() => parseFrames(backendBytes(backend)).length >= 1, 2000, 'close at backend');
+    await waitFor(() => parseFrames(receivedAfterHead(backend)).length >= 1, 2000, 'close at backend');
     await delay(200);
-    const closes = parseFrames(backendBytes(backend)).filter((f) => f.opcode === 8);
+    const closes = parseFrames(receivedAfterHead(backend)).filter((f) => f.opcode === 8);
     // §5.5.1: an endpoint sends at most one close frame; the client's own close went through first.
     expect(closes.map((f) => f.payload.readUInt16BE(0))).toEqual([1000]);
   });
@@ -218,7 +202,7 @@ describe('what operators see', () => {
     await waitFor(() => pings >= 3, 5000, '3 pings');
     await delay(50);
     // Nothing reached the backend (the pongs were the proxy's own and were absorbed)...
-    expect(parseFrames(backendBytes(backend))).toHaveLength(0);
+    expect(parseFrames(receivedAfterHead(backend))).toHaveLength(0);
     const text = await gw.metrics();
     expect(metricValue(text, 'wsgate_bytes_total', { direction: 'client_to_backend' })).toBe(0);
     // ...so "WebSocket messages tunnelled" (the metric's help) must not count them either.
@@ -307,7 +291,7 @@ describe('payload integrity under throttling (shared read buffer)', () => {
     for (let i = 0; i < 2; i++) {
       expect(closeCodeIn(afterHead(Buffer.concat([Buffer.from('\r\n\r\n'), closed[i]!])))).toBe(1000);
     }
-    const got = [backendBytes(backend, 0), backendBytes(backend, 1)];
+    const got = [receivedAfterHead(backend, 0), receivedAfterHead(backend, 1)];
     for (const { stream } of streams) {
       const tag = parseFrames(stream)[0]!.payload.toString();
       const mine = got.find((g) => parseFrames(g)[0]?.payload.toString() === tag);
@@ -369,7 +353,7 @@ describe('endings', () => {
     const c = await rawClient(gw.port);
     await waitFor(() => gw.gateway.tunnels.size === 1);
     c.socket.write(close1000());
-    await waitFor(() => closeCodeIn(backendBytes(backend)) === 1000, 2000, 'close at backend');
+    await waitFor(() => closeCodeIn(receivedAfterHead(backend)) === 1000, 2000, 'close at backend');
     // Neither peer closes TCP. timeouts.idle is 300 ms; the teardown linger is 5 s. Give it 3 s.
     const ended = await Promise.race([c.closed.then(() => true), delay(3000).then(() => false)]);
     expect(ended).toBe(true);
@@ -407,7 +391,7 @@ describe('limits and the close handshake', () => {
     c.socket.write(Buffer.concat([...Array.from({ length: 5 }, () => frame(9, 'p')), close1000()]));
     const all = await c.closed;
     // The backend got the client's own 1000, and the client got the backend's answer, not a 1008 from the proxy.
-    const toBackend = parseFrames(backendBytes(backend)).find((f) => f.opcode === 8);
+    const toBackend = parseFrames(receivedAfterHead(backend)).find((f) => f.opcode === 8);
     expect(closeCodeIn(all)).toBe(1000);
     expect(toBackend?.payload).toEqual(Buffer.from([0x03, 0xe8]));
   });
@@ -424,7 +408,7 @@ describe('limits and the close handshake', () => {
     // wait for a second message token too (~1 s).
     const started = performance.now();
     c.socket.write(Buffer.concat([frame(2, Buffer.alloc(1000, 1)), frame(2, Buffer.alloc(300, 2))]));
-    await waitFor(() => parseFrames(backendBytes(backend)).length === 2, 3000, 'both messages through', 5);
+    await waitFor(() => parseFrames(receivedAfterHead(backend)).length === 2, 3000, 'both messages through', 5);
     const took = performance.now() - started;
     expect(took).toBeGreaterThan(250);
     expect(took).toBeLessThan(700);
@@ -443,9 +427,9 @@ describe('pong absorption and reinjection', () => {
     c.socket.write(
       Buffer.concat([frame(1, 'A'), frame(10, foreign), frame(1, 'B'), frame(10, ping.payload), frame(1, 'C')]),
     );
-    await waitFor(() => parseFrames(backendBytes(backend)).length >= 4, 3000, 'frames at backend');
+    await waitFor(() => parseFrames(receivedAfterHead(backend)).length >= 4, 3000, 'frames at backend');
     await delay(100);
-    const got = parseFrames(backendBytes(backend)).map((f) => [f.opcode, f.payload.toString(), f.masked]);
+    const got = parseFrames(receivedAfterHead(backend)).map((f) => [f.opcode, f.payload.toString(), f.masked]);
     expect(got).toEqual([
       [1, 'A', true],
       [10, 'abcdefghijklmnop', true],
