@@ -11,7 +11,7 @@ import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
 import type { BackendConfig, UpstreamTls } from '../config/types.js';
 import { type CatalogueEntry, Errors, reasonLabel } from '../errors.js';
-import { isValidHost } from '../handshake/validate.js';
+import { isValidHost, originAllowed } from '../handshake/validate.js';
 import type { Member } from '../pool/pool.js';
 import type { ProxyContext } from '../proxy/context.js';
 import type { RouteRuntime } from '../proxy/runtime.js';
@@ -82,6 +82,13 @@ export class PlainHttpProxy {
     }
     if (!route) {
       refuse(Errors.NO_ROUTE);
+      return;
+    }
+    // The route's Origin list holds here too, for what a browser marks as cross-site (it sends Origin); a request
+    // without one passes, since browsers send none on same-origin GETs (a Socket.IO long poll).
+    const origin = req.headers.origin;
+    if (origin !== undefined && !originAllowed(origin, route.config.origins)) {
+      refuse(Errors.ORIGIN_NOT_ALLOWED);
       return;
     }
     // A request being proxied holds a backend connection: it takes a slot under the same caps as a tunnel (a long
