@@ -2,16 +2,19 @@
 // the admin API and the CLI, where no other test already pins them.
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
+import { connect as tlsConnect } from 'node:tls';
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { parseConfig } from '../../src/config/load.js';
 import type { Status } from '../../src/ops/status.js';
-import { startEchoBackend } from '../helpers/backends.js';
-import { writeConfig } from '../helpers/child-gateway.js';
+import { refusedPort, startEchoBackend, startRawBackend } from '../helpers/backends.js';
+import { runCli, writeConfig } from '../helpers/child-gateway.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
-import { closeCodeIn, frame } from '../helpers/frames.js';
+import { afterHead, closeCodeIn, frame, frameHeader, parseFrames } from '../helpers/frames.js';
 import { metricValue, routeConfig, simpleConfig, startGatewayFor } from '../helpers/gateway.js';
+import { switchingProtocols } from '../helpers/hostile-backends.js';
 import { NODE_BIN, ROOT } from '../helpers/paths.js';
 import {
   openSocket,
@@ -22,6 +25,7 @@ import {
   upgradeRequest,
 } from '../helpers/raw-client.js';
 import { delay, waitFor } from '../helpers/wait.js';
+import { startFileGateway } from '../ops/support.js';
 
 const cleanups = cleanupAfterEach();
 
@@ -456,14 +460,9 @@ describe('CLI', () => {
   });
 });
 
-// ── batch 2 ─────────────────────────────────────────────────────────────────────────────────────
-import { connect as tlsConnect } from 'node:tls';
-import { startRawBackend } from '../helpers/backends.js';
-import { runCli } from '../helpers/child-gateway.js';
-import { parseFrames } from '../helpers/frames.js';
-
-async function backendOf(port: number, path: string): Promise<string> {
-  const res = await rawUpgrade(port, { path });
+/** The demo-style echo backend's name, from its first message after a 101 for `opts`. */
+async function backendOf(port: number, opts: { path?: string; headers?: Record<string, string> }): Promise<string> {
+  const res = await rawUpgrade(port, opts);
   if (res.status !== 101) throw new Error(`status ${res.status}`);
   let buf = res.rest;
   res.socket.on('data', (c: Buffer) => {
@@ -475,7 +474,7 @@ async function backendOf(port: number, path: string): Promise<string> {
   return /"backend":"(\w+)"/.exec(buf.toString())![1]!;
 }
 
-describe('batch 2: keys from the reference table', () => {
+describe('keys from the reference table', () => {
   it('hashKey query:NAME: a repeated parameter keys on its first occurrence', async () => {
     const bes = await Promise.all(['a', 'b', 'c', 'd'].map((id) => startEchoBackend(id)));
     cleanups.push(() => Promise.all(bes.map((b) => b.close())));
@@ -485,8 +484,8 @@ describe('batch 2: keys from the reference table', () => {
     );
     const mismatch: string[] = [];
     for (const v of ['r1', 'r2', 'r3', 'r4', 'r5', 'r6', 'r7', 'r8']) {
-      const alone = await backendOf(gw.port, `/?room=${v}`);
-      const first = await backendOf(gw.port, `/?room=${v}&room=zz`);
+      const alone = await backendOf(gw.port, { path: `/?room=${v}` });
+      const first = await backendOf(gw.port, { path: `/?room=${v}&room=zz` });
       if (alone !== first) mismatch.push(`${v}: ${alone} vs ${first}`);
     }
     expect(mismatch).toEqual([]);
@@ -544,14 +543,9 @@ describe('batch 2: keys from the reference table', () => {
 
   it('backendToClient.maxFramesPerMessage applies backend→client', async () => {
     const be = await startRawBackend((req) => {
-      const key = /Sec-WebSocket-Key: (.*)\r\n/i.exec(req)![1]!;
-      const { createHash } = require('node:crypto') as typeof import('node:crypto');
-      const accept = createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
       const frag = (op: number, fin: boolean) => Buffer.from([(fin ? 0x80 : 0) | op, 1, 0x41]);
       return Buffer.concat([
-        Buffer.from(
-          `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`,
-        ),
+        Buffer.from(switchingProtocols(req)),
         frag(1, false),
         frag(0, false),
         frag(0, false),
@@ -621,7 +615,7 @@ describe('batch 2: keys from the reference table', () => {
   });
 });
 
-describe('batch 2: CLI process', () => {
+describe('CLI process', () => {
   it('SIGINT drains and exits 0; --no-watch ignores a file change; start-up lines listening/socketIo/upgradeParser', async () => {
     const be = await startEchoBackend('a');
     cleanups.push(() => be.close());
@@ -643,21 +637,7 @@ describe('batch 2: CLI process', () => {
   });
 });
 
-// ── batch 3 ─────────────────────────────────────────────────────────────────────────────────────
-async function backendWith(port: number, opts: { path?: string; headers?: Record<string, string> }): Promise<string> {
-  const res = await rawUpgrade(port, opts);
-  if (res.status !== 101) throw new Error(`status ${res.status}`);
-  let buf = res.rest;
-  res.socket.on('data', (c: Buffer) => {
-    buf = Buffer.concat([buf, c]);
-  });
-  res.socket.resume();
-  await waitFor(() => buf.includes('"backend"'), 2000);
-  res.socket.destroy();
-  return /"backend":"(\w+)"/.exec(buf.toString())![1]!;
-}
-
-describe('batch 3', () => {
+describe('hash keys, protocol off, status and metrics', () => {
   it('hashKey header:NAME and cookie:NAME: a repeated one keys on its first occurrence', async () => {
     const bes = await Promise.all(['a', 'b', 'c', 'd'].map((id) => startEchoBackend(id)));
     cleanups.push(() => Promise.all(bes.map((b) => b.close())));
@@ -668,7 +648,7 @@ describe('batch 3', () => {
     );
     const mismatch: string[] = [];
     for (const v of ['u1', 'u2', 'u3', 'u4', 'u5', 'u6', 'u7', 'u8']) {
-      const alone = await backendWith(gwH.port, { headers: { 'X-User-Id': v } });
+      const alone = await backendOf(gwH.port, { headers: { 'X-User-Id': v } });
       const req = upgradeRequest({ headers: { 'X-User-Id': v } }).replace(/\r\n\r\n$/, '\r\nX-User-Id: zzz\r\n\r\n');
       const res = await sendRequest(gwH.port, req);
       let buf = res.rest;
@@ -680,8 +660,8 @@ describe('batch 3', () => {
       res.socket.destroy();
       const first = /"backend":"(\w+)"/.exec(buf.toString())![1]!;
       if (alone !== first) mismatch.push(`header ${v}: ${alone} vs ${first}`);
-      const cAlone = await backendWith(gwC.port, { headers: { Cookie: `room=${v}` } });
-      const cFirst = await backendWith(gwC.port, { headers: { Cookie: `room=${v}; room=zzz` } });
+      const cAlone = await backendOf(gwC.port, { headers: { Cookie: `room=${v}` } });
+      const cFirst = await backendOf(gwC.port, { headers: { Cookie: `room=${v}; room=zzz` } });
       if (cAlone !== cFirst) mismatch.push(`cookie ${v}: ${cAlone} vs ${cFirst}`);
     }
     expect(mismatch).toEqual([]);
@@ -696,8 +676,8 @@ describe('batch 3', () => {
     );
     const seen = new Set<string>();
     for (let i = 0; i < 12; i++) {
-      const a = await backendWith(gw.port, { path: `/room${i}` });
-      const b = await backendWith(gw.port, { path: `/room${i}` });
+      const a = await backendOf(gw.port, { path: `/room${i}` });
+      const b = await backendOf(gw.port, { path: `/room${i}` });
       expect(a).toBe(b);
       seen.add(a);
     }
@@ -793,18 +773,7 @@ describe('batch 3', () => {
   });
 });
 
-import { createHash } from 'node:crypto';
-import { refusedPort } from '../helpers/backends.js';
-// ── batch 4 ─────────────────────────────────────────────────────────────────────────────────────
-import { frameHeader } from '../helpers/frames.js';
-
-function accept101(req: string): string {
-  const key = /Sec-WebSocket-Key: (.*)\r\n/i.exec(req)![1]!;
-  const acc = createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
-  return `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${acc}\r\n\r\n`;
-}
-
-describe('batch 4', () => {
+describe('close codes and retries', () => {
   it('WSG_MESSAGE_TOO_BIG: a 64-bit length ≥ 2^53 closes 1009 even without maxMessageBytes', async () => {
     const be = await startEchoBackend('a', { welcome: false });
     cleanups.push(() => be.close());
@@ -816,32 +785,32 @@ describe('batch 4', () => {
   });
 
   it('client protocol violation: client gets 1002, backend gets 1011', async () => {
-    const be = await startRawBackend((req) => accept101(req));
+    const be = await startRawBackend((req) => switchingProtocols(req));
     cleanups.push(() => be.close());
     const gw = await startGatewayFor(cleanups, simpleConfig([be.url]));
     const c = await upgradedClient(gw.port, cleanups);
     c.socket.write(frame(0x1, 'x', { masked: false }));
     const got = await Promise.race([c.closed, delay(2000).then(() => c.received())]);
     expect(closeCodeIn(got)).toBe(1002);
-    await waitFor(() => closeCodeIn(afterHeadOf(Buffer.concat(be.received[0] ?? []))) !== undefined, 2000).catch(
+    await waitFor(() => closeCodeIn(afterHead(Buffer.concat(be.received[0] ?? []))) !== undefined, 2000).catch(
       () => {},
     );
-    expect(closeCodeIn(afterHeadOf(Buffer.concat(be.received[0] ?? [])))).toBe(1011);
+    expect(closeCodeIn(afterHead(Buffer.concat(be.received[0] ?? [])))).toBe(1011);
   });
 
   it('anything a client sends after its close frame is dropped (not tunnelled)', async () => {
-    const be = await startRawBackend((req) => accept101(req));
+    const be = await startRawBackend((req) => switchingProtocols(req));
     cleanups.push(() => be.close());
     const gw = await startGatewayFor(cleanups, simpleConfig([be.url]));
     const c = await upgradedClient(gw.port, cleanups);
     c.socket.write(Buffer.concat([frame(0x8, Buffer.from([0x03, 0xe8])), frame(0x1, 'AFTER')]));
     await delay(400);
-    const frames = parseFrames(afterHeadOf(Buffer.concat(be.received[0] ?? [])));
+    const frames = parseFrames(afterHead(Buffer.concat(be.received[0] ?? [])));
     expect(frames.map((f) => f.opcode)).toEqual([8]);
   });
 
   it('after a close frame, the other peer has timeouts.idle (if shorter than 5 s) to answer before both close', async () => {
-    const be = await startRawBackend((req) => accept101(req)); // never answers the close
+    const be = await startRawBackend((req) => switchingProtocols(req)); // never answers the close
     cleanups.push(() => be.close());
     const gw = await startGatewayFor(
       cleanups,
@@ -891,13 +860,6 @@ describe('batch 4', () => {
   });
 });
 
-function afterHeadOf(buf: Buffer): Buffer {
-  const i = buf.indexOf('\r\n\r\n');
-  return i < 0 ? Buffer.alloc(0) : buf.subarray(i + 4);
-}
-
-// ── batch 5 ─────────────────────────────────────────────────────────────────────────────────────
-
 function issuesOf(cfg: Record<string, unknown>): string[] {
   try {
     parseConfig(stringify(cfg), '/v.yaml');
@@ -909,7 +871,7 @@ function issuesOf(cfg: Record<string, unknown>): string[] {
   }
 }
 
-describe('batch 5', () => {
+describe('config defaults and overrides', () => {
   it('documented defaults', () => {
     const cfg = parseConfig(
       stringify({
@@ -1055,10 +1017,7 @@ describe('batch 5', () => {
   });
 });
 
-// ── batch 6: reload and series ──────────────────────────────────────────────────────────────────
-import { startFileGateway } from '../ops/support.js';
-
-describe('batch 6: reload', () => {
+describe('reload', () => {
   it('per-route traffic counters of a removed route stay; its per-backend series go; reload metrics move', async () => {
     const a = await startEchoBackend('a', { welcome: false });
     const b = await startEchoBackend('b', { welcome: false });
@@ -1142,8 +1101,7 @@ describe('batch 6: reload', () => {
   });
 });
 
-// ── batch 7: docs/security.md ───────────────────────────────────────────────────────────────────
-describe('batch 7: security.md', () => {
+describe('docs/security.md', () => {
   it('origins: exact match after lower-casing; null, other port, other scheme, look-alike → 403', async () => {
     const be = await startEchoBackend('a');
     cleanups.push(() => be.close());
@@ -1194,7 +1152,7 @@ describe('batch 7: security.md', () => {
     const seen: string[] = [];
     const be = await startRawBackend((req) => {
       seen.push(req);
-      if (/upgrade: websocket/i.test(req)) return accept101(req);
+      if (/upgrade: websocket/i.test(req)) return switchingProtocols(req);
       return 'HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok';
     });
     cleanups.push(() => be.close());
@@ -1231,7 +1189,7 @@ describe('batch 7: security.md', () => {
 
   it('101 from the backend with a head over 16 KiB → 502', async () => {
     const be = await startRawBackend((req) =>
-      accept101(req).replace('\r\n\r\n', `\r\nX-Pad: ${'a'.repeat(17 * 1024)}\r\n\r\n`),
+      switchingProtocols(req).replace('\r\n\r\n', `\r\nX-Pad: ${'a'.repeat(17 * 1024)}\r\n\r\n`),
     );
     cleanups.push(() => be.close());
     const gw = await startGatewayFor(cleanups, simpleConfig([be.url]));
@@ -1241,8 +1199,7 @@ describe('batch 7: security.md', () => {
   });
 });
 
-// ── batch 8 ─────────────────────────────────────────────────────────────────────────────────────
-describe('batch 8', () => {
+describe('CLI exit, admin and keepalive', () => {
   it('WSG_CONFIG_INVALID: running (not --check) on an invalid file exits 1', () => {
     const bad = writeConfig({ ...simpleConfig(['ws://127.0.0.1:1']), bogus: 1 });
     const r = cli(['--config', bad]);
@@ -1282,7 +1239,7 @@ describe('batch 8', () => {
   });
 
   it("keepalive: answers to wsgate's own pings are cut out (not tunnelled, not counted)", async () => {
-    const be = await startRawBackend((req) => accept101(req));
+    const be = await startRawBackend((req) => switchingProtocols(req));
     cleanups.push(() => be.close());
     const gw = await startGatewayFor(
       cleanups,
@@ -1299,7 +1256,7 @@ describe('batch 8', () => {
     });
     await delay(700);
     expect(answered).toBeGreaterThan(1);
-    const toBackend = parseFrames(afterHeadOf(Buffer.concat(be.received[0] ?? [])));
+    const toBackend = parseFrames(afterHead(Buffer.concat(be.received[0] ?? [])));
     expect(toBackend.filter((f) => f.opcode === 0xa)).toEqual([]);
     const text = await gw.metrics();
     expect(metricValue(text, 'wsgate_messages_total', { direction: 'client_to_backend', type: 'control' }) ?? 0).toBe(
@@ -1322,10 +1279,7 @@ describe('batch 8', () => {
   });
 });
 
-// ── batch 9 ─────────────────────────────────────────────────────────────────────────────────────
-import { availableParallelism } from 'node:os';
-
-describe('batch 9', () => {
+describe('TLS ciphers, throttle, workers', () => {
   it('default TLS 1.2 ciphers are forward-secret AEAD only: ECDHE CBC and static-RSA GCM suites are refused', async () => {
     const be = await startEchoBackend('a');
     cleanups.push(() => be.close());
@@ -1395,25 +1349,24 @@ describe('batch 9', () => {
   }, 20_000);
 });
 
-// ── batch 10 ────────────────────────────────────────────────────────────────────────────────────
-describe('batch 10', () => {
+describe('endings and message limits', () => {
   it('WSG_GOING_AWAY: a backend hears 1001 when its client vanished (RST)', async () => {
-    const be = await startRawBackend((req) => accept101(req));
+    const be = await startRawBackend((req) => switchingProtocols(req));
     cleanups.push(() => be.close());
     const gw = await startGatewayFor(cleanups, simpleConfig([be.url]));
     const c = await upgradedClient(gw.port, cleanups);
     await waitFor(() => be.connections === 1, 2000);
     c.socket.resetAndDestroy();
-    await waitFor(() => closeCodeIn(afterHeadOf(Buffer.concat(be.received[0] ?? []))) !== undefined, 2000).catch(
+    await waitFor(() => closeCodeIn(afterHead(Buffer.concat(be.received[0] ?? []))) !== undefined, 2000).catch(
       () => {},
     );
-    expect(closeCodeIn(afterHeadOf(Buffer.concat(be.received[0] ?? [])))).toBe(1001);
+    expect(closeCodeIn(afterHead(Buffer.concat(be.received[0] ?? [])))).toBe(1001);
   });
 
   it('backend protocol violation: client gets 1014, counted protocol_violations_total{direction="backend_to_client"}', async () => {
     const be = await startRawBackend((req, sock) => {
       setTimeout(() => sock.write(frame(0x1, 'x', { masked: true })), 100); // server frames must not be masked
-      return accept101(req);
+      return switchingProtocols(req);
     });
     cleanups.push(() => be.close());
     const gw = await startGatewayFor(cleanups, simpleConfig([be.url]));
@@ -1432,7 +1385,7 @@ describe('batch 10', () => {
         100,
       );
       sock.on('close', () => clearInterval(t));
-      return accept101(req);
+      return switchingProtocols(req);
     });
     cleanups.push(() => be.close());
     const gw = await startGatewayFor(
@@ -1477,8 +1430,7 @@ describe('batch 10', () => {
   });
 });
 
-// ── batch 11: plain HTTP refusals ───────────────────────────────────────────────────────────────
-describe('batch 11: plain HTTP refusals carry X-Wsgate-Error', () => {
+describe('plain HTTP refusals carry X-Wsgate-Error', () => {
   it('plain HTTP: 404 no route, 502 connect failed, 504 silent backend, and routes[].origins refuses a foreign Origin (403), not a missing one', async () => {
     const silent = await startRawBackend(() => undefined);
     cleanups.push(() => silent.close());
