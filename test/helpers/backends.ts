@@ -1,9 +1,10 @@
 // Test backends on port 0: a well-behaved `ws` server that names itself, and raw TCP servers that answer the
 // upgrade however a test needs (refuse, wrong accept, never answer).
 
-import { createServer as createHttpServer, type IncomingMessage } from 'node:http';
+import { createServer as createHttpServer, type Server as HttpServer, type IncomingMessage } from 'node:http';
 import { type AddressInfo, createServer, type Server, type Socket } from 'node:net';
 import { type WebSocket, WebSocketServer } from 'ws';
+import type { Cleanup } from './cleanups.js';
 
 export interface TestBackend {
   readonly id: string;
@@ -122,4 +123,29 @@ function listen<T>(server: Server | ReturnType<typeof createHttpServer>, make: (
     server.once('error', reject);
     server.listen(0, '127.0.0.1', () => resolve(make((server.address() as AddressInfo).port)));
   });
+}
+
+/**
+ * Listens with `server` on 127.0.0.1:0 and tracks its connections; `cleanups` destroys every one (upgraded ones
+ * too, which closeAllConnections leaves) and closes the server after the test.
+ */
+export async function listenTracked(
+  server: HttpServer,
+  cleanups: Cleanup[],
+): Promise<{ port: number; url: string; open(): number }> {
+  const sockets = new Set<Socket>();
+  server.on('connection', (s: Socket) => {
+    sockets.add(s);
+    s.on('close', () => sockets.delete(s));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  cleanups.push(
+    () =>
+      new Promise<void>((resolve) => {
+        for (const s of sockets) s.destroy();
+        server.close(() => resolve());
+      }),
+  );
+  const port = (server.address() as AddressInfo).port;
+  return { port, url: `ws://127.0.0.1:${port}`, open: () => sockets.size };
 }

@@ -4,6 +4,7 @@
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { type AddressInfo, createServer as createNetServer, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
+import { listenTracked } from '../helpers/backends.js';
 import { spawnGateway } from '../helpers/child-gateway.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
 import { simpleConfig, startGatewayFor, type TestGateway } from '../helpers/gateway.js';
@@ -23,27 +24,13 @@ interface HttpBackend {
 }
 
 async function httpBackend(handler: (req: IncomingMessage, res: ServerResponse) => void): Promise<HttpBackend> {
-  const sockets = new Set<Socket>();
   const urls: string[] = [];
   const server = createHttpServer((req, res) => {
     urls.push(`${req.method} ${req.url}`);
     handler(req, res);
   });
-  server.on('connection', (s: Socket) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  const port = (server.address() as AddressInfo).port;
-  cleanups.push(
-    () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  );
-  return { url: `ws://127.0.0.1:${port}`, port, server, urls, open: () => sockets.size };
+  const listening = await listenTracked(server, cleanups);
+  return { ...listening, server, urls };
 }
 
 /** A raw TCP backend: `onRequest(head, socket)` for each request head seen on a connection (keep-alive aware). */

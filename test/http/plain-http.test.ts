@@ -3,9 +3,9 @@
 
 import { createHash } from 'node:crypto';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { refusedPort } from '../helpers/backends.js';
+import { listenTracked, refusedPort } from '../helpers/backends.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
 import { metricValue, simpleConfig, startGatewayFor, type TestGateway } from '../helpers/gateway.js';
 import { openSocket, readResponseHead, readUntilClose, sendRequest, upgradeRequest } from '../helpers/raw-client.js';
@@ -36,7 +36,6 @@ async function httpBackend(
   handler?: (req: IncomingMessage, res: ServerResponse, body: Buffer) => void,
 ): Promise<HttpBackend> {
   const seen: Seen[] = [];
-  const sockets = new Set<Socket>();
   const server = createHttpServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
@@ -58,21 +57,8 @@ async function httpBackend(
       }
     });
   });
-  server.on('connection', (s: Socket) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  const port = (server.address() as AddressInfo).port;
-  cleanups.push(
-    () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        for (const s of sockets) s.destroy();
-        server.close(() => resolve());
-      }),
-  );
-  return { url: `ws://127.0.0.1:${port}`, port, seen, server, open: () => sockets.size };
+  const listening = await listenTracked(server, cleanups);
+  return { ...listening, seen, server };
 }
 
 const gatewayFor = (backends: string[], extra: Record<string, unknown> = {}) =>

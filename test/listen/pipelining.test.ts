@@ -2,12 +2,12 @@
 // order (RFC 9112 §9.3.2), nothing is processed after an answer that closed the connection (§9.6), after our 408,
 // or after any refusal; the first-head deadline never fires on a connection node:http already answered.
 
-import { createHash } from 'node:crypto';
 import { once } from 'node:events';
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { type AddressInfo, connect, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { refusedPort } from '../helpers/backends.js';
+import { acceptFor } from '../../src/handshake/accept.js';
+import { listenTracked, refusedPort } from '../helpers/backends.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
 import { metricValue, simpleConfig, startGatewayFor, type TestGateway } from '../helpers/gateway.js';
 import { receivedText, startAcceptingBackend } from '../helpers/hostile-backends.js';
@@ -37,7 +37,6 @@ async function mixedBackend(plainDelayMs: number): Promise<MixedBackend> {
   const plain: string[] = [];
   const upgrades: string[] = [];
   const afterUpgrade: Buffer[][] = [];
-  const sockets = new Set<Socket>();
   const server = createHttpServer((req: IncomingMessage, res: ServerResponse) => {
     plain.push(req.url ?? '');
     const body = `plain ${req.url}`;
@@ -52,25 +51,13 @@ async function mixedBackend(plainDelayMs: number): Promise<MixedBackend> {
     afterUpgrade.push(bytes);
     socket.on('data', (c: Buffer) => bytes.push(c));
     socket.on('error', () => {});
-    const key = req.headers['sec-websocket-key'] ?? '';
-    const accept = createHash('sha1').update(`${key}258EAFA5-E914-47DA-95CA-C5AB0DC85B11`).digest('base64');
+    const accept = acceptFor(req.headers['sec-websocket-key'] ?? '');
     socket.write(
       `HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: ${accept}\r\n\r\n`,
     );
   });
-  server.on('connection', (s: Socket) => {
-    sockets.add(s);
-    s.on('close', () => sockets.delete(s));
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  cleanups.push(
-    () =>
-      new Promise<void>((resolve) => {
-        for (const s of sockets) s.destroy(); // upgraded ones too, which closeAllConnections leaves
-        server.close(() => resolve());
-      }),
-  );
-  return { url: `ws://127.0.0.1:${(server.address() as AddressInfo).port}`, plain, upgrades, afterUpgrade };
+  const listening = await listenTracked(server, cleanups);
+  return { url: listening.url, plain, upgrades, afterUpgrade };
 }
 
 const gatewayFor = (backends: string[], extra: Record<string, unknown> = {}) =>
