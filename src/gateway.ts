@@ -445,8 +445,8 @@ export class Gateway implements ProxyContext {
       isOpen: (t) => this.tunnels.has(t),
       told: this.toldToGoAway,
       late: () => this.tunnels,
-      // An admission slot is held from the accepted upgrade to the tunnel's end: those without a tunnel yet are
-      // handshakes in flight.
+      // Admission slots without a tunnel are work in flight: upgrades waiting for a backend, plain HTTP requests being
+      // proxied, backend refusals being relayed.
       inFlight: () => this.admission.active - this.tunnels.size,
     });
     // Background drains (removed routes) share the tunnel set: whatever they still hold is gone too. Tunnels the

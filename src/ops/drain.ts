@@ -23,8 +23,9 @@ export interface DrainOptions {
    */
   readonly late?: () => Iterable<Tunnel>;
   /**
-   * Handshakes still waiting for a backend: the drain does not finish before they are answered (each gets its
-   * 503 or, as a late tunnel, its 1001) or the deadline passes, so a shutdown never cuts them off unanswered.
+   * Requests in flight without a tunnel (upgrades waiting for a backend, plain HTTP requests, relayed refusals):
+   * the drain does not finish before they are answered (an upgrade gets its 503 or, as a late tunnel, its 1001) or
+   * the deadline passes, so a shutdown never cuts them off unanswered.
    */
   readonly inFlight?: () => number;
 }
