@@ -704,7 +704,7 @@ describe('the ws package: bursts with backpressure over every plain/TLS combinat
 describeBrowser('Chromium through wsgate: keepalive, idle, leaving the page, crossing closes', () => {
   it('keepalive pings every 100 ms to both peers while large compressed messages flow: nothing is closed, echoes intact', async () => {
     const b = await startBackend();
-    const gw = await gateway([b.url], { keepalive: { interval: '100ms', timeout: '600ms', peers: 'both' } });
+    const gw = await gateway([b.url], { keepalive: { interval: '100ms', timeout: '2s', peers: 'both' } });
     const page = await newPage();
     expect((await openInPage(page, `ws://127.0.0.1:${gw.port}/`)).open).toBe(true);
     const result = await page.evaluate(async () => {
@@ -851,7 +851,9 @@ describeBrowser('Chromium through wsgate: odd but legal things a page does', () 
   it('throttled uploads (bytesPerSecond, throttle) with keepalive on: nothing closed, all echoed intact', async () => {
     const b = await startBackend();
     const gw = await gateway([b.url], {
-      keepalive: { interval: '100ms', timeout: '300ms', peers: 'both' },
+      // Pings every 100 ms while the throttled upload runs (~1.4 s); the timeout leaves room for a loaded CI worker,
+      // which hosts the gateway, the ws backend and drives Chromium (at 300 ms the backend's pong was late once).
+      keepalive: { interval: '100ms', timeout: '1s', peers: 'both' },
       limits: { perConnection: { bytesPerSecond: '1MiB', onExceed: 'throttle' } },
     });
     const page = await newPage();
