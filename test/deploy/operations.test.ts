@@ -152,6 +152,8 @@ function rawExchange(port: number, request: string): Promise<string> {
   });
 }
 
+// The image's layout is run with node as PID 1 in a new PID namespace, which needs root and unshare(1); without
+// them that one test is skipped (CI runs as root on Debian, where it runs).
 const UNSHARE_OK =
   process.getuid?.() === 0 && spawnSync('unshare', ['--pid', '--fork', 'true'], { stdio: 'ignore' }).status === 0;
 

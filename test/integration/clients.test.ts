@@ -17,6 +17,7 @@ import { makeCert } from '../helpers/certs.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
 import { closeCodeIn, frame, parseFrames } from '../helpers/frames.js';
 import { type ConfigObject, routeConfig, startGateway, type TestGateway } from '../helpers/gateway.js';
+import { IN_CI } from '../helpers/paths.js';
 import { rawUpgrade } from '../helpers/raw-client.js';
 import { delay, waitFor } from '../helpers/wait.js';
 
@@ -294,7 +295,9 @@ function closeEventInPage(page: Page, ms = 8000): Promise<{ code: number; reason
   );
 }
 
-const describeBrowser = existsSync(CHROMIUM) ? describe : describe.skip;
+// Skipped only outside CI on a machine without Debian's chromium; in CI (.ci/run installs it) a missing browser
+// fails the run instead of hiding these tests.
+const describeBrowser = existsSync(CHROMIUM) || IN_CI ? describe : describe.skip;
 
 describeBrowser('Chromium through wsgate: permessage-deflate and subprotocols', () => {
   for (const scheme of ['ws', 'wss'] as const) {
