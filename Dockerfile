@@ -46,7 +46,7 @@ HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
 # SIGTERM before it kills: give it shutdown.acceptDelay + timeouts.drain (30 s by default) and a little more,
 # e.g. `docker run --stop-timeout 40` (or stop_grace_period in compose).
 STOPSIGNAL SIGTERM
-# V8 flags: see src/ops/node-flags.ts (a small young generation keeps memory per connection low).
+# V8 flags: see src/control/node-flags.ts (a small young generation keeps memory per connection low).
 ENTRYPOINT ["node", "--max-semi-space-size=2", "dist/src/cli.js"]
 # Arguments replace CMD, so say the file again: `docker run … wsgate --config /etc/wsgate/config.yaml --check`.
 CMD ["--config", "/etc/wsgate/config.yaml"]

@@ -12,14 +12,15 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { ConfigError, parseConfig } from './config/load.js';
 import type { Config } from './config/types.js';
+import { ClusterFleet, resolveWorkers } from './control/cluster/fleet.js';
+import { runWorker } from './control/cluster/worker.js';
+import { ControlPlane } from './control/control-plane.js';
+import type { Fleet } from './control/fleet.js';
+import { InProcessFleet } from './control/in-process.js';
+import { VERSION } from './control/version.js';
 import { demoBackendId } from './demo/names.js';
-import { Gateway } from './gateway.js';
+import { type BoundListener, Gateway } from './gateway/gateway.js';
 import { createLogger, type Logger } from './observe/log.js';
-import { Primary, resolveWorkers, runWorker } from './ops/cluster.js';
-import { controlGateway } from './ops/control.js';
-import { ReloadController } from './ops/reload.js';
-import { VERSION } from './ops/version.js';
-import { FileWatcher } from './ops/watch.js';
 
 const packageRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 
@@ -79,99 +80,55 @@ async function main(argv: string[]): Promise<number> {
   }
 
   const log = createLogger(config.log.level);
-  const watch = args.values['no-watch'] !== true;
   const demoBackends = demo ? await startDemoBackends(config) : undefined;
-  const workers = resolveWorkers(config.workers);
-  if (workers > 1) await runPrimary({ file, text, config, workers, log, watch, demoBackends });
-  else await runSingle({ file, config, log, watch, demo, demoBackends });
+  await run({ file, text, config, log, watch: args.values['no-watch'] !== true, demo, demoBackends });
   return -1;
 }
 
 interface RunOptions {
   readonly file: string;
+  readonly text: string;
   readonly config: Config;
   readonly log: Logger;
   readonly watch: boolean;
+  readonly demo: boolean;
   readonly demoBackends: ChildProcess | undefined;
 }
 
-async function runSingle(options: RunOptions & { demo: boolean }): Promise<void> {
-  const { file, log } = options;
-  const started = Gateway.start(options.config, { log });
-  let control: ReturnType<typeof controlGateway> | undefined;
+/** Starts the data plane (one Gateway here, or N cluster workers) and the control plane that drives it. */
+async function run(options: RunOptions): Promise<void> {
+  const { file, text, config, log } = options;
+  const workers = resolveWorkers(config.workers);
+  const cluster = workers > 1 ? new ClusterFleet({ file, text, config, workers, log }) : undefined;
+  const fleet: Promise<Fleet> = cluster
+    ? Promise.resolve(cluster)
+    : Gateway.start(config, { log }).then((gateway) => new InProcessFleet(gateway));
+  const control = fleet.then((f) => ControlPlane.start({ fleet: f, config, log, file, watch: options.watch }));
   // Signals during start-up (a first DNS lookup may take seconds) must not kill the process: they wait for it.
-  process.on('SIGHUP', () => void started.then(() => control?.controller.reload('signal')));
-  onShutdownSignal(log, async (signal) => {
-    const gateway = await started;
-    control?.close();
-    const { acceptDelayMs } = gateway.config.shutdown;
-    log.info(
-      { signal, live: gateway.tunnels.size, acceptDelayMs, drainMs: gateway.config.timeouts.drainMs },
-      'shutting down: readiness off, draining',
-    );
-    const destroyed = await gateway.shutdown();
-    await gateway.closeAdmin();
-    options.demoBackends?.kill();
-    log.info({ destroyed }, 'stopped');
-  });
-  const gateway = await started;
-  control = controlGateway(gateway, file, { watch: options.watch });
-  if (options.demo) printDemoHelp(gateway);
-  log.info(
-    { config: file, version: VERSION, workers: 1, listeners: gateway.boundListeners, adminPort: gateway.adminPort },
-    'wsgate ready',
-  );
-}
-
-async function runPrimary(options: RunOptions & { text: string; workers: number }): Promise<void> {
-  const { file, log } = options;
-  const primary = new Primary({
-    file,
-    text: options.text,
-    config: options.config,
-    workers: options.workers,
-    log,
-  });
-  let watcher: FileWatcher | undefined;
-  const controller = new ReloadController({
-    file,
-    config: options.config,
-    target: primary,
-    ops: primary.ops,
-    log,
-    onApplied: () => watcher?.watch(controller.watchedFiles()),
-  });
-  primary.controller = controller;
-  // Signals during start-up must not kill the primary before its handlers exist.
+  process.on('SIGHUP', () => void control.then((c) => c.reload('signal')));
   onShutdownSignal(
     log,
-    (signal) => {
-      watcher?.close();
-      log.info({ signal, workers: options.workers }, 'shutting down: readiness off, draining every worker');
-      return primary.shutdown().then(() => {
-        options.demoBackends?.kill();
-        log.info('stopped');
-      });
+    async (signal) => {
+      const c = await control;
+      log.info(
+        { signal, workers, acceptDelayMs: c.config.shutdown.acceptDelayMs, drainMs: c.config.timeouts.drainMs },
+        'shutting down: readiness off, draining',
+      );
+      const destroyed = await c.shutdown();
+      options.demoBackends?.kill();
+      log.info(destroyed === undefined ? {} : { destroyed }, 'stopped');
     },
-    () => primary.killAll(),
+    () => cluster?.kill(),
   );
-  process.on('SIGHUP', () => void controller.reload('signal'));
-  await primary.start();
-  if (options.watch) {
-    watcher = new FileWatcher(() => void controller.reload('watch'));
-    watcher.watch(controller.watchedFiles());
-  }
-  const { reports } = await primary.workerStatuses();
-  log.info(
-    {
-      config: file,
-      version: VERSION,
-      workers: options.workers,
-      listeners: reports[0]?.listeners ?? [],
-      adminPort: primary.adminPort,
-    },
-    'wsgate ready',
-  );
+  const running = await control;
+  await cluster?.started();
+  const listeners = await running.fleet.listeners();
+  if (options.demo) printDemoHelp(listeners, running.adminPort, inProcessGateway(running.fleet));
+  log.info({ config: file, version: VERSION, workers, listeners, adminPort: running.adminPort }, 'wsgate ready');
+}
+
+function inProcessGateway(fleet: Fleet): Gateway | undefined {
+  return fleet instanceof InProcessFleet ? fleet.gateway : undefined;
 }
 
 /**
@@ -232,9 +189,9 @@ function startDemoBackends(config: Config): Promise<ChildProcess> {
   });
 }
 
-function printDemoHelp(gateway: Gateway): void {
-  const plain = gateway.boundListeners.find((l) => !l.secure);
-  const tls = gateway.boundListeners.find((l) => l.secure);
+function printDemoHelp(listeners: readonly BoundListener[], adminPort: number, gateway: Gateway | undefined): void {
+  const plain = listeners.find((l) => !l.secure);
+  const tls = listeners.find((l) => l.secure);
   const lines = ['', 'wsgate demo is running (three demo backends on 127.0.0.1:3001-3003).', ''];
   if (plain) lines.push(`  ws://   ws://127.0.0.1:${plain.port}/chat?user=alice`);
   if (tls) {
@@ -242,14 +199,11 @@ function printDemoHelp(gateway: Gateway): void {
       `  wss://  wss://127.0.0.1:${tls.port}/chat?user=alice${tls.selfSigned ? '   (self-signed certificate)' : ''}`,
     );
   }
-  lines.push(
-    `  status  http://127.0.0.1:${gateway.adminPort}/  (/api/status, /metrics, /healthz, /readyz, POST /reload)`,
-    '',
-  );
+  lines.push(`  status  http://127.0.0.1:${adminPort}/  (/api/status, /metrics, /healthz, /readyz, POST /reload)`, '');
   if (plain) {
     const url = `ws://127.0.0.1:${plain.port}/chat?user=alice`;
     lines.push('Consistent hashing on ?user= picks these backends (the same user always lands on the same one):');
-    const chat = gateway.runtime.pools.get('chat');
+    const chat = gateway?.runtime.pools.get('chat');
     for (const user of ['alice', 'bob', 'carol', 'dave', 'erin']) {
       const member = chat?.pick(user);
       if (member) lines.push(`  ${user.padEnd(6)} → ${demoBackendId(member.backend.port)}`);

@@ -9,7 +9,7 @@ import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { NODE_FLAGS } from '../../src/ops/node-flags.js';
+import { NODE_FLAGS } from '../../src/control/node-flags.js';
 import { generateCerts } from '../harness/certs.js';
 import { echoRun, handshakeRun } from '../harness/modes.js';
 import { fdLimit, startProcess, stopProcess } from '../harness/processes.js';

@@ -7,7 +7,7 @@ import { type ChildProcess, execFileSync } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { NODE_FLAGS } from '../../src/ops/node-flags.js';
+import { NODE_FLAGS } from '../../src/control/node-flags.js';
 import type { EchoBackendPorts } from '../backend/echo-server.js';
 import type { Endpoint } from '../loadgen/protocol.js';
 import type { BenchCerts } from './certs.js';

@@ -7,22 +7,27 @@ import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { ReloadOutcome, ReloadTrigger } from '../ops/reload.js';
 
-export interface AdminState {
+/** What a reload asked for by POST /reload came to; sent whole as JSON to a client that accepts it. */
+export type ReloadAnswer =
+  | { readonly ok: true; readonly status: number; readonly generation: number; readonly unchanged: boolean }
+  | { readonly ok: false; readonly status: number; readonly errors: readonly string[] };
+
+/** What the admin listener serves; the control plane (src/control/) implements it. */
+export interface AdminApi {
   ready(): boolean;
   metrics(): Promise<{ readonly text: string; readonly contentType: string }>;
   status(): Promise<unknown>;
-  reload(trigger: ReloadTrigger): Promise<ReloadOutcome>;
+  reload(): Promise<ReloadAnswer>;
   /** The bearer token required for /reload and /api/*, read per request so a reload can change it. */
   token(): string | undefined;
 }
 
 export class AdminServer {
   readonly server: Server;
-  private readonly state: AdminState;
+  private readonly state: AdminApi;
 
-  constructor(state: AdminState) {
+  constructor(state: AdminApi) {
     this.state = state;
     this.server = createServer((req, res) => {
       this.route(req, res).catch((err: Error) => {
@@ -86,7 +91,7 @@ export class AdminServer {
   }
 
   private async reload(req: IncomingMessage, res: ServerResponse): Promise<void> {
-    const outcome = await this.state.reload('admin');
+    const outcome = await this.state.reload();
     if (wantsJson(req)) return sendJson(res, outcome.status, outcome);
     if (outcome.ok) {
       const what = outcome.unchanged ? 'unchanged' : 'applied';

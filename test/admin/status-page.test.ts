@@ -8,11 +8,11 @@ import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { type Browser, chromium, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type Client, connectClient, type FileGateway, startFileGateway } from '../control/support.js';
 import { refusedPort, startEchoBackend, type TestBackend } from '../helpers/backends.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
 import type { ConfigObject } from '../helpers/gateway.js';
 import { IN_CI, ROOT } from '../helpers/paths.js';
-import { type Client, connectClient, type FileGateway, startFileGateway } from '../ops/support.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = join(ROOT, 'test-artifacts');
@@ -144,7 +144,7 @@ describeBrowser('admin status page in Chromium', () => {
 
     // A reload and a new connection show up without touching the page.
     clients.push(await connectClient(`ws://127.0.0.1:${gw.port()}/`, { 'x-user-id': 'late' }));
-    await gw.control.controller.reload('admin');
+    await gw.control.reload('admin');
     await expect.poll(() => page.locator('#t-generation').innerText(), { timeout: 5000 }).toBe('2');
     await expect.poll(() => page.locator('#t-connections').innerText()).toBe('4');
     expect(await page.locator('#t-reload').innerText()).toBe('last reload success (admin)');

@@ -5,7 +5,7 @@ import { basename, dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parse, parseAllDocuments, stringify } from 'yaml';
 import { ConfigError, type ConfigIssue, formatIssue, parseConfig } from '../../src/config/load.js';
-import { NODE_FLAGS } from '../../src/ops/node-flags.js';
+import { NODE_FLAGS } from '../../src/control/node-flags.js';
 import { ROOT } from '../helpers/paths.js';
 
 const K8S_DIR = join(ROOT, 'deploy', 'kubernetes');

@@ -23,7 +23,8 @@ import { connect as tlsConnect } from 'node:tls';
 import { beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { parse, stringify } from 'yaml';
 import { parseConfig } from '../../src/config/load.js';
-import type { Status } from '../../src/ops/status.js';
+import type { Status } from '../../src/control/status.js';
+import { admin, connectClient } from '../control/support.js';
 import { startEchoBackend, type TestBackend } from '../helpers/backends.js';
 import { makeCert } from '../helpers/certs.js';
 import { ensureBuilt, runCli, writeConfig } from '../helpers/child-gateway.js';
@@ -32,7 +33,6 @@ import { startDnsStub } from '../helpers/dns-stub.js';
 import { metricValue, simpleConfig, startGateway } from '../helpers/gateway.js';
 import { NODE_BIN, ROOT } from '../helpers/paths.js';
 import { waitFor } from '../helpers/wait.js';
-import { admin, connectClient } from '../ops/support.js';
 
 // biome-ignore lint/suspicious/noExplicitAny: parsed YAML and pino JSON lines are free-form; each test narrows what it reads
 type Loose = any;

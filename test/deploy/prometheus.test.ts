@@ -11,12 +11,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Metrics } from '../../src/observe/metrics.js';
-import { refusedPort, startEchoBackend, type TestBackend } from '../helpers/backends.js';
-import { type Cleanup, runCleanups } from '../helpers/cleanups.js';
-import { frame } from '../helpers/frames.js';
-import { IN_CI, ROOT } from '../helpers/paths.js';
-import { rawUpgrade } from '../helpers/raw-client.js';
-import { delay, waitFor } from '../helpers/wait.js';
 import {
   type Client,
   connectClient,
@@ -24,7 +18,13 @@ import {
   PROMTOOL,
   promtoolMetricProblems,
   startFileGateway,
-} from '../ops/support.js';
+} from '../control/support.js';
+import { refusedPort, startEchoBackend, type TestBackend } from '../helpers/backends.js';
+import { type Cleanup, runCleanups } from '../helpers/cleanups.js';
+import { frame } from '../helpers/frames.js';
+import { IN_CI, ROOT } from '../helpers/paths.js';
+import { rawUpgrade } from '../helpers/raw-client.js';
+import { delay, waitFor } from '../helpers/wait.js';
 
 const PROMETHEUS = '/usr/bin/prometheus';
 const SCRAPE_INTERVAL = '1s';
@@ -139,7 +139,7 @@ describePrometheus('dashboard queries on a real Prometheus', () => {
     prometheus = await startPrometheus(gw.adminPort, cleanups);
     // A reload once Prometheus has seen generation 1, so the annotation's changes() sees it move.
     await delay(1500);
-    await gw.control.controller.reload('admin');
+    await gw.control.reload('admin');
   }, 60_000);
 
   afterAll(() => runCleanups(cleanups));
@@ -181,7 +181,7 @@ describePrometheus('dashboard queries on a real Prometheus', () => {
 
   it('promtool check metrics accepts the exposition', async () => {
     if (!existsSync(PROMTOOL)) throw new Error(`${PROMTOOL} is missing`);
-    expect(promtoolMetricProblems(await gw.gateway.metrics.text())).toEqual([]);
+    expect(promtoolMetricProblems(await gw.metrics())).toEqual([]);
   });
 });
 

@@ -1,10 +1,10 @@
-// Every way wsgate is started passes the same V8 flags (src/ops/node-flags.ts): npm start, the bin's shebang,
+// Every way wsgate is started passes the same V8 flags (src/control/node-flags.ts): npm start, the bin's shebang,
 // the Docker image. (The benchmark harness imports NODE_FLAGS itself.)
 
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { NODE_FLAGS } from '../../src/ops/node-flags.js';
+import { NODE_FLAGS } from '../../src/control/node-flags.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const read = (file: string) => readFileSync(join(ROOT, file), 'utf8');

@@ -8,7 +8,8 @@ import { connect as tlsConnect } from 'node:tls';
 import { describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { parseConfig } from '../../src/config/load.js';
-import type { Status } from '../../src/ops/status.js';
+import type { Status } from '../../src/control/status.js';
+import { startFileGateway } from '../control/support.js';
 import { refusedPort, startEchoBackend, startRawBackend } from '../helpers/backends.js';
 import { runCli, writeConfig } from '../helpers/child-gateway.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
@@ -25,7 +26,6 @@ import {
   upgradeRequest,
 } from '../helpers/raw-client.js';
 import { delay, waitFor } from '../helpers/wait.js';
-import { startFileGateway } from '../ops/support.js';
 
 const cleanups = cleanupAfterEach();
 
@@ -1051,13 +1051,13 @@ describe('reload', () => {
     res.socket.write(frame(0x8, Buffer.from([0x03, 0xe8])));
     await new Promise((r) => res.socket.once('close', r));
     await delay(100);
-    const before = await gw.gateway.metrics.text();
+    const before = await gw.metrics();
     expect(metricValue(before, 'wsgate_bytes_total', { route: 'old' })).toBeGreaterThan(0);
     gw.write(cfg([{ name: 'keep', match: { path: '/' }, pool: 'main' }], [a.url]));
     const r = await fetch(`http://127.0.0.1:${gw.adminPort}/reload`, { method: 'POST' });
     expect(r.status).toBe(200);
-    await gw.gateway.metrics.text(); // first scrape after
-    const after = await gw.gateway.metrics.text();
+    await gw.metrics(); // first scrape after
+    const after = await gw.metrics();
     const problems: string[] = [];
     if (!(metricValue(after, 'wsgate_bytes_total', { route: 'old' })! > 0))
       problems.push('bytes_total{route=old} gone');
@@ -1091,7 +1091,7 @@ describe('reload', () => {
     expect(body.ok).toBe(false);
     expect(body.errors[0]).toMatch(/config\.yaml:\d+:\d+: bogus: /);
     expect(body.issues[0]).toMatchObject({ path: 'bogus' });
-    const text = await gw.gateway.metrics.text();
+    const text = await gw.metrics();
     expect(metricValue(text, 'wsgate_config_reload_total', { result: 'failure' })).toBe(1);
     expect(metricValue(text, 'wsgate_config_generation')).toBe(1);
     const st = (await (await fetch(`http://127.0.0.1:${gw.adminPort}/api/status`)).json()) as {

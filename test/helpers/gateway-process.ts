@@ -5,7 +5,9 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { pino } from 'pino';
 import { parseConfig } from '../../src/config/load.js';
-import { Gateway } from '../../src/gateway.js';
+import { ControlPlane } from '../../src/control/control-plane.js';
+import { InProcessFleet } from '../../src/control/in-process.js';
+import { Gateway } from '../../src/gateway/gateway.js';
 import { Metrics } from '../../src/observe/metrics.js';
 
 export interface ChildReady {
@@ -43,25 +45,27 @@ async function main(): Promise<void> {
   const file = process.argv[2];
   if (file === undefined) throw new Error('usage: gateway-process.ts CONFIG.yaml');
   const config = parseConfig(readFileSync(file, 'utf8'), file);
-  const gateway = await Gateway.start(config, {
-    log: pino({ level: process.env.WSGATE_CHILD_LOG ?? 'info' }),
-    metrics: new Metrics({ defaultMetrics: false }),
-  });
+  const log = pino({ level: process.env.WSGATE_CHILD_LOG ?? 'info' });
+  const gateway = await Gateway.start(config, { log, metrics: new Metrics({ defaultMetrics: false }) });
+  const control = await ControlPlane.start({ fleet: new InProcessFleet(gateway), config, log });
   const plain = gateway.boundListeners.find((l) => !l.secure);
   const tls = gateway.boundListeners.find((l) => l.secure);
   const ready: ChildReady = {
     type: 'ready',
     port: plain?.port ?? 0,
     tlsPort: tls?.port ?? 0,
-    adminPort: gateway.adminPort,
+    adminPort: control.adminPort,
   };
   process.send?.(ready);
   process.on('message', (message: ParentMessage) => {
     if (message.type === 'stop') {
-      void gateway.stop(500).then(() => process.exit(0));
+      void gateway
+        .stop(500)
+        .then(() => control.close())
+        .then(() => process.exit(0));
       return;
     }
-    retryOnEmfile(() => statsOf(gateway)).then(
+    retryOnEmfile(() => statsOf(gateway, control)).then(
       (stats) => process.send?.(stats),
       (err: Error) => process.send?.({ type: 'stats-error', message: err.message } satisfies StatsError),
     );
@@ -84,7 +88,7 @@ async function retryOnEmfile<T>(read: () => Promise<T>): Promise<T> {
   }
 }
 
-async function statsOf(gateway: Gateway): Promise<ChildStats> {
+async function statsOf(gateway: Gateway, control: ControlPlane): Promise<ChildStats> {
   if (gc) {
     // Several passes with turns of the loop between them, so finalizers and weak maps settle.
     for (let i = 0; i < 4; i++) {
@@ -104,7 +108,7 @@ async function statsOf(gateway: Gateway): Promise<ChildStats> {
     rss: memory.rss,
     tunnels: gateway.tunnels.size,
     admitted: gateway.admission.active,
-    metrics: await gateway.metrics.text(),
+    metrics: (await control.metrics()).text,
   };
 }
 

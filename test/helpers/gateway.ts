@@ -3,13 +3,17 @@
 import { pino } from 'pino';
 import { stringify } from 'yaml';
 import { parseConfig } from '../../src/config/load.js';
-import { Gateway } from '../../src/gateway.js';
+import { ControlPlane } from '../../src/control/control-plane.js';
+import { InProcessFleet } from '../../src/control/in-process.js';
+import { Gateway } from '../../src/gateway/gateway.js';
 import { Metrics } from '../../src/observe/metrics.js';
 import type { Cleanup } from './cleanups.js';
 import { waitFor } from './wait.js';
 
 export interface TestGateway {
   readonly gateway: Gateway;
+  /** Its control plane (admin listener, status, metrics) without a config file: nothing to reload. */
+  readonly control: ControlPlane;
   /** Port of the first plain listener. */
   readonly port: number;
   /** Port of the first TLS listener, if any. */
@@ -70,20 +74,21 @@ export async function startGateway(
 ): Promise<TestGateway> {
   const text = typeof config === 'string' ? config : stringify(config);
   const cfg = parseConfig(text, file);
-  const gateway = await Gateway.start(cfg, {
-    log: pino({ level: process.env.WSGATE_TEST_LOG ?? 'silent' }),
-    metrics: new Metrics({ defaultMetrics: false }),
-  });
+  const log = pino({ level: process.env.WSGATE_TEST_LOG ?? 'silent' });
+  const gateway = await Gateway.start(cfg, { log, metrics: new Metrics({ defaultMetrics: false }) });
+  const control = await ControlPlane.start({ fleet: new InProcessFleet(gateway), config: cfg, log });
   const plain = gateway.boundListeners.find((l) => !l.secure);
   const tls = gateway.boundListeners.find((l) => l.secure);
   return {
     gateway,
+    control,
     port: plain?.port ?? 0,
     tlsPort: tls?.port ?? 0,
-    adminPort: gateway.adminPort,
-    metrics: () => gateway.metrics.text(),
+    adminPort: control.adminPort,
+    metrics: async () => (await control.metrics()).text,
     stop: async () => {
       await gateway.stop(500);
+      await control.close();
     },
   };
 }

@@ -11,8 +11,9 @@ import { type ConnectionOptions, connect as tlsConnect } from 'node:tls';
 import { promisify } from 'node:util';
 import { beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { stringify } from 'yaml';
+import type { Status } from '../../src/control/status.js';
 import { generateSelfSigned } from '../../src/listen/tls.js';
-import type { Status } from '../../src/ops/status.js';
+import { admin, type Client, connectClient, startFileGateway } from '../control/support.js';
 import { startEchoBackend, type TestBackend } from '../helpers/backends.js';
 import { commonNameOf, makeCert, tryTls } from '../helpers/certs.js';
 import { ensureBuilt, runCli, writeConfig } from '../helpers/child-gateway.js';
@@ -20,7 +21,6 @@ import { cleanupAfterEach } from '../helpers/cleanups.js';
 import { type ConfigObject, simpleConfig } from '../helpers/gateway.js';
 import { NODE_BIN, ROOT } from '../helpers/paths.js';
 import { waitFor } from '../helpers/wait.js';
-import { admin, type Client, connectClient, startFileGateway } from '../ops/support.js';
 
 beforeAll(ensureBuilt, 120_000);
 

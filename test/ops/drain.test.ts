@@ -6,13 +6,13 @@ import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
+import { admin, connectClient, connectMany, withFreshRoute } from '../control/support.js';
 import { startEchoBackend, type TestBackend } from '../helpers/backends.js';
 import { type CliProcess, ensureBuilt, runCli, writeConfig } from '../helpers/child-gateway.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
 import { type ConfigObject, simpleConfig } from '../helpers/gateway.js';
 import { upgradeRequest } from '../helpers/raw-client.js';
 import { waitFor } from '../helpers/wait.js';
-import { admin, connectClient, connectMany, withFreshRoute } from './support.js';
 
 beforeAll(ensureBuilt, 120_000);
 

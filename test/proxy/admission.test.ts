@@ -211,7 +211,7 @@ describe('plain HTTP connections and the connection caps', () => {
       clients.push(s);
     }
     await delay(500);
-    // src/http/plain-http.ts: "node:http serves one request per client connection at a time, and
+    // src/proxy/plain-http.ts: "node:http serves one request per client connection at a time, and
     // limits.maxConnections bounds those". One client IP, maxConnections 2 and maxConnectionsPerIp 2: at most 2 of
     // these 20 connections should reach (and each hold a socket to) the backend.
     expect(backend.live()).toBeLessThanOrEqual(2);

@@ -1,4 +1,4 @@
-// Edges of the plain-HTTP proxy (src/http/plain-http.ts), pipelining (src/listen/listener.ts inTurn) and the
+// Edges of the plain-HTTP proxy (src/proxy/plain-http.ts), pipelining (src/listen/listener.ts inTurn) and the
 // first-head reader's per-IP waiting count (src/listen/first-request.ts), on real sockets.
 
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';

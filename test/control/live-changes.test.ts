@@ -3,7 +3,7 @@
 // sockets, and a real process where signals matter.
 
 import { beforeAll, describe, expect, it } from 'vitest';
-import type { ReloadSummary } from '../../src/gateway.js';
+import type { ReloadSummary } from '../../src/gateway/gateway.js';
 import { startEchoBackend, startRawBackend, type TestBackend } from '../helpers/backends.js';
 import { ensureBuilt, runCli, writeConfig } from '../helpers/child-gateway.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
@@ -13,7 +13,7 @@ import { switchingProtocols } from '../helpers/hostile-backends.js';
 import { type PoolBackend, startPoolBackend } from '../helpers/pool-backend.js';
 import { rawUpgrade } from '../helpers/raw-client.js';
 import { delay, waitFor } from '../helpers/wait.js';
-import { admin, type Client, connectClient, type FileGateway, startFileGateway } from '../ops/support.js';
+import { admin, type Client, connectClient, type FileGateway, startFileGateway } from './support.js';
 
 const cleanups = cleanupAfterEach();
 
@@ -100,7 +100,7 @@ describe('reload changes a live pool', () => {
     for (const c of moving) expect(c.closeCode).toBe(1012);
     const staying = live.filter((c) => !moving.includes(c));
     expect(staying.every((c) => c.closeCode === undefined)).toBe(true);
-    const text = await gw.gateway.metrics.text();
+    const text = await gw.metrics();
     expect(metricValue(text, 'wsgate_rebalance_closes_total', { pool: 'main' })).toBe(moving.length);
     expect(metricValue(text, 'wsgate_closes_total', { route: 'main', code: '1012', initiator: 'proxy' })).toBe(
       moving.length,
@@ -128,7 +128,7 @@ describe('reload changes a live pool', () => {
     expect(status.routes.map((x) => x.name)).toEqual(['chat']);
     // The gauge of a route that no longer exists: still exported (at 0) forever?
     await waitFor(() => gw.gateway.tunnels.size === 0, 3000, 'tunnels gone');
-    const text = await gw.gateway.metrics.text();
+    const text = await gw.metrics();
     expect(
       text.split('\n').filter((l) => l.startsWith('wsgate_connections_active{') && l.includes('route="main"')),
     ).toEqual([]);

@@ -5,7 +5,7 @@
 import { existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { stringify } from 'yaml';
-import type { Status } from '../../src/ops/status.js';
+import type { Status } from '../../src/control/status.js';
 import { startEchoBackend, type TestBackend } from '../helpers/backends.js';
 import { ensureBuilt, runCli, writeConfig } from '../helpers/child-gateway.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';

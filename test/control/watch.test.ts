@@ -5,7 +5,7 @@ import { mkdtempSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { FileWatcher } from '../../src/ops/watch.js';
+import { FileWatcher } from '../../src/control/watch.js';
 import { delay, waitFor } from '../helpers/wait.js';
 
 const watchers: FileWatcher[] = [];

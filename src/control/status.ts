@@ -1,65 +1,16 @@
-// The admin status snapshot (GET /api/status, documented in docs/admin-api.md): what one serving process
-// reports (listeners, routes, pools and their backends, live connections, traffic totals), how the cluster
-// primary sums several of those, and the rates derived from successive snapshots.
+// The admin status document (GET /api/status, documented in docs/admin-api.md): the serving processes' reports
+// merged (one process, or a cluster's workers), the worker list, the last reload, and the rates derived from
+// successive snapshots.
 
-import type { Registry } from 'prom-client';
-import type { RouteStats } from '../observe/metrics.js';
-import type { Runtime } from '../proxy/runtime.js';
-import type { HashKeySpec } from '../routing/hash-key.js';
+import {
+  type DirectionCounts,
+  type ListenerStatus,
+  type PoolStatus,
+  type ProcessStatus,
+  type RouteStatus,
+  zeroCounts,
+} from '../gateway/process-status.js';
 import { VERSION } from './version.js';
-
-export interface DirectionCounts {
-  clientToBackend: number;
-  backendToClient: number;
-}
-
-export interface ListenerStatus {
-  readonly name: string;
-  readonly address: string;
-  readonly port: number;
-  readonly tls: boolean;
-  readonly selfSigned: boolean;
-}
-
-export interface BackendStatus {
-  readonly id: string;
-  readonly weight: number;
-  /** healthy | unhealthy | ejected | draining | unknown, as the pool reports it. */
-  state: string;
-  active: number;
-}
-
-export interface PoolStatus {
-  readonly name: string;
-  readonly hashKey: string;
-  readonly balanceFactor: number | null;
-  active: number;
-  readonly backends: BackendStatus[];
-}
-
-export interface RouteStatus {
-  readonly name: string;
-  readonly host: string | null;
-  readonly path: string;
-  readonly pool: string;
-  active: number;
-  connectionsTotal: number;
-  readonly bytes: DirectionCounts;
-  readonly messages: DirectionCounts;
-}
-
-/** What one process serving the listeners reports; the cluster primary sums its workers' reports. */
-export interface ProcessStatus {
-  readonly pid: number;
-  readonly generation: number;
-  readonly draining: boolean;
-  readonly listeners: ListenerStatus[];
-  readonly routes: RouteStatus[];
-  readonly pools: PoolStatus[];
-  readonly connections: { active: number; total: number };
-  readonly bytes: DirectionCounts;
-  readonly messages: DirectionCounts;
-}
 
 export interface WorkerStatus {
   readonly id: number;
@@ -70,6 +21,12 @@ export interface WorkerStatus {
   readonly generation: number;
   readonly connections: number;
   readonly connectionsTotal: number;
+}
+
+export interface WorkersStatus {
+  readonly configured: number;
+  readonly live: number;
+  readonly list: readonly WorkerStatus[];
 }
 
 export interface LastReload {
@@ -90,7 +47,7 @@ export interface Status {
   readonly configFile: string;
   readonly generation: number;
   readonly lastReload: LastReload | null;
-  readonly workers: { readonly configured: number; readonly live: number; readonly list: readonly WorkerStatus[] };
+  readonly workers: WorkersStatus;
   readonly admin: { readonly address: string; readonly port: number; readonly tokenRequired: boolean };
   readonly listeners: readonly ListenerStatus[];
   readonly routes: readonly RouteStatus[];
@@ -104,29 +61,6 @@ export interface Status {
     readonly messagesPerSecond: DirectionCounts | null;
     readonly windowSeconds: number | null;
   };
-}
-
-export function formatHashKey(spec: HashKeySpec): string {
-  return 'name' in spec ? `${spec.kind}:${spec.name}` : spec.kind;
-}
-
-export const zeroCounts = (): DirectionCounts => ({ clientToBackend: 0, backendToClient: 0 });
-
-/** Values of a registry metric by label set; empty when the metric is not (yet) exported. */
-export async function metricValues(
-  registry: Registry,
-  name: string,
-): Promise<readonly { labels: Partial<Record<string, string | number>>; value: number }[]> {
-  const metric = registry.getSingleMetric(name);
-  if (!metric) return [];
-  const data = await metric.get();
-  return data.values.filter((v) => !('metricName' in v) || v.metricName === undefined || v.metricName === name);
-}
-
-/** Adds `value` to the counts of a wsgate direction label. */
-export function addDirection(counts: DirectionCounts, direction: unknown, value: number): void {
-  if (direction === 'client_to_backend') counts.clientToBackend += value;
-  else if (direction === 'backend_to_client') counts.backendToClient += value;
 }
 
 const STATE_SEVERITY = ['healthy', 'unknown', 'draining', 'unhealthy', 'ejected'];
@@ -229,91 +163,6 @@ function total(c: DirectionCounts): number {
   return c.clientToBackend + c.backendToClient;
 }
 
-/** What a gateway process reports about itself. */
-export interface StatusSource {
-  readonly registry: Registry;
-  readonly runtime: Runtime;
-  readonly generation: number;
-  readonly draining: boolean;
-  readonly listeners: readonly { name: string; address: string; port: number; secure: boolean; selfSigned: boolean }[];
-  readonly liveTunnels: number;
-  /** Every route's stats since start (removed routes too): connection totals that never go back. */
-  readonly routeStats: Iterable<RouteStats>;
-}
-
-/** This process's view: listeners, routes, pools with backend states, live counts and traffic totals. */
-export async function collectProcessStatus(source: StatusSource): Promise<ProcessStatus> {
-  const registry = source.registry;
-  const [active, bytes, messages] = await Promise.all([
-    metricValues(registry, 'wsgate_connections_active'),
-    metricValues(registry, 'wsgate_bytes_total'),
-    metricValues(registry, 'wsgate_messages_total'),
-  ]);
-  const runtime = source.runtime;
-  const routes = new Map<string, RouteStatus>(
-    runtime.routes.map((r) => [
-      r.name,
-      {
-        name: r.name,
-        host: r.config.host ?? null,
-        path: r.pathPrefix,
-        pool: r.pool.name,
-        active: 0,
-        // Not summed from wsgate_connections_total: the series of a backend that left are withdrawn.
-        connectionsTotal: r.stats.opened,
-        bytes: zeroCounts(),
-        messages: zeroCounts(),
-      },
-    ]),
-  );
-  for (const v of active) {
-    const r = routes.get(String(v.labels.route));
-    if (r) r.active += v.value;
-  }
-  const allBytes = zeroCounts();
-  const allMessages = zeroCounts();
-  for (const v of bytes) {
-    addDirection(allBytes, v.labels.direction, v.value);
-    const r = routes.get(String(v.labels.route));
-    if (r) addDirection(r.bytes, v.labels.direction, v.value);
-  }
-  for (const v of messages) {
-    if (v.labels.type === 'control') continue;
-    addDirection(allMessages, v.labels.direction, v.value);
-    const r = routes.get(String(v.labels.route));
-    if (r) addDirection(r.messages, v.labels.direction, v.value);
-  }
-  const now = Date.now();
-  return {
-    pid: process.pid,
-    generation: source.generation,
-    draining: source.draining,
-    listeners: source.listeners.map((l) => ({
-      name: l.name,
-      address: l.address,
-      port: l.port,
-      tls: l.secure,
-      selfSigned: l.selfSigned,
-    })),
-    routes: [...routes.values()],
-    pools: [...runtime.pools.values()].map((p) => ({
-      name: p.name,
-      hashKey: formatHashKey(p.config.hashKey),
-      balanceFactor: p.config.balanceFactor ?? null,
-      active: p.totalActive,
-      backends: p.members.map((m) => ({
-        id: m.backend.id,
-        weight: m.backend.weight,
-        state: m.state(now),
-        active: m.active,
-      })),
-    })),
-    connections: { active: source.liveTunnels, total: sumOpened(source.routeStats) },
-    bytes: allBytes,
-    messages: allMessages,
-  };
-}
-
 export interface StatusParts {
   readonly process: Omit<ProcessStatus, 'pid'>;
   readonly startedAt: Date;
@@ -321,7 +170,7 @@ export interface StatusParts {
   readonly configFile: string;
   readonly lastReload: LastReload | null;
   readonly admin: Status['admin'];
-  readonly workers: Status['workers'];
+  readonly workers: WorkersStatus;
   readonly rates: RateTracker;
 }
 
@@ -355,10 +204,4 @@ export function composeStatus(parts: StatusParts): Status {
       windowSeconds: rates ? Math.round(rates.windowSeconds * 10) / 10 : null,
     },
   };
-}
-
-function sumOpened(stats: Iterable<RouteStats>): number {
-  let total = 0;
-  for (const s of stats) total += s.opened;
-  return total;
 }

@@ -13,12 +13,12 @@ import type { BackendConfig, UpstreamTls } from '../config/types.js';
 import { type CatalogueEntry, Errors, reasonLabel } from '../errors.js';
 import { isValidHost, originAllowed } from '../handshake/validate.js';
 import type { Member } from '../pool/pool.js';
-import type { ProxyContext } from '../proxy/context.js';
-import type { RouteRuntime } from '../proxy/runtime.js';
 import { hashKeyOf, normaliseIp } from '../routing/hash-key.js';
 import { isSuspiciousPath } from '../routing/router.js';
 import { endToEndHeaders, forwardedHeaders } from '../upstream/request.js';
 import { upstreamTlsOptions } from '../upstream/tls.js';
+import type { ProxyContext } from './context.js';
+import type { RouteRuntime } from './runtime.js';
 
 export class PlainHttpProxy {
   // No maxSockets cap (node's default is none; nginx has none either). A long poll holds its backend socket until

@@ -7,9 +7,9 @@ import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { connect as tlsConnect } from 'node:tls';
 import { describe, expect, it } from 'vitest';
-import type { ReloadSummary } from '../../src/gateway.js';
+import type { Status } from '../../src/control/status.js';
+import type { ReloadSummary } from '../../src/gateway/gateway.js';
 import { generateSelfSigned } from '../../src/listen/tls.js';
-import type { Status } from '../../src/ops/status.js';
 import { startEchoBackend, type TestBackend } from '../helpers/backends.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
 import { type ConfigObject, metricValue } from '../helpers/gateway.js';
@@ -84,7 +84,7 @@ describe('reload keeps what did not change', () => {
     await Promise.all(clients.filter((_, i) => i % 50 === 0).map((c, i) => c.echo(`still here ${i}`)));
     expect(gw.gateway.tunnels.size).toBe(1001);
 
-    const metrics = await gw.gateway.metrics.text();
+    const metrics = await gw.metrics();
     expect(metricValue(metrics, 'wsgate_config_generation')).toBe(2);
     expect(metricValue(metrics, 'wsgate_config_reload_total', { result: 'success' })).toBe(1);
     expect(metricValue(metrics, 'wsgate_config_reload_total', { result: 'failure' })).toBe(0);
@@ -131,7 +131,7 @@ describe('reload keeps what did not change', () => {
     expect(body.issues).toContainEqual(expect.objectContaining({ line: 7, column: 5, path: 'routes[0].pol' }));
 
     // Still generation 1, both failures counted, the old connection and new ones work.
-    const metrics = await gw.gateway.metrics.text();
+    const metrics = await gw.metrics();
     expect(metricValue(metrics, 'wsgate_config_generation')).toBe(1);
     expect(metricValue(metrics, 'wsgate_config_reload_total', { result: 'failure' })).toBe(2);
     expect(metricValue(metrics, 'wsgate_config_reload_total', { result: 'success' })).toBe(0);
@@ -160,7 +160,7 @@ describe('reload keeps what did not change', () => {
 
     gw.write(baseConfig({ main: a.url }, [mainRoute]));
     const started = performance.now();
-    const outcome = await gw.control.controller.reload('signal');
+    const outcome = await gw.control.reload('signal');
     expect(outcome).toMatchObject({ ok: true, generation: 2 });
     const codes = await Promise.all(doomed.map((c) => c.closed()));
     expect(codes).toEqual(doomed.map(() => 1001));
@@ -180,7 +180,7 @@ describe('reload keeps what did not change', () => {
     gw.write(next);
     await waitFor(() => gw.gateway.generation === 2, 5000, 'reload after the file changed').catch(
       async (err: Error) => {
-        throw new Error(`${err.message}; last reload ${JSON.stringify(gw.gateway.lastReload)}`);
+        throw new Error(`${err.message}; last reload ${JSON.stringify(gw.control.controller?.lastReload)}`);
       },
     );
     const fresh = await connectClient(`ws://127.0.0.1:${gw.port()}/fresh`, { 'x-user-id': 'w' });
@@ -189,7 +189,7 @@ describe('reload keeps what did not change', () => {
     gw.write(next);
     await delay(400);
     expect(gw.gateway.generation).toBe(2);
-    expect(metricValue(await gw.gateway.metrics.text(), 'wsgate_config_reload_total', { result: 'success' })).toBe(1);
+    expect(metricValue(await gw.metrics(), 'wsgate_config_reload_total', { result: 'success' })).toBe(1);
   });
 });
 
@@ -209,7 +209,7 @@ describe('listeners and TLS on reload', () => {
         { name: 'extra', address: '127.0.0.1', port: 0 },
       ],
     });
-    const outcome = await gw.control.controller.reload('admin');
+    const outcome = await gw.control.reload('admin');
     expect(outcome.ok).toBe(true);
     const changes = (outcome as { changes: ReloadSummary }).changes;
     expect(changes.listeners).toMatchObject({ rebound: ['public'], added: ['extra'], removed: [] });
@@ -253,7 +253,7 @@ describe('listeners and TLS on reload', () => {
 
     // A key that does not belong to the certificate is refused before anything changes.
     writeFileSync(join(gw.dir, 'server.key'), first.key);
-    const refused = await gw.control.controller.reload('admin');
+    const refused = await gw.control.reload('admin');
     expect(refused).toMatchObject({ ok: false, status: 400 });
     expect(refused.ok ? '' : refused.errors.join()).toMatch(
       /listeners\[0\]\.tls\.cert: TLS certificate .* not usable together: .*key values mismatch/,

@@ -1,7 +1,8 @@
 // Unit checks for the status arithmetic: rates from successive snapshots, and summing workers' reports.
 
 import { describe, expect, it } from 'vitest';
-import { mergeProcessStatus, type ProcessStatus, RateTracker } from '../../src/ops/status.js';
+import { mergeProcessStatus, RateTracker } from '../../src/control/status.js';
+import type { ProcessStatus } from '../../src/gateway/process-status.js';
 
 const counts = (c: number, b: number) => ({ clientToBackend: c, backendToClient: b });
 

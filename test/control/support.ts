@@ -10,19 +10,22 @@ import { pino } from 'pino';
 import WebSocket from 'ws';
 import { stringify } from 'yaml';
 import { loadConfig } from '../../src/config/load.js';
-import { Gateway } from '../../src/gateway.js';
+import { ControlPlane } from '../../src/control/control-plane.js';
+import { InProcessFleet } from '../../src/control/in-process.js';
+import { Gateway } from '../../src/gateway/gateway.js';
 import { Metrics } from '../../src/observe/metrics.js';
-import { controlGateway, type GatewayControl } from '../../src/ops/control.js';
 import type { ConfigObject } from '../helpers/gateway.js';
 
 export interface FileGateway {
   readonly gateway: Gateway;
-  readonly control: GatewayControl;
+  readonly control: ControlPlane;
   readonly file: string;
   readonly dir: string;
   readonly adminPort: number;
   /** Port of the listener named `name` (default: the first). */
   port(name?: string): number;
+  /** What GET /metrics serves: the gateway's metrics and the control plane's. */
+  metrics(): Promise<string>;
   /** Rewrites the config file. */
   write(config: ConfigObject | string): void;
   stop(): Promise<void>;
@@ -37,11 +40,17 @@ export async function startFileGateway(
   const file = join(dir, 'config.yaml');
   const write = (c: ConfigObject | string) => writeFileSync(file, typeof c === 'string' ? c : stringify(c));
   write(config);
-  const gateway = await Gateway.start(loadConfig(file), {
-    log: pino({ level: process.env.WSGATE_TEST_LOG ?? 'silent' }),
+  const loaded = loadConfig(file);
+  const log = pino({ level: process.env.WSGATE_TEST_LOG ?? 'silent' });
+  const gateway = await Gateway.start(loaded, {
+    log,
     metrics: options.metrics ?? new Metrics({ defaultMetrics: false }),
   });
-  const control = controlGateway(gateway, file, {
+  const control = await ControlPlane.start({
+    fleet: new InProcessFleet(gateway),
+    config: loaded,
+    log,
+    file,
     watch: options.watch ?? false,
     watchIntervalMs: 50,
     watchDebounceMs: 50,
@@ -51,16 +60,17 @@ export async function startFileGateway(
     control,
     file,
     dir,
-    adminPort: gateway.adminPort,
+    adminPort: control.adminPort,
     port: (name) => {
       const l = name === undefined ? gateway.boundListeners[0] : gateway.boundListeners.find((b) => b.name === name);
       if (!l) throw new Error(`no listener ${name}`);
       return l.port;
     },
+    metrics: async () => (await control.metrics()).text,
     write,
     stop: async () => {
-      control.close();
       await gateway.stop(500);
+      await control.close();
     },
   };
 }

@@ -8,7 +8,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { ConfigError, type ConfigIssue, formatIssue, parseConfig } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import type { Logger } from '../observe/log.js';
-import type { OpsMetrics } from './metrics.js';
+import type { OpsMetrics } from './ops-metrics.js';
 import type { LastReload } from './status.js';
 
 export type ReloadTrigger = 'signal' | 'watch' | 'admin';
@@ -22,6 +22,8 @@ export type ReloadOutcome =
       readonly unchanged: boolean;
       /** What the apply step reports (the gateway's ReloadSummary; the primary's per-worker results). */
       readonly changes: unknown;
+      /** Changed keys that only take effect after a restart. */
+      readonly restartRequired: readonly string[];
     }
   | {
       readonly ok: false;
@@ -31,14 +33,12 @@ export type ReloadOutcome =
       readonly issues?: readonly ConfigIssue[];
     };
 
-/** Where a validated config goes: the in-process gateway, or the cluster primary that forwards it to workers. */
+/** Where a validated config goes: the in-process gateway, or the cluster's workers (a Fleet). */
 export interface ConfigTarget {
   /** Applies `config` (parsed from `text`) as `generation`; throws when it cannot, leaving the old one running. */
   apply(text: string, config: Config, generation: number): Promise<unknown>;
   /** True once shutdown began: reloads are refused. */
   readonly stopping: boolean;
-  /** Told about every counted reload, for the status page. */
-  recordReload(last: LastReload, generation: number): void;
 }
 
 export interface ReloadControllerOptions {
@@ -56,6 +56,8 @@ export class ReloadController {
   readonly file: string;
   generation = 1;
   current: Config;
+  /** The last counted reload (applied or rejected), for the status page; null before the first. */
+  lastReload: LastReload | null = null;
   private readonly target: ConfigTarget;
   private readonly ops: OpsMetrics;
   private readonly log: Logger;
@@ -119,7 +121,14 @@ export class ReloadController {
     }
     if (trigger === 'watch' && isDeepStrictEqual(config, this.current)) {
       this.log.debug({ event: 'reload_skipped', file: this.file }, 'file touched but configuration unchanged');
-      return { ok: true, status: 200, generation: this.generation, unchanged: true, changes: null };
+      return {
+        ok: true,
+        status: 200,
+        generation: this.generation,
+        unchanged: true,
+        changes: null,
+        restartRequired: [],
+      };
     }
     const generation = this.generation + 1;
     let changes: unknown;
@@ -131,17 +140,32 @@ export class ReloadController {
       this.failed(trigger, errors);
       return { ok: false, status: 500, errors };
     }
+    const restartRequired = keysNeedingRestart(this.current, config);
     this.generation = generation;
     this.current = config;
     this.ops.applied(generation);
-    this.target.recordReload({ at: new Date().toISOString(), trigger, result: 'success', errors: [] }, generation);
+    this.lastReload = { at: new Date().toISOString(), trigger, result: 'success', errors: [] };
     this.log.info({ event: 'reloaded', trigger, generation }, 'configuration reloaded');
+    if (restartRequired.length > 0) {
+      this.log.warn({ keys: restartRequired }, 'some changed keys take effect only after a restart');
+    }
     this.onApplied?.(config);
-    return { ok: true, status: 200, generation, unchanged: false, changes };
+    return { ok: true, status: 200, generation, unchanged: false, changes, restartRequired };
   }
 
   private failed(trigger: ReloadTrigger, errors: readonly string[]): void {
     this.ops.failed();
-    this.target.recordReload({ at: new Date().toISOString(), trigger, result: 'failure', errors }, this.generation);
+    this.lastReload = { at: new Date().toISOString(), trigger, result: 'failure', errors };
   }
+}
+
+/** Keys read once at start (the admin listener, the worker processes): a reload records them, a restart applies them. */
+function keysNeedingRestart(old: Config, next: Config): string[] {
+  const keys: string[] = [];
+  if (next.admin.address !== old.admin.address || next.admin.port !== old.admin.port) {
+    keys.push('admin.address', 'admin.port');
+  }
+  if (next.workers !== old.workers) keys.push('workers');
+  if (next.workersAccept !== old.workersAccept) keys.push('workersAccept');
+  return keys;
 }

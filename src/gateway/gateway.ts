@@ -1,39 +1,30 @@
-// The gateway owns one running wsgate: listeners, admin server, the runtime snapshot, metrics, admission and
-// the live tunnels. It wires the stages together and owns the lifecycle: start, reload (apply a validated config
-// without touching unchanged routes' connections), shutdown (readiness off, stop accepting, drain) and stop.
+// The data plane of one process: listeners, the runtime snapshot, metrics, admission and the live tunnels. It
+// wires the stages together and owns their lifecycle: start, reload (apply a validated config without touching
+// unchanged routes' connections), shutdown (readiness off, stop accepting, drain) and stop. Operations (the admin
+// listener, reload triggers, status document) are the control plane's (src/control/), which drives this class.
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { createSecureContext } from 'node:tls';
 import { isDeepStrictEqual } from 'node:util';
-import { AdminServer, type AdminState } from './admin/server.js';
-import type { Config, ListenerConfig } from './config/types.js';
-import { type CatalogueEntry, reasonLabel } from './errors.js';
-import type { UpgradeRequest } from './handshake/upgrade-head.js';
-import { PlainHttpProxy } from './http/plain-http.js';
-import { Listener, type ListenerHandlers, UPGRADE_PARSER } from './listen/listener.js';
-import { type CertificatePair, generateSelfSigned, tlsServerOptions } from './listen/tls.js';
-import { createLogger, type Logger } from './observe/log.js';
-import { Metrics } from './observe/metrics.js';
-import { type DrainResult, drainTunnels } from './ops/drain.js';
-import { OpsMetrics } from './ops/metrics.js';
-import type { ReloadOutcome, ReloadTrigger } from './ops/reload.js';
-import {
-  collectProcessStatus,
-  composeStatus,
-  type LastReload,
-  type ProcessStatus,
-  RateTracker,
-  type Status,
-} from './ops/status.js';
-import { Admission } from './proxy/admission.js';
-import type { ProxyContext } from './proxy/context.js';
-import { type NameDiff, Runtime } from './proxy/runtime.js';
-import { handleUpgrade, routeOfTunnel } from './proxy/upgrade.js';
-import { normaliseIp } from './routing/hash-key.js';
-import { SOCKET_IO_MODE } from './tunnel/socket-io.js';
-import { sweepPeriodFor, TunnelSweeper } from './tunnel/sweeper.js';
-import type { Tunnel } from './tunnel/tunnel.js';
+import type { Config, ListenerConfig } from '../config/types.js';
+import { type CatalogueEntry, reasonLabel } from '../errors.js';
+import type { UpgradeRequest } from '../handshake/upgrade-head.js';
+import { Listener, type ListenerHandlers, UPGRADE_PARSER } from '../listen/listener.js';
+import { type CertificatePair, generateSelfSigned, tlsServerOptions } from '../listen/tls.js';
+import { createLogger, type Logger } from '../observe/log.js';
+import { Metrics } from '../observe/metrics.js';
+import { type DrainResult, drainTunnels } from '../ops/drain.js';
+import { Admission } from '../proxy/admission.js';
+import type { ProxyContext } from '../proxy/context.js';
+import { PlainHttpProxy } from '../proxy/plain-http.js';
+import { type NameDiff, Runtime } from '../proxy/runtime.js';
+import { handleUpgrade, routeOfTunnel } from '../proxy/upgrade.js';
+import { normaliseIp } from '../routing/hash-key.js';
+import { SOCKET_IO_MODE } from '../tunnel/socket-io.js';
+import { sweepPeriodFor, TunnelSweeper } from '../tunnel/sweeper.js';
+import type { Tunnel } from '../tunnel/tunnel.js';
+import { collectProcessStatus, type ProcessStatus } from './process-status.js';
 
 /** How long a shutdown waits for cut tunnels' sockets to close, so each gets its close line. */
 const TUNNEL_SETTLE_MS = 1000;
@@ -41,11 +32,6 @@ const TUNNEL_SETTLE_MS = 1000;
 export interface GatewayOptions {
   readonly log?: Logger;
   readonly metrics?: Metrics;
-  /**
-   * Serve the admin listener and the ops metrics from this process (default true). Cluster workers pass false:
-   * the primary serves admin and counts reloads.
-   */
-  readonly admin?: boolean;
   /** Generation of the initial config (cluster workers get the primary's). */
   readonly generation?: number;
   /**
@@ -81,8 +67,6 @@ export interface ReloadSummary {
   readonly pools: NameDiff;
   /** Tunnels told to go away (1001): on removed routes, on removed pools, on routes moved to another pool. */
   readonly draining: number;
-  /** Changed keys that only take effect after a restart. */
-  readonly restartRequired: string[];
 }
 
 export interface ShutdownOptions {
@@ -103,26 +87,16 @@ export class Gateway implements ProxyContext {
   /** Set at the first shutdown signal: /readyz answers 503 from then on. */
   shuttingDown = false;
   generation: number;
-  /** Ops metrics, in the process that owns the config (undefined in cluster workers). */
-  readonly ops: OpsMetrics | undefined;
-  /** Who answers POST /reload (a ReloadController); unset, the admin listener answers 501. */
-  reloadHandler: ((trigger: ReloadTrigger) => Promise<ReloadOutcome>) | undefined;
-  /** The controller's last reload, for the status page. */
-  lastReload: LastReload | null = null;
-  readonly startedAt = new Date();
   /** Idle timeouts and keepalive pings for every tunnel, on one timer. */
   private readonly sweeper = new TunnelSweeper(this.tunnels);
   private listeners: Listener[] = [];
   private readonly plainHttp = new PlainHttpProxy();
-  private admin: AdminServer | undefined;
-  private readonly serveAdmin: boolean;
   private started = false;
   /** Generated once, reused by every TLS listener without files, across reloads. */
   private fallbackCert: CertificatePair | undefined;
   /** Tunnels already sent 1001, shared by every drain so no tunnel gets two close frames. */
   private readonly toldToGoAway = new WeakSet<Tunnel>();
   private readonly backgroundDrains = new Set<Promise<DrainResult>>();
-  private readonly rates = new RateTracker();
   private shutdownPromise: Promise<number> | undefined;
   private readonly handlers: ListenerHandlers;
 
@@ -131,11 +105,8 @@ export class Gateway implements ProxyContext {
     this.metrics = options.metrics ?? new Metrics();
     this.runtime = new Runtime(config, this.metrics, this.log);
     this.metrics.trackConfigured(() => this.runtime.configuredBackendKeys());
-    this.serveAdmin = options.admin !== false;
     this.fallbackCert = options.fallbackCert;
     this.generation = options.generation ?? 1;
-    this.ops = this.serveAdmin ? new OpsMetrics(this.metrics.registry) : undefined;
-    this.ops?.generation.set(this.generation);
     this.handlers = {
       upgrade: (req: UpgradeRequest, socket: Duplex, head: Buffer, secure: boolean) => {
         handleUpgrade(this, req, socket, head, secure).catch((err: Error) => {
@@ -166,7 +137,7 @@ export class Gateway implements ProxyContext {
     };
   }
 
-  /** Binds every listener and the admin server; rejects (and closes what was bound) if any bind fails. */
+  /** Binds every listener; rejects (and closes what was bound) if any bind fails. */
   static async start(config: Config, options: GatewayOptions = {}): Promise<Gateway> {
     const gw = new Gateway(config, options);
     try {
@@ -193,10 +164,6 @@ export class Gateway implements ProxyContext {
     }));
   }
 
-  get adminPort(): number {
-    return this.admin?.port ?? 0;
-  }
-
   /** Ready for traffic: listeners bound and no shutdown begun (what /readyz reports). */
   get ready(): boolean {
     return this.started && !this.shuttingDown;
@@ -205,11 +172,6 @@ export class Gateway implements ProxyContext {
   private async bind(): Promise<void> {
     const config = this.runtime.config;
     for (const lc of config.listeners) this.listeners.push(await this.openListener(lc));
-    if (this.serveAdmin) {
-      this.admin = new AdminServer(this.adminState());
-      const adminAddress = await this.admin.listen(config.admin.port, config.admin.address);
-      this.log.info({ address: config.admin.address, port: adminAddress.port }, 'admin listening');
-    }
     this.log.info(
       { socketIo: SOCKET_IO_MODE },
       SOCKET_IO_MODE === 'direct'
@@ -243,23 +205,6 @@ export class Gateway implements ProxyContext {
     return listener;
   }
 
-  private adminState(): AdminState {
-    return {
-      ready: () => this.ready,
-      metrics: async () => ({ text: await this.metrics.text(), contentType: this.metrics.registry.contentType }),
-      status: () => this.status(),
-      reload: (trigger) =>
-        this.reloadHandler
-          ? this.reloadHandler(trigger)
-          : Promise.resolve({
-              ok: false,
-              status: 501,
-              errors: ['this gateway was started without a config file, so there is nothing to reload'],
-            }),
-      token: () => this.runtime.config.admin.token,
-    };
-  }
-
   /** Sweeps often enough for the shortest idle timeout or keepalive setting in the running config. */
   private startSweeper(): void {
     const config = this.runtime.config;
@@ -276,7 +221,6 @@ export class Gateway implements ProxyContext {
   async reload(config: Config, generation = this.generation + 1): Promise<ReloadSummary> {
     if (this.shuttingDown) throw new Error('shutting down: reload refused');
     const previous = this.runtime;
-    const old = previous.config;
     const listeners = await this.reconcileListeners(config);
 
     const runtime = new Runtime(config, this.metrics, this.log, previous);
@@ -284,8 +228,7 @@ export class Gateway implements ProxyContext {
     await runtime.start();
     this.runtime = runtime;
     this.generation = generation;
-    this.ops?.generation.set(generation);
-    if (config.log.level !== old.log.level) this.log.level = config.log.level;
+    if (config.log.level !== previous.config.log.level) this.log.level = config.log.level;
     this.startSweeper();
 
     // Tunnels to drain: on removed routes, on removed pools, or on a route that now sends to another pool.
@@ -297,24 +240,14 @@ export class Gateway implements ProxyContext {
     for (const name of runtime.diff.pools.removed) previous.pools.get(name)?.stop();
     if (goAway.length > 0) this.drainInBackground(goAway, 'route removed', config.timeouts.drainMs);
 
-    const restartRequired: string[] = [];
-    if (config.admin.address !== old.admin.address || config.admin.port !== old.admin.port) {
-      restartRequired.push('admin.address', 'admin.port');
-    }
-    if (config.workers !== old.workers) restartRequired.push('workers');
-    if (config.workersAccept !== old.workersAccept) restartRequired.push('workersAccept');
     const summary: ReloadSummary = {
       generation,
       listeners,
       routes: runtime.diff.routes,
       pools: runtime.diff.pools,
       draining: goAway.length,
-      restartRequired,
     };
     this.log.info({ event: 'reload', ...summary }, 'configuration applied');
-    if (restartRequired.length > 0) {
-      this.log.warn({ keys: restartRequired }, 'some changed keys take effect only after a restart');
-    }
     return summary;
   }
 
@@ -469,17 +402,11 @@ export class Gateway implements ProxyContext {
   }
 
   /**
-   * Stops now-ish: no accept delay, drain within `drainMs` (tests and embedding), then closes the admin
-   * listener. Resolves with the number of tunnels destroyed at the deadline.
+   * Stops now-ish: no accept delay, drain within `drainMs` (tests and embedding). Resolves with the number of
+   * tunnels destroyed at the deadline.
    */
-  async stop(drainMs = this.runtime.config.timeouts.drainMs): Promise<number> {
-    const destroyed = await this.shutdown({ acceptDelayMs: 0, drainMs });
-    await this.closeAdmin();
-    return destroyed;
-  }
-
-  async closeAdmin(): Promise<void> {
-    await this.admin?.close();
+  stop(drainMs = this.runtime.config.timeouts.drainMs): Promise<number> {
+    return this.shutdown({ acceptDelayMs: 0, drainMs });
   }
 
   /** This process's view: listeners, routes, pools with backend states, live counts and traffic totals. */
@@ -492,22 +419,6 @@ export class Gateway implements ProxyContext {
       listeners: this.boundListeners,
       liveTunnels: this.tunnels.size,
       routeStats: this.metrics.allRouteStats(),
-    });
-  }
-
-  /** The GET /api/status document for a single-process gateway. */
-  async status(): Promise<Status> {
-    const local = await this.processStatus();
-    const config = this.runtime.config;
-    return composeStatus({
-      process: local,
-      startedAt: this.startedAt,
-      ready: this.ready,
-      configFile: config.file,
-      lastReload: this.lastReload,
-      admin: { address: config.admin.address, port: this.adminPort, tokenRequired: config.admin.token !== undefined },
-      workers: { configured: 1, live: 1, list: [] },
-      rates: this.rates,
     });
   }
 }

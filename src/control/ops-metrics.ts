@@ -1,6 +1,5 @@
-// Operations metrics: config reloads, the running config generation, and the worker count. They live in the
-// process that owns the config (the single process, or the cluster primary), never in cluster workers, so an
-// aggregated /metrics counts each reload once.
+// Operations metrics: config reloads, the running config generation, and the worker count. The control plane owns
+// them (the single process, or the cluster primary), never a cluster worker, so /metrics counts each reload once.
 
 import { Counter, Gauge, type Registry } from 'prom-client';
 
@@ -12,7 +11,8 @@ export class OpsMetrics {
   readonly lastReloadSuccess: Gauge;
   readonly workers: Gauge;
 
-  constructor(registry: Registry) {
+  /** `liveProcesses` is read at each scrape for wsgate_workers. */
+  constructor(registry: Registry, liveProcesses: () => number) {
     const registers = [registry];
     this.reloads = new Counter({
       name: 'wsgate_config_reload_total',
@@ -34,13 +34,15 @@ export class OpsMetrics {
       name: 'wsgate_workers',
       help: 'Worker processes serving the listeners (1 without cluster mode).',
       registers,
+      collect() {
+        this.set(liveProcesses());
+      },
     });
     // Both results exist from the start, so increase() sees the first failure.
     this.reloads.inc({ result: 'success' }, 0);
     this.reloads.inc({ result: 'failure' }, 0);
     this.generation.set(1);
     this.lastReloadSuccess.set(Date.now() / 1000);
-    this.workers.set(1);
   }
 
   applied(generation: number): void {

@@ -1,0 +1,34 @@
+// Messages between the cluster primary and its workers: JSON over node:cluster's IPC channel.
+
+import type { CertificatePair } from '../../listen/tls.js';
+
+export type ToWorker =
+  | {
+      readonly type: 'wsgate:start';
+      readonly file: string;
+      readonly text: string;
+      readonly generation: number;
+      /** One generated certificate for every worker's TLS listeners without files (see GatewayOptions). */
+      readonly fallbackCert: CertificatePair;
+    }
+  | { readonly type: 'wsgate:reload'; readonly id: number; readonly text: string; readonly generation: number }
+  | { readonly type: 'wsgate:metrics'; readonly id: number }
+  | { readonly type: 'wsgate:status'; readonly id: number }
+  | { readonly type: 'wsgate:shutdown'; readonly acceptDelayMs: number; readonly drainMs: number };
+
+/** The requests a worker answers with a reply carrying the same id. */
+export type WorkerRequest = Extract<ToWorker, { readonly id: number }>;
+
+export type FromWorker =
+  | { readonly type: 'wsgate:ready'; readonly generation: number }
+  | { readonly type: 'wsgate:failed'; readonly error: string }
+  | { readonly type: 'wsgate:reply'; readonly id: number; readonly ok: true; readonly value: unknown }
+  | { readonly type: 'wsgate:reply'; readonly id: number; readonly ok: false; readonly error: string };
+
+export function isFromWorker(message: unknown): message is FromWorker {
+  return (
+    typeof message === 'object' &&
+    message !== null &&
+    String((message as { type?: unknown }).type).startsWith('wsgate:')
+  );
+}

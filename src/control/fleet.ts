@@ -1,0 +1,42 @@
+// The data plane as the control plane sees it: what every operations feature (reload, /metrics, the status
+// document, shutdown) needs from the processes that serve the listeners. Two implementations: one Gateway in this
+// process (in-process.ts) and a cluster's workers driven over IPC (cluster/fleet.ts).
+
+import type { Registry } from 'prom-client';
+import type { BoundListener } from '../gateway/gateway.js';
+import type { ProcessStatus } from '../gateway/process-status.js';
+import type { ConfigTarget } from './reload.js';
+import type { WorkersStatus } from './status.js';
+
+export interface MetricsText {
+  readonly text: string;
+  readonly contentType: string;
+}
+
+export interface FleetReports {
+  /** One report per serving process that answered. */
+  readonly reports: readonly ProcessStatus[];
+  readonly workers: WorkersStatus;
+}
+
+export interface Fleet extends ConfigTarget {
+  /** Serving: every process has bound its listeners and no shutdown began (what /readyz reports). */
+  readonly ready: boolean;
+  /** The config generation the fleet serves (the last one applied everywhere). */
+  readonly generation: number;
+  /** Processes serving the listeners now (the wsgate_workers gauge). */
+  readonly liveProcesses: number;
+  /** The listeners as bound (ports resolved), for the start-up line. */
+  listeners(): Promise<readonly BoundListener[]>;
+  /** The Prometheus exposition of every serving process, with `control`'s metrics (counted once) added. */
+  metrics(control: Registry): Promise<MetricsText>;
+  reports(): Promise<FleetReports>;
+  /**
+   * Graceful stop: readiness off now, accept for the configured delay, drain, and resolve once nothing serves any
+   * more, with the number of tunnels cut at the drain deadline where this process knows it (a cluster's workers
+   * each log their own). Idempotent.
+   */
+  shutdown(): Promise<number | undefined>;
+  /** A second signal: stop serving at once, without waiting for tunnels. */
+  kill(): void;
+}
