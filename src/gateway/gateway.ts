@@ -8,7 +8,7 @@ import type { Duplex } from 'node:stream';
 import { createSecureContext } from 'node:tls';
 import { isDeepStrictEqual } from 'node:util';
 import type { Config, ListenerConfig } from '../config/types.js';
-import { type CatalogueEntry, reasonLabel } from '../errors.js';
+import type { CatalogueEntry } from '../errors.js';
 import type { UpgradeRequest } from '../handshake/upgrade-head.js';
 import { Listener, type ListenerHandlers, UPGRADE_PARSER } from '../listen/listener.js';
 import { type CertificatePair, generateSelfSigned, tlsServerOptions } from '../listen/tls.js';
@@ -18,6 +18,7 @@ import { type DrainResult, drainTunnels } from '../ops/drain.js';
 import { Admission } from '../proxy/admission.js';
 import type { ProxyContext } from '../proxy/context.js';
 import { PlainHttpProxy } from '../proxy/plain-http.js';
+import { refuse } from '../proxy/refuse.js';
 import { type NameDiff, Runtime } from '../proxy/runtime.js';
 import { handleUpgrade, routeOfTunnel } from '../proxy/upgrade.js';
 import { normaliseIp } from '../routing/hash-key.js';
@@ -116,13 +117,8 @@ export class Gateway implements ProxyContext {
       },
       request: (req: IncomingMessage, res: ServerResponse, secure: boolean) =>
         this.plainHttp.handle(this, req, res, secure),
-      clientError: (entry: CatalogueEntry, detail: string, client: string) => {
-        this.metrics.handshakeRejections.inc({ route: '', status: String(entry.status), reason: reasonLabel(entry) });
-        this.log.info(
-          { event: 'rejected', status: entry.status, code: entry.code, client: normaliseIp(client), detail },
-          'malformed request',
-        );
-      },
+      clientError: (entry: CatalogueEntry, detail: string, client: string) =>
+        refuse(this, { route: undefined, client: normaliseIp(client) }, { answered: true }, entry, detail),
       // The per-IP tunnel cap bounds connections waiting for their first head as well.
       waitingPerIp: () => this.runtime.config.limits.maxConnectionsPerIp,
       acceptError: (err: NodeJS.ErrnoException, logCount: number | undefined) => {
@@ -380,7 +376,7 @@ export class Gateway implements ProxyContext {
       late: () => this.tunnels,
       // Admission slots without a tunnel are work in flight: upgrades waiting for a backend, plain HTTP requests being
       // proxied, backend refusals being relayed.
-      inFlight: () => this.admission.active - this.tunnels.size,
+      inFlight: () => Math.max(0, this.admission.active - this.tunnels.size),
     });
     // Background drains (removed routes) share the tunnel set: whatever they still hold is gone too. Tunnels the
     // drain cut are still in the set until their sockets' close events: not cut or counted twice.

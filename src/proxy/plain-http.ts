@@ -1,16 +1,14 @@
 // Plain (non-upgrade) HTTP on a WebSocket route, e.g. Socket.IO long-polling: proxied to the backend the same hash
 // key picks, so a client's polling and WebSocket transports land on one backend. Each request is one node:http
 // client request whose head is built like the upgrade path's (src/upstream/request.ts): the target byte-exact
-// (RFC 9110 §7.7), hop-by-hop headers dropped both ways, the forwarding headers ours. (http-proxy-3 did this before;
-// its defaults re-serialised the target through WHATWG URL, trusted the client's X-Forwarded-*, copied the client's
-// Connection into the response, and sent a chunked DELETE as Content-Length: 0 followed by the raw body, which a
-// keep-alive backend reads as a second request.)
+// (RFC 9110 §7.7), hop-by-hop headers dropped both ways, the forwarding headers ours, a chunked body sent chunked
+// (never re-framed), and the client's X-Forwarded-* never trusted.
 
 import { Agent, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
 import type { Socket } from 'node:net';
 import type { BackendConfig, UpstreamTls } from '../config/types.js';
-import { type CatalogueEntry, Errors, reasonLabel } from '../errors.js';
+import { Errors } from '../errors.js';
 import { isValidHost, originAllowed } from '../handshake/validate.js';
 import type { Member } from '../pool/pool.js';
 import { hashKeyOf, normaliseIp } from '../routing/hash-key.js';
@@ -18,6 +16,7 @@ import { isSuspiciousPath } from '../routing/router.js';
 import { endToEndHeaders, forwardedHeaders } from '../upstream/request.js';
 import { upstreamTlsOptions } from '../upstream/tls.js';
 import type { ProxyContext } from './context.js';
+import { answerWithEntry, type RefusalChannel, type Refused, refuse } from './refuse.js';
 import type { RouteRuntime } from './runtime.js';
 
 export class PlainHttpProxy {
@@ -34,72 +33,61 @@ export class PlainHttpProxy {
     const url = req.url ?? '/';
     const route = ctx.runtime.router.match(req.headers.host, url);
     const ip = normaliseIp(req.socket.remoteAddress ?? '');
-    const refuse = (entry: CatalogueEntry, detail?: string) => {
-      ctx.metrics.handshakeRejections.inc({
-        route: route?.name ?? '',
-        status: String(entry.status),
-        reason: reasonLabel(entry),
-      });
-      (route?.log ?? ctx.log).info(
-        { event: 'rejected', status: entry.status, code: entry.code, client: ip, path: url.slice(0, 200), detail },
-        'plain HTTP request rejected',
-      );
-      respond(res, entry);
-    };
+    const who: Refused = { route, client: ip, path: url };
+    const channel: RefusalChannel = { response: res };
     if (ctx.draining) {
-      refuse(Errors.SHUTTING_DOWN);
+      refuse(ctx, who, channel, Errors.SHUTTING_DOWN);
       return;
     }
     // RFC 9112 §3.2: a request with no Host or several is answered 400, as on the upgrade path (validate.ts). The
     // listener turns off node's own bare 400 for a missing Host (requireHostHeader) so that it is answered here.
     if (countHeader(req.rawHeaders, 'host') > 1) {
-      refuse(Errors.DUPLICATE_HEADER, 'host');
+      refuse(ctx, who, channel, Errors.DUPLICATE_HEADER, 'host');
       return;
     }
     if (!req.headers.host) {
-      refuse(Errors.MISSING_HOST);
+      refuse(ctx, who, channel, Errors.MISSING_HOST);
       return;
     }
     if (!isValidHost(req.headers.host)) {
-      refuse(Errors.BAD_HOST);
+      refuse(ctx, who, channel, Errors.BAD_HOST);
       return;
     }
     if (req.headers.upgrade !== undefined) {
       // An Upgrade the parser did not treat as one (no "Connection: upgrade") must not reach a backend that might
       // (h2c smuggling): refuse it like any malformed upgrade.
-      refuse(Errors.BAD_CONNECTION);
+      refuse(ctx, who, channel, Errors.BAD_CONNECTION);
       return;
     }
     if (req.headers['sec-websocket-key'] !== undefined || req.headers['sec-websocket-version'] !== undefined) {
       // A WebSocket handshake without `Upgrade: websocket` is a broken client, not a plain request: say so now
       // instead of proxying it as HTTP.
-      refuse(Errors.BAD_UPGRADE);
+      refuse(ctx, who, channel, Errors.BAD_UPGRADE);
       return;
     }
     if (isSuspiciousPath(url)) {
-      refuse(Errors.BAD_PATH);
+      refuse(ctx, who, channel, Errors.BAD_PATH);
       return;
     }
     if (!route) {
-      refuse(Errors.NO_ROUTE);
+      refuse(ctx, who, channel, Errors.NO_ROUTE);
       return;
     }
     // The route's Origin list holds here too, for what a browser marks as cross-site (it sends Origin); a request
     // without one passes, since browsers send none on same-origin GETs (a Socket.IO long poll).
     const origin = req.headers.origin;
     if (origin !== undefined && !originAllowed(origin, route.config.origins)) {
-      refuse(Errors.ORIGIN_NOT_ALLOWED);
+      refuse(ctx, who, channel, Errors.ORIGIN_NOT_ALLOWED);
       return;
     }
     // A request being proxied holds a backend connection: it takes a slot under the same caps as a tunnel (a long
     // poll holds it for as long as the backend waits), given back when its response is done or the client is gone.
     const limits = ctx.runtime.config.limits;
-    const refusal = ctx.admission.tryAcquire(ip, limits.maxConnections, limits.maxConnectionsPerIp);
+    const refusal = ctx.admission.tryAcquire(ip, limits.maxConnections, limits.maxConnectionsPerIp, res);
     if (refusal) {
-      refuse(refusal);
+      refuse(ctx, who, channel, refusal);
       return;
     }
-    res.once('close', () => ctx.admission.release(ip));
     const pool = route.pool;
     const { key } = hashKeyOf(
       { headers: req.headers, rawHeaders: req.rawHeaders, url, remoteAddress: ip },
@@ -107,7 +95,7 @@ export class PlainHttpProxy {
     );
     const member = pool.pick(key);
     if (!member) {
-      refuse(Errors.NO_HEALTHY_BACKEND);
+      refuse(ctx, who, channel, Errors.NO_HEALTHY_BACKEND);
       return;
     }
     this.forward({ ctx, route, member, req, res, ip, url, secure }, true);
@@ -163,7 +151,7 @@ export class PlainHttpProxy {
         { event: 'upstream_failed', backend: b.id, reason, detail: err.message, client: ip, path: url.slice(0, 200) },
         'plain HTTP request to backend failed',
       );
-      if (!res.headersSent) respond(res, entry);
+      if (!res.headersSent) answerWithEntry(res, entry);
       else res.destroy();
     };
     upstream.on('socket', (socket: Socket) => {
@@ -202,8 +190,8 @@ export class PlainHttpProxy {
         return;
       }
       pool.reportSuccess(member);
-      // pipe, not stream.pipeline: pipeline aborts an AbortController of its own when it ends, and building that
-      // DOMException (with its stack) was 7.5% of a plain request's CPU.
+      // pipe, not stream.pipeline: pipeline aborts an AbortController of its own when it ends, which builds a
+      // DOMException with its stack on every request.
       answer.on('error', fail);
       answer.on('end', () => {
         done = true;
@@ -291,15 +279,4 @@ function countHeader(raw: readonly string[], name: string): number {
   let n = 0;
   for (let i = 0; i < raw.length; i += 2) if ((raw[i] as string).toLowerCase() === name) n++;
   return n;
-}
-
-function respond(res: ServerResponse, entry: CatalogueEntry): void {
-  const body = `${entry.message}\n`;
-  res.writeHead(entry.status ?? 500, {
-    'Content-Type': 'text/plain; charset=utf-8',
-    'Content-Length': Buffer.byteLength(body),
-    'X-Wsgate-Error': entry.code,
-    Connection: 'close',
-  });
-  res.end(body);
 }

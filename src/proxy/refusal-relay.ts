@@ -46,9 +46,8 @@ export function relayRefusal(
   rest: Buffer,
   framing: Exclude<BodyFraming, { kind: 'invalid' }>,
   idleMs: number,
-  ended: () => void,
 ): void {
-  new RefusalRelay(client, backend, framing, idleMs, ended).start(head, rest);
+  new RefusalRelay(client, backend, framing, idleMs).start(head, rest);
 }
 
 class RefusalRelay {
@@ -61,17 +60,8 @@ class RefusalRelay {
   private readonly idleMs: number;
   private timer: NodeJS.Timeout | undefined;
   private done = false;
-  /** Called once, when the relay is over (the caller's admission slot goes back). */
-  private readonly ended: () => void;
 
-  constructor(
-    client: Socket,
-    backend: Socket,
-    framing: Exclude<BodyFraming, { kind: 'invalid' }>,
-    idleMs: number,
-    ended: () => void,
-  ) {
-    this.ended = ended;
+  constructor(client: Socket, backend: Socket, framing: Exclude<BodyFraming, { kind: 'invalid' }>, idleMs: number) {
     this.client = client;
     this.backend = backend;
     this.framing = framing;
@@ -142,7 +132,6 @@ class RefusalRelay {
     clearTimeout(this.timer);
     this.backend.destroy();
     writeAndClose(this.client, Buffer.alloc(0));
-    this.ended();
   }
 
   /** Nobody to relay to, or nothing came for too long, or the framing broke: both go now. */
@@ -152,7 +141,6 @@ class RefusalRelay {
     clearTimeout(this.timer);
     this.backend.destroy();
     this.client.destroy();
-    this.ended();
   }
 }
 

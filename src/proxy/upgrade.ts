@@ -6,7 +6,6 @@ import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { type CatalogueEntry, Errors, reasonLabel } from '../errors.js';
 import { acceptFor } from '../handshake/accept.js';
-import { rejectHandshake } from '../handshake/reject.js';
 import type { UpgradeRequest } from '../handshake/upgrade-head.js';
 import { originAllowed, validateUpgrade } from '../handshake/validate.js';
 import type { BackendChildren, Direction } from '../observe/metrics.js';
@@ -21,6 +20,7 @@ import { type AttemptResult, attemptUpstream } from '../upstream/handshake.js';
 import { upstreamRequestHead } from '../upstream/request.js';
 import type { ProxyContext } from './context.js';
 import { bodyFraming, relayRefusal } from './refusal-relay.js';
+import { type Refused, refuse } from './refuse.js';
 import type { RouteRuntime } from './runtime.js';
 
 export async function handleUpgrade(
@@ -36,24 +36,27 @@ export async function handleUpgrade(
   const ip = normaliseIp(client.remoteAddress ?? '');
   const url = req.url ?? '/';
   const route = runtime.router.match(req.headers.host, url);
+  const who: Refused = { route, client: ip, path: url };
+  const channel = { socket: client };
 
-  if (ctx.draining) return refuse(ctx, route, client, ip, url, Errors.SHUTTING_DOWN);
+  if (ctx.draining) return refuse(ctx, who, channel, Errors.SHUTTING_DOWN);
   const check = validateUpgrade(req);
   if (!check.ok) {
     const extra = check.error === Errors.BAD_VERSION ? { 'Sec-WebSocket-Version': '13' } : undefined;
-    return refuse(ctx, route, client, ip, url, check.error, undefined, extra);
+    return refuse(ctx, who, channel, check.error, undefined, extra);
   }
-  if (isSuspiciousPath(url)) return refuse(ctx, route, client, ip, url, Errors.BAD_PATH);
-  if (!route) return refuse(ctx, route, client, ip, url, Errors.NO_ROUTE);
-  if (!originAllowed(req.headers.origin, route.config.origins))
-    return refuse(ctx, route, client, ip, url, Errors.ORIGIN_NOT_ALLOWED);
+  if (isSuspiciousPath(url)) return refuse(ctx, who, channel, Errors.BAD_PATH);
+  if (!route) return refuse(ctx, who, channel, Errors.NO_ROUTE);
+  if (!originAllowed(req.headers.origin, route.config.origins)) {
+    return refuse(ctx, who, channel, Errors.ORIGIN_NOT_ALLOWED);
+  }
   const limits = runtime.config.limits;
-  const refusal = ctx.admission.tryAcquire(ip, limits.maxConnections, limits.maxConnectionsPerIp);
-  if (refusal) return refuse(ctx, route, client, ip, url, refusal);
+  const refusal = ctx.admission.tryAcquire(ip, limits.maxConnections, limits.maxConnectionsPerIp, client);
+  if (refusal) return refuse(ctx, who, channel, refusal);
 
-  // From here on the admission slot is ours: every path must release it exactly once. The client stays paused
-  // until the 101: anything it sends early waits in its socket (TCP backpressure bounds it), and never reaches
-  // a backend that does not switch protocols. A FIN or close meanwhile means there is nobody to tunnel for.
+  // The admission slot is held until the client socket closes, however this ends. The client stays paused until
+  // the 101: anything it sends early waits in its socket (TCP backpressure bounds it), and never reaches a backend
+  // that does not switch protocols. A FIN or close meanwhile means there is nobody to tunnel for.
   client[kGone] = false;
   client.pause();
   client.on('end', onClientGone);
@@ -104,30 +107,21 @@ export async function handleUpgrade(
   client.removeListener('close', onClientGone);
 
   if (client[kGone] || client.destroyed) {
-    ctx.admission.release(ip);
     if (last && last.kind !== 'failed') last.socket.destroy();
     client.destroy();
     return;
   }
   if (ctx.draining) {
     // Shutdown began while the backend answered: no new tunnel may start after the drain took its snapshot.
-    ctx.admission.release(ip);
     if (last && last.kind !== 'failed') last.socket.destroy();
-    return refuse(ctx, route, client, ip, url, Errors.SHUTTING_DOWN);
+    return refuse(ctx, who, channel, Errors.SHUTTING_DOWN);
   }
-  if (!member && !last) {
-    ctx.admission.release(ip);
-    return refuse(ctx, route, client, ip, url, Errors.NO_HEALTHY_BACKEND);
-  }
+  if (!member && !last) return refuse(ctx, who, channel, Errors.NO_HEALTHY_BACKEND);
   if (!last || last.kind === 'failed') {
-    ctx.admission.release(ip);
     // The last attempt decides: timeouts answer 504, connect errors and bad answers 502.
-    return refuse(ctx, route, client, ip, url, last?.error ?? Errors.UPSTREAM_CONNECT_FAILED, last?.detail);
+    return refuse(ctx, who, channel, last?.error ?? Errors.UPSTREAM_CONNECT_FAILED, last?.detail);
   }
-  if (last.kind === 'refused') {
-    // The slot stays taken while the answer is relayed (both connections are open meanwhile).
-    return relayBackendRefusal(ctx, route, client, last, ip, url);
-  }
+  if (last.kind === 'refused') return relayBackendRefusal(ctx, { ...who, route }, client, last);
 
   // Verified 101: answer the client with the backend's own head, then tunnel.
   const backendSocket = last.socket;
@@ -182,55 +176,28 @@ function onClientGone(this: ClientSocket): void {
   this[kGone] = true;
 }
 
-/** Refuses the upgrade: a real HTTP status to the client, one log line, one counter. */
-function refuse(
-  ctx: ProxyContext,
-  route: RouteRuntime | undefined,
-  client: Socket,
-  ip: string,
-  url: string,
-  entry: CatalogueEntry,
-  detail?: string,
-  extra?: Record<string, string>,
-): void {
-  const routeName = route?.name ?? '';
-  ctx.metrics.handshakeRejections.inc({ route: routeName, status: String(entry.status), reason: reasonLabel(entry) });
-  (route?.log ?? ctx.log).info(
-    { event: 'rejected', status: entry.status, code: entry.code, client: ip, path: url.slice(0, 200), detail },
-    'handshake rejected',
-  );
-  rejectHandshake(client, entry, extra);
-}
-
 /** A non-101 answer goes to the client as it came (refusal-relay.ts), then both sockets close. */
 function relayBackendRefusal(
   ctx: ProxyContext,
-  route: RouteRuntime,
+  who: Refused & { route: RouteRuntime },
   client: Socket,
   result: Extract<AttemptResult, { kind: 'refused' }>,
-  ip: string,
-  url: string,
 ): void {
   const framing = bodyFraming(result.head);
   if (framing.kind === 'invalid') {
     // RFC 9112 §6.3: a proxy must not guess where such a body ends; it answers 502 instead.
     result.socket.destroy();
-    ctx.admission.release(ip);
-    refuse(ctx, route, client, ip, url, Errors.UPSTREAM_BAD_RESPONSE, 'invalid Content-Length in refusal');
+    refuse(ctx, who, { socket: client }, Errors.UPSTREAM_BAD_RESPONSE, 'invalid Content-Length in refusal');
     return;
   }
   const status = result.head.status;
+  const route = who.route;
   ctx.metrics.handshakeRejections.inc({ route: route.name, status: String(status), reason: 'backend_refused' });
-  route.log.info({ event: 'rejected', status, code: 'backend_refused', client: ip }, 'backend refused the upgrade');
-  relayRefusal(
-    client,
-    result.socket,
-    result.head.raw,
-    result.rest,
-    framing,
-    ctx.runtime.config.timeouts.handshakeMs,
-    () => ctx.admission.release(ip),
+  route.log.info(
+    { event: 'rejected', status, code: 'backend_refused', client: who.client },
+    'backend refused the upgrade',
   );
+  relayRefusal(client, result.socket, result.head.raw, result.rest, framing, ctx.runtime.config.timeouts.handshakeMs);
 }
 
 /** Hooks shared by every tunnel of one (route, backend): metric children, stats, pool accounting. */
@@ -276,7 +243,6 @@ class TunnelBinding implements TunnelHooks {
   ended(tunnel: Tunnel, end: TunnelEnd): void {
     this.pool.release(this.member, tunnel);
     this.children.active--;
-    this.ctx.admission.release(tunnel.clientAddress);
     this.ctx.tunnels.delete(tunnel);
     this.route.stats.countClose(end.closeCode, end.initiator);
     if (!this.route.log.isLevelEnabled('info')) return;
