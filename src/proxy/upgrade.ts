@@ -4,7 +4,7 @@
 
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { type CatalogueEntry, Errors, reasonLabel } from '../errors.js';
+import { Errors } from '../errors.js';
 import { acceptFor } from '../handshake/accept.js';
 import type { UpgradeRequest } from '../handshake/upgrade-head.js';
 import { originAllowed, validateUpgrade } from '../handshake/validate.js';
