@@ -26,6 +26,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['routing'],
   ['handshake'],
   ['platform'],
+  ['net'],
   ['observe'],
   ['errors.ts'],
 ];
