@@ -1,4 +1,4 @@
-// Turns one run's results into a table (stdout and Markdown), the goal checks from issue 6 with ratios against
+// Turns one run's results into a table (stdout and Markdown), the goal checks with ratios against
 // nginx and HAProxy, and a hand-written SVG bar chart.
 
 import type { BenchResults, EchoLoad, EchoResult, HandshakeResult, IdleResult, TargetCheck } from './results.js';
@@ -176,7 +176,7 @@ function ratioTable(r: BenchResults): Table {
 function checksTable(r: BenchResults): Table {
   const fmt = (v: number | null, d = 0) => (v === null ? '–' : num(v, d));
   return {
-    head: ['goal (issue 6)', 'wsgate', 'peer', 'ratio', 'bound', 'met'],
+    head: ['goal', 'wsgate', 'peer', 'ratio', 'bound', 'met'],
     rows: r.checks.map((c) => [
       c.goal,
       fmt(c.wsgate, 2),
@@ -188,7 +188,7 @@ function checksTable(r: BenchResults): Table {
   };
 }
 
-/** The goals of issue 6, evaluated on this run (null where a figure is missing). */
+/** The goals (BENCHMARKS.md, "Goals"), evaluated on this run (null where a figure is missing). */
 export function evaluateChecks(r: Pick<BenchResults, 'echo' | 'handshake' | 'idle'>): TargetCheck[] {
   const echo = (t: string, load: EchoLoad = 'max') =>
     r.echo.find((e) => e.target === t && e.transport === 'ws' && e.load === load);
@@ -363,7 +363,7 @@ export function markdownReport(r: BenchResults, profileText: string | null): str
   }
   const ratios = ratioTable(r);
   if (ratios.rows.length > 0) lines.push('### wsgate ÷ nginx and ÷ HAProxy (same run)', '', renderMarkdown(ratios), '');
-  lines.push('### Goals from issue 6', '', renderMarkdown(checksTable(r)), '');
+  lines.push('### Goals checked on this run', '', renderMarkdown(checksTable(r)), '');
   if (r.skipped.length > 0)
     lines.push(`Skipped: ${r.skipped.map((s) => `\`${s.target}\` (${s.reason})`).join('; ')}.`, '');
   if (profileText)

@@ -1,6 +1,6 @@
 // What operators deploy and watch: the Dockerfile's runtime layout run by hand (node as PID 1), a
 // Kubernetes ConfigMap/Secret volume update (kubelet's `..data` symlink swap) seen by the real CLI, the metrics
-// an operator reads in cluster mode, /api/status against /metrics, the log lines README promises, and config
+// an operator reads in cluster mode, /api/status against /metrics, the log lines docs/metrics.md promises, and config
 // keys named in the deploy/observability artifacts.
 
 import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
@@ -397,7 +397,7 @@ describe('cluster mode metrics as the dashboard and alerts read them', () => {
     expect(s.workers.live).toBe(2);
     expect(s.pools[0]?.backends.map((x) => x.state)).toEqual(['healthy', 'healthy']);
     const text = (await admin(adminPort, '/metrics')).text;
-    // README: `wsgate_backend_up` gauge (1/0); the dashboard maps 0 → DOWN, 1 → UP, and "Healthy backends" sums
+    // docs/metrics.md: `wsgate_backend_up` gauge (1/0); the dashboard maps 0 → DOWN, 1 → UP, and "Healthy backends" sums
     // wsgate_pool_backends{state="healthy"}: with one healthy backend per series these must read 1 and 2.
     expect(metricValue(text, 'wsgate_backend_up', { backend: a.url })).toBe(1);
     expect(metricValue(text, 'wsgate_pool_backends', { pool: 'main', state: 'healthy' })).toBe(2);
@@ -429,7 +429,7 @@ describe('/api/status against /metrics', () => {
   });
 });
 
-describe('logs, as README "Metrics" promises them', () => {
+describe('logs, as docs/metrics.md "Logs" promises them', () => {
   it('one line per open and per close (with every promised field), per refusal, none per message, paths cut', async () => {
     const a = await echo('a');
     const config = simpleConfig([a.url], {
@@ -528,7 +528,7 @@ describe('config keys named in deploy and observability artifacts', () => {
         keys.add(`${f}: ${m[1]}`);
     }
     expect(keys.size).toBeGreaterThan(0);
-    // README "Configuration reference": admin.address, admin.port, admin.token.
+    // docs/configuration.md "Admin listener": admin.address, admin.port, admin.token.
     const unknown = [...keys].filter((k) => !['address', 'port', 'token'].includes(k.split(': ')[1]!));
     expect(unknown).toEqual([]);
   });
@@ -565,10 +565,10 @@ describe('shutdown logs', () => {
     const exit = await cli.exited;
     expect(exit.code).toBe(0);
     const drained = cli.logs.find((l) => l.msg === 'drain finished' && 'destroyed' in l);
-    // One tunnel was cut: the log must count it once (README: "the rest are cut and counted in the log").
+    // One tunnel was cut: the log must count it once (docs/operations.md: "the rest are cut and counted in the log").
     expect.soft(drained?.destroyed, 'tunnels cut, as logged by "drain finished"').toBe(1);
     expect.soft(cli.logs.find((l) => l.msg === 'stopped')?.destroyed, 'tunnels cut, as logged by "stopped"').toBe(1);
-    // README "Logs": one line per connection closed, also for the one cut at the deadline (its reason is the first
+    // docs/metrics.md "Logs": one line per connection closed, also for the one cut at the deadline (its reason is the first
     // one recorded: the shutdown that told it to go away).
     const closed = cli.logs.filter((l) => l.msg === 'connection closed');
     expect(closed.map((l) => [l.reason, l.initiator, l.closeCode])).toEqual([['server shutting down', 'proxy', 1001]]);

@@ -1,53 +1,68 @@
-// README promises that the code keeps: the error table is the catalogue, and every exported metric is listed.
+// What a newcomer copies from the docs works: the README's config (and the one configuration.md starts with) is
+// valid, and every relative link in README.md, BENCHMARKS.md and docs/ leads to a file or heading that exists.
 
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Errors } from '../../src/errors.js';
-import { startEchoBackend, type TestBackend } from '../helpers/backends.js';
-import { simpleConfig, startGateway, type TestGateway } from '../helpers/gateway.js';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { dirname, join, relative } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { parseConfig } from '../../src/config/load.js';
 
-const README = readFileSync(join(import.meta.dirname, '..', '..', 'README.md'), 'utf8');
+const ROOT = join(import.meta.dirname, '..', '..');
+const DOCS = [
+  'README.md',
+  'BENCHMARKS.md',
+  ...readdirSync(join(ROOT, 'docs'))
+    .filter((f) => f.endsWith('.md'))
+    .map((f) => `docs/${f}`),
+];
+const read = (file: string) => readFileSync(join(ROOT, file), 'utf8');
 
-describe('README error table', () => {
-  const rows = new Map<string, string>();
-  for (const line of README.split('\n')) {
-    const m = /^\| (WSG_[A-Z_]+) \| ([^|]+) \|/.exec(line);
-    if (m) rows.set(m[1] as string, (m[2] as string).trim());
-  }
+/** Fenced blocks of one language, in order. */
+function fenced(markdown: string, language: string): string[] {
+  return [...markdown.matchAll(new RegExp(`^\`\`\`${language}\\n([\\s\\S]*?)^\`\`\`$`, 'gm'))].map(
+    (m) => m[1] as string,
+  );
+}
 
-  it('lists every catalogue entry with its status or close code, and nothing else', () => {
-    const expected = new Map<string, string>();
-    for (const e of Object.values(Errors)) {
-      expected.set(
-        e.code,
-        e.status !== undefined ? String(e.status) : e.closeCode !== undefined ? `close ${e.closeCode}` : '(exit 1)',
-      );
+/** GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens. */
+function anchorOf(heading: string): string {
+  return heading
+    .toLowerCase()
+    .replace(/[^\p{L}\p{N} _-]/gu, '')
+    .replace(/ /g, '-');
+}
+
+function anchorsIn(markdown: string): Set<string> {
+  const outsideCode = markdown.replace(/^```[\s\S]*?^```$/gm, '');
+  return new Set([...outsideCode.matchAll(/^#{1,6} (.+)$/gm)].map((m) => anchorOf(m[1] as string)));
+}
+
+describe('config examples', () => {
+  it("README's config and the one configuration.md starts with are valid", () => {
+    const examples = [fenced(read('README.md'), 'yaml')[0], fenced(read('docs/configuration.md'), 'yaml')[0]];
+    for (const text of examples) {
+      expect(text).toContain('listeners:');
+      expect(() => parseConfig(text as string, join(ROOT, 'example.yaml'))).not.toThrow();
     }
-    expect(rows).toEqual(expected);
   });
 });
 
-describe('README metrics table', () => {
-  let backend: TestBackend;
-  let gw: TestGateway;
-  beforeAll(async () => {
-    backend = await startEchoBackend('readme');
-    gw = await startGateway(simpleConfig([backend.url]));
-  });
-  afterAll(async () => {
-    await gw.stop();
-    await backend.close();
-  });
-
-  it('names every wsgate_ metric the gateway exports', async () => {
-    const exported = new Set<string>();
-    for (const line of (await gw.metrics()).split('\n')) {
-      const m = /^# TYPE (wsgate_[a-z_]+) /.exec(line);
-      if (m) exported.add(m[1] as string);
+describe('links', () => {
+  it('every relative link in the docs leads to an existing file and heading', () => {
+    const broken: string[] = [];
+    let checked = 0;
+    for (const file of DOCS) {
+      const text = read(file).replace(/^```[\s\S]*?^```$/gm, '');
+      for (const [, target] of text.matchAll(/\]\(([^)\s]+)\)/g)) {
+        if (!target || /^[a-z]+:/.test(target)) continue;
+        checked++;
+        const [path, anchor] = target.split('#') as [string, string | undefined];
+        const resolved = path === '' ? join(ROOT, file) : join(ROOT, dirname(file), path);
+        if (!existsSync(resolved)) broken.push(`${file}: ${target} (no ${relative(ROOT, resolved)})`);
+        else if (anchor !== undefined && !anchorsIn(readFileSync(resolved, 'utf8')).has(anchor))
+          broken.push(`${file}: ${target} (no heading)`);
+      }
     }
-    expect(exported.size).toBeGreaterThan(10);
-    const missing = [...exported].filter((name) => !README.includes(`\`${name}\``));
-    expect(missing).toEqual([]);
+    expect(checked).toBeGreaterThan(20);
+    expect(broken).toEqual([]);
   });
 });

@@ -432,7 +432,7 @@ for (const scheme of ['ws', 'wss'] as const) {
       expect(b.closes[0]).toEqual({ code: 4000, reason: 'bye' });
     });
 
-    it('the backend connection is destroyed without a close frame: the page sees 1014 (README close codes)', async () => {
+    it('the backend connection is destroyed without a close frame: the page sees 1014 (docs/errors.md close codes)', async () => {
       const b = await startBackend();
       const gw = await gateway([b.url], {}, tls);
       const page = await newPage();

@@ -157,7 +157,7 @@ describe('TLS: an unusable tls.ciphers', () => {
     // The same file does not start: the https server throws "No cipher match" at bind.
     expect(start.code).toBe(1);
     expect(start.stderr).toMatch(/cipher/i);
-    // README "Command line": --check = "validate the file and exit: 0 valid, 1 invalid".
+    // docs/operations.md "Command line": --check = "validate the file and exit: 0 valid, 1 invalid".
     expect(check.code, '--check said valid for a file the gateway cannot start with').toBe(1);
   });
 
@@ -417,7 +417,7 @@ describe('CLI signals during start-up (single process)', () => {
     onTestFailed(() => {
       process.stderr.write(`wsgate output:\n${proc.lines.join('\n')}\n`);
     });
-    // Past node's start-up, inside Gateway.start (waiting for DNS): README says SIGHUP reloads the config.
+    // Past node's start-up, inside Gateway.start (waiting for DNS): docs/operations.md says SIGHUP reloads the config.
     await waitFor(() => silentGotQuery, 5000, 'the first DNS query');
     proc.kill('SIGHUP');
     const early = await Promise.race([proc.exited, new Promise((r) => setTimeout(() => r(undefined), 1000))]);

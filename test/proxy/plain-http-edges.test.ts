@@ -366,7 +366,7 @@ describe('plain HTTP: limits.maxConnections bounds backend connections', () => {
       statuses.push(got.split('\r\n')[0] ?? '');
     }
     await delay(200);
-    // README limits.maxConnections: "cap on what holds a backend connection: ... plain HTTP requests being proxied".
+    // docs/configuration.md limits.maxConnections: "cap on what holds a backend connection: ... plain HTTP requests being proxied".
     // Each request gave its slot back with its answer, so its backend connection is gone too; the uploads still
     // trickling are read and dropped.
     expect({ backendConnections: b.open(), statuses }).toEqual({

@@ -71,7 +71,7 @@ describe('keepalive while the proxy holds one peer back', () => {
       bs.write(frame(10, pings[0]!.payload, { masked: false }));
     });
     await waitFor(() => flooded, 3000, 'first ping at the backend');
-    // README keepalive.timeout: a peer that does not pong in time is closed, "not while wsgate itself holds *that*
+    // docs/configuration.md keepalive.timeout: a peer that does not pong in time is closed, "not while wsgate itself holds *that*
     // peer back". The client is not held back by anyone: it must be closed within timeout + a few sweeps.
     const timedOut = await waitFor(
       async () => (metricValue(await gw.metrics(), 'wsgate_keepalive_timeouts_total', { peer: 'client' }) ?? 0) >= 1,

@@ -131,7 +131,7 @@ describe('a proxy close pending while a client frame header is half-read', () =>
       big.subarray(0, 2),
       big.subarray(2),
     );
-    // README: maxMessageBytes is enforced "as soon as a header declares more"; nothing past the header may pass.
+    // docs/configuration.md: maxMessageBytes is enforced "as soon as a header declares more"; nothing past the header may pass.
     expect(toBackend.length).toBeLessThan(100);
     const text = await gw.metrics();
     expect(metricValue(text, 'wsgate_limit_exceeded_total', { limit: 'max_message_bytes' }) ?? 0).toBeLessThanOrEqual(
@@ -341,7 +341,7 @@ describe('early bytes (frames in the same read as the upgrade request)', () => {
     }
     await delay(400);
     clearInterval(sampler);
-    // README: "throttle: stop reading until tokens refill (TCP backpressure reaches the client)".
+    // docs/configuration.md: "throttle: stop reading until tokens refill (TCP backpressure reaches the client)".
     expect(maxHeld).toBeLessThan(1024 * 1024);
   });
 });

@@ -1,5 +1,6 @@
-// README's claims checked by experiment on real sockets: config defaults and effects, the error catalogue, metrics,
-// the admin API and the CLI, where no other test already pins them.
+// The documentation's claims checked by experiment on real sockets, where no other test already pins them: config
+// defaults and effects (docs/configuration.md), the error catalogue (docs/errors.md), metrics (docs/metrics.md), the
+// admin API (docs/admin-api.md), the CLI and operations (docs/operations.md) and the threat model (docs/security.md).
 import { spawnSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
@@ -141,7 +142,7 @@ describe('status catalogue', () => {
       res.socket.destroy();
       got.push(`${d} -> ${res.status} ${res.headers['x-wsgate-error']}`);
     }
-    // A second Content-Length or Transfer-Encoding never gets past the HTTP parser: WSG_BAD_REQUEST (README says so).
+    // A second Content-Length or Transfer-Encoding never gets past the HTTP parser: WSG_BAD_REQUEST (docs/errors.md says so).
     expect(got).toEqual(
       dups.map(
         (d) => `${d} -> 400 ${/^(Content-Length|Transfer)/.test(d) ? 'WSG_BAD_REQUEST' : 'WSG_DUPLICATE_HEADER'}`,
@@ -685,7 +686,7 @@ describe('hash keys, protocol off, status and metrics', () => {
     expect(metricValue(await gw.metrics(), 'wsgate_hash_key_fallbacks_total') ?? 0).toBe(0);
   });
 
-  it('protocol off is refused with global limits.perConnection it could not enforce (README says so)', () => {
+  it('protocol off is refused with global limits.perConnection it could not enforce (docs/configuration.md says so)', () => {
     const cfg = routeConfig(
       ['ws://127.0.0.1:1'],
       { protocol: 'off' },
