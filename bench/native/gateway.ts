@@ -8,7 +8,7 @@
 //
 // Usage: node dist/bench/native/gateway.js --backend PORT [--pump native|js] [--threads N] [--limits JSON]
 //        [--report]. Binds 127.0.0.1:0 (or --port) and sends { port } over IPC (or prints it). With --report every
-//        ended tunnel is sent over IPC as { ended }.
+//        ended tunnel is sent over IPC as { ended }; the message 'counters' is answered with { counters }.
 
 import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { parseArgs } from 'node:util';
@@ -183,6 +183,10 @@ server.listen(Number(values.port), '127.0.0.1', () => {
   else console.log(`native-bench gateway (${values.pump}) on 127.0.0.1:${port} → ${backend.id}`);
 });
 process.on('SIGTERM', () => process.exit(0));
+// Over IPC, 'counters' asks for the native pump's counters (addon.ts, COUNTER); the JS pump has none to give.
+process.on('message', (m: unknown) => {
+  if (m === 'counters') process.send?.({ counters: native === undefined ? null : Array.from(native.counters()) });
+});
 // For drain experiments: SIGUSR2 closes every tunnel with 1001 (native: closeAll; JS: closeWithCode).
 process.on('SIGUSR2', () => {
   if (native !== undefined) native.closeAll(1001);

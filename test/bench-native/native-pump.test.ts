@@ -12,7 +12,7 @@ import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { buildAddon, compilerMissing } from '../../bench/native/addon.js';
+import { buildAddon, COUNTER, compilerMissing } from '../../bench/native/addon.js';
 import { acceptFor } from '../../src/handshake/accept.js';
 import { type RawBackend, startRawBackend } from '../helpers/backends.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
@@ -30,6 +30,8 @@ interface Gateway {
   readonly port: number;
   readonly ended: Record<string, unknown>[];
   readonly child: ChildProcess;
+  /** The native pump's counters (null for the JS pump). */
+  counters(): Promise<number[] | null>;
 }
 
 /** The bench gateway from the sources, with `pump` and per-direction `limits`; ended tunnels come over IPC. */
@@ -61,7 +63,17 @@ async function startGateway(pump: string, backendPort: number, limits: object = 
     });
     child.once('exit', (code) => reject(new Error(`gateway exited with ${code}`)));
   });
-  return { port, ended, child };
+  const counters = () =>
+    new Promise<number[] | null>((resolve) => {
+      const onMessage = (m: { counters?: number[] | null }) => {
+        if (m.counters === undefined) return;
+        child.off('message', onMessage);
+        resolve(m.counters);
+      };
+      child.on('message', onMessage);
+      child.send('counters');
+    });
+  return { port, ended, child, counters };
 }
 
 /** A backend that switches protocols properly and keeps every byte it gets after its 101; `peer()` is its socket. */
@@ -135,17 +147,20 @@ describe.each(PUMPS)('bench gateway with the $pump pump', ({ pump, skip }) => {
       await waitFor(() => afterRequest(backend).length >= toBackend.length, 10_000);
       expect(afterRequest(backend).equals(toBackend)).toBe(true);
 
-      // Toward the client: 4 MiB in unmasked frames while the client does not read, so the kernel's buffers fill
+      // Toward the client: 24 MiB in unmasked frames while the client does not read, so the kernel's buffers fill
       // and the pump must queue and stop reading; then the client reads again.
       c.socket.pause();
       const toClient = Buffer.concat(
-        [...sizes, 1_000_000, 2_000_000].map((n) => frame(2, randomBytes(n), { masked: false })),
+        [...sizes, 1_000_000, ...Array(8).fill(2_900_000)].map((n) => frame(2, randomBytes(n), { masked: false })),
       );
       peer()?.write(toClient);
       await delay(300);
       c.socket.resume();
       await waitFor(() => c.received().length >= toClient.length, 10_000);
       expect(c.received().equals(toClient)).toBe(true);
+      // The stall made the native pump queue what the kernel refused (the JS pump has no counter for it).
+      const counters = await gw.counters();
+      if (counters !== null) expect(counters[COUNTER.queuedBytes]).toBeGreaterThan(0);
     },
   );
 
