@@ -1074,6 +1074,7 @@ napi_value Start(napi_env env, napi_callback_info info) {
     // The thread-safe function must not keep the event loop alive on its own; live tunnels do not either.
     napi_unref_threadsafe_function(env, th->onEnded);
     pthread_create(&th->thread, nullptr, threadMain, th);
+    pthread_setname_np(th->thread, "wsgate-pump");
     threads.push_back(th);
   }
   return nullptr;

@@ -1,0 +1,277 @@
+// Issue 20's measurement: would a native data path put wsgate ahead of nginx and HAProxy per core? The native pump
+// (pump.cc behind gateway.ts), the same bench gateway with the JS tunnel, wsgate as shipped, the bare Node pump
+// (bench/floor/node-pump.ts), nginx and HAProxy, each started fresh and measured in turns for several rounds (every
+// other round in reverse order, as bench/floor/run.ts does), with the median and range of each.
+//
+// Usage: npm run bench:native [-- --modes echo,saturated,handshake,idle,cores] [--rounds N] [--targets a,b]
+// Results: printed, and bench/results/native-latest.json.
+
+import type { ChildProcess } from 'node:child_process';
+import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
+import { cpus, release, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { NODE_FLAGS } from '../../src/ops/node-flags.js';
+import { generateCerts } from '../harness/certs.js';
+import { echoRun, handshakeRun, idleRun } from '../harness/modes.js';
+import { fdLimit, processTree, startProcess, stopProcess } from '../harness/processes.js';
+import {
+  firstMessage,
+  LOAD_CPUS,
+  PACKAGE_ROOT,
+  PROXY_CPUS,
+  type RunningTarget,
+  startEchoBackend,
+  TARGETS,
+  type TargetContext,
+} from '../harness/targets.js';
+import { buildAddon, compilerMissing } from './addon.js';
+
+const DIST_BENCH = join(PACKAGE_ROOT, 'dist', 'bench');
+const BOTH_CPUS = '0,1';
+const ECHO = { connections: 100, payloadBytes: 64, window: 8, rate: 20_000, warmupMs: 2000, measureMs: 6000 };
+const HANDSHAKE = { concurrency: 32, warmupMs: 1000, measureMs: 4000 };
+const IDLE_CONNECTIONS = 5000;
+const RUN = { generators: 2, pin: true };
+
+/** Targets of the single-core modes; `cores` compares the ones that may use both cores. */
+const SINGLE_CORE = ['haproxy', 'nginx', 'node-pump', 'wsgate', 'native-js', 'native'];
+const ACROSS_CORES = ['wsgate-2w', 'native-2t', 'native'];
+const MODES = ['echo', 'saturated', 'handshake', 'idle', 'cores'] as const;
+type Mode = (typeof MODES)[number];
+
+/** One measurement; undefined fields do not apply to the mode. */
+interface Sample {
+  readonly cpuUs?: number;
+  readonly perSecond?: number;
+  readonly p99Us?: number;
+  readonly coreShare?: number;
+  readonly kibPerConnection?: number;
+  readonly problems?: string;
+}
+
+/** A bench-side process (node-pump.js or gateway.js) in front of its own echo backend, like a harness target. */
+async function startNodeTarget(
+  ctx: TargetContext,
+  name: string,
+  script: string,
+  args: (backendPort: number) => string[],
+  cpus: string,
+): Promise<RunningTarget> {
+  const backend = await startEchoBackend(ctx, LOAD_CPUS, false);
+  const log = join(ctx.dir, `${name}-${Date.now()}.log`);
+  // The same Node flags as wsgate runs with, so the difference is the code.
+  const child: ChildProcess = startProcess(process.execPath, [...NODE_FLAGS, script, ...args(backend.ports.ws)], {
+    cpus: ctx.pin ? cpus : undefined,
+    logFile: log,
+    ipc: true,
+  });
+  const { port } = await firstMessage<{ port: number }>(child, name, log).catch(async (err: unknown) => {
+    await stopProcess(child);
+    await stopProcess(backend.child);
+    throw err;
+  });
+  const ws = { host: '127.0.0.1', port, path: '/', tls: false };
+  return {
+    name,
+    endpoints: { ws, wssRsa: ws, wssEcdsa: ws },
+    measuredPids: () => processTree(child.pid as number),
+    async stop() {
+      await stopProcess(child);
+      await stopProcess(backend.child);
+    },
+  };
+}
+
+const GATEWAY = join(DIST_BENCH, 'native', 'gateway.js');
+
+function startTarget(ctx: TargetContext, name: string): Promise<RunningTarget> {
+  switch (name) {
+    case 'node-pump':
+      return startNodeTarget(ctx, name, join(DIST_BENCH, 'floor', 'node-pump.js'), (p) => [String(p)], PROXY_CPUS);
+    case 'native-js':
+      return startNodeTarget(ctx, name, GATEWAY, (p) => ['--backend', String(p), '--pump', 'js'], PROXY_CPUS);
+    case 'native':
+      return startNodeTarget(ctx, name, GATEWAY, (p) => ['--backend', String(p), '--pump', 'native'], PROXY_CPUS);
+    case 'native-2t':
+      return startNodeTarget(
+        ctx,
+        name,
+        GATEWAY,
+        (p) => ['--backend', String(p), '--pump', 'native', '--threads', '2'],
+        BOTH_CPUS,
+      );
+    default: {
+      const spec = TARGETS.find((t) => t.name === name);
+      if (spec === undefined) throw new Error(`unknown target ${name}`);
+      return spec.start(ctx);
+    }
+  }
+}
+
+function unavailable(ctx: TargetContext, name: string): string | undefined {
+  if (name.startsWith('native') && name !== 'native-js') return compilerMissing();
+  if (name === 'native-js' || name === 'node-pump') return undefined;
+  return TARGETS.find((t) => t.name === name)?.unavailable(ctx) ?? undefined;
+}
+
+async function measure(mode: Mode, target: RunningTarget): Promise<Sample> {
+  if (mode === 'echo' || mode === 'saturated' || mode === 'cores') {
+    const r = await echoRun(target, 'ws', mode === 'echo' ? 'rate' : 'max', ECHO, RUN);
+    const bad = r.errors + r.dropped + r.failedToOpen;
+    return {
+      cpuUs: r.cpuSecondsPer1kMessages * 1000,
+      perSecond: r.messagesPerSecond,
+      p99Us: r.p99Us,
+      coreShare: r.cpuCoreShare,
+      problems: bad > 0 ? `errors ${r.errors}, dropped ${r.dropped}, failed ${r.failedToOpen}: ${r.firstError}` : '',
+    };
+  }
+  if (mode === 'handshake') {
+    const r = await handshakeRun(target, 'ws', HANDSHAKE, RUN);
+    return {
+      cpuUs: r.cpuSecondsPer1kHandshakes * 1000,
+      perSecond: r.handshakesPerSecond,
+      p99Us: r.p99Us,
+      coreShare: r.cpuCoreShare,
+      problems: r.errors > 0 ? `errors ${r.errors}: ${r.firstError}` : '',
+    };
+  }
+  const r = await idleRun(target, 'ws', IDLE_CONNECTIONS, { settleMs: 2000 }, RUN);
+  return {
+    kibPerConnection: r.bytesPerConnection / 1024,
+    problems: r.opened !== r.requested || r.failed > 0 ? `opened ${r.opened} of ${r.requested}` : '',
+  };
+}
+
+function median(values: readonly number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  const mid = s.length >> 1;
+  return s.length % 2 === 1 ? (s[mid] ?? Number.NaN) : ((s[mid - 1] ?? 0) + (s[mid] ?? 0)) / 2;
+}
+
+interface Summary {
+  readonly median: number;
+  readonly min: number;
+  readonly max: number;
+}
+
+function summary(samples: readonly Sample[], pick: (s: Sample) => number | undefined): Summary | null {
+  const v = samples.map(pick).filter((x): x is number => x !== undefined && Number.isFinite(x));
+  return v.length === 0 ? null : { median: median(v), min: Math.min(...v), max: Math.max(...v) };
+}
+
+function fmt(s: Summary | null, digits: number): string {
+  if (s === null) return '–';
+  const f = (x: number) => x.toLocaleString('en-US', { maximumFractionDigits: digits, minimumFractionDigits: digits });
+  return `${f(s.median)} (${f(s.min)}–${f(s.max)})`;
+}
+
+const COLUMNS: Record<Mode, { title: string; cols: [string, (s: Sample) => number | undefined, number][] }> = {
+  echo: {
+    title: `ws echo at ${ECHO.rate.toLocaleString('en-US')} msg/s offered, ${ECHO.connections} connections, ${ECHO.payloadBytes}-byte messages (proxy pinned to one core)`,
+    cols: [
+      ['CPU µs per echoed message', (s) => s.cpuUs, 2],
+      ['msg/s', (s) => s.perSecond, 0],
+      ['p99 µs', (s) => s.p99Us, 0],
+    ],
+  },
+  saturated: {
+    title: `ws echo saturated, ${ECHO.connections} connections × ${ECHO.window} in flight (proxy pinned to one core)`,
+    cols: [
+      ['msg/s', (s) => s.perSecond, 0],
+      ['CPU µs per message', (s) => s.cpuUs, 2],
+      ['proxy core share', (s) => s.coreShare, 2],
+      ['p99 µs', (s) => s.p99Us, 0],
+    ],
+  },
+  handshake: {
+    title: `ws handshakes, ${HANDSHAKE.concurrency} loops (open, upgrade, 101, close frame, close; proxy pinned to one core)`,
+    cols: [
+      ['CPU µs per handshake', (s) => s.cpuUs, 1],
+      ['handshakes/s', (s) => s.perSecond, 0],
+      ['proxy core share', (s) => s.coreShare, 2],
+      ['p99 µs', (s) => s.p99Us, 0],
+    ],
+  },
+  idle: {
+    title: `memory per idle ws connection, ${IDLE_CONNECTIONS.toLocaleString('en-US')} held (RSS after − before, ÷ N)`,
+    cols: [['KiB per connection', (s) => s.kibPerConnection, 2]],
+  },
+  cores: {
+    title: `ws echo saturated, proxies allowed both cores (shared with the load generators and backend: not a scaling figure)`,
+    cols: [
+      ['msg/s', (s) => s.perSecond, 0],
+      ['CPU µs per message', (s) => s.cpuUs, 2],
+      ['proxy cores used', (s) => s.coreShare, 2],
+      ['p99 µs', (s) => s.p99Us, 0],
+    ],
+  },
+};
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      modes: { type: 'string', default: 'echo,handshake,saturated,idle,cores' },
+      rounds: { type: 'string', default: '5' },
+      targets: { type: 'string' },
+    },
+  });
+  const modes = values.modes.split(',') as Mode[];
+  for (const m of modes) if (!MODES.includes(m)) throw new Error(`--modes: unknown ${m} (${MODES.join(', ')})`);
+  const rounds = Number(values.rounds);
+  const dir = mkdtempSync(join(tmpdir(), 'wsgate-native-'));
+  const ctx: TargetContext = { dir, certs: generateCerts(dir), pin: RUN.pin, fdLimit: fdLimit(), log: console.log };
+  if (compilerMissing() === undefined) buildAddon();
+  const results: Record<string, Record<string, { samples: Sample[] }>> = {};
+  const lines: string[] = [];
+  for (const mode of modes) {
+    const wanted = values.targets?.split(',') ?? (mode === 'cores' ? ACROSS_CORES : SINGLE_CORE);
+    const names = wanted.filter((n) => {
+      const why = unavailable(ctx, n);
+      if (why !== undefined) console.log(`skipping ${n}: ${why}`);
+      return why === undefined;
+    });
+    const samples = new Map<string, Sample[]>(names.map((n) => [n, []]));
+    // Memory per connection moves little between rounds; the saturated runs are long: fewer rounds of those.
+    const modeRounds =
+      mode === 'idle' ? Math.min(rounds, 2) : mode === 'echo' || mode === 'handshake' ? rounds : Math.min(rounds, 3);
+    for (let round = 1; round <= modeRounds; round++) {
+      for (const name of round % 2 === 1 ? names : [...names].reverse()) {
+        const target = await startTarget(ctx, name);
+        try {
+          const s = await measure(mode, target);
+          samples.get(name)?.push(s);
+          const cells = COLUMNS[mode].cols.map(([label, pick, d]) => `${label} ${(pick(s) ?? Number.NaN).toFixed(d)}`);
+          console.log(`${mode} round ${round} ${name}: ${cells.join(', ')}${s.problems ? ` [${s.problems}]` : ''}`);
+        } finally {
+          await target.stop();
+        }
+      }
+    }
+    results[mode] = Object.fromEntries([...samples].map(([n, s]) => [n, { samples: s }]));
+    const { title, cols } = COLUMNS[mode];
+    lines.push('', `${title}; median (min–max) of ${modeRounds} rounds in turns`, '');
+    lines.push(`| target | ${cols.map((c) => c[0]).join(' | ')} |`, `| --- |${cols.map(() => ' ---: |').join('')}`);
+    for (const n of names) {
+      const s = samples.get(n) ?? [];
+      lines.push(`| ${n} | ${cols.map(([, pick, d]) => fmt(summary(s, pick), d)).join(' | ')} |`);
+    }
+  }
+  const text = lines.join('\n');
+  console.log(text);
+  const out = join(PACKAGE_ROOT, 'bench', 'results');
+  mkdirSync(out, { recursive: true });
+  const machine = { cpus: cpus().length, cpuModel: cpus()[0]?.model.trim(), kernel: release(), node: process.version };
+  writeFileSync(
+    join(out, 'native-latest.json'),
+    JSON.stringify(
+      { at: new Date().toISOString(), machine, settings: { ECHO, HANDSHAKE, IDLE_CONNECTIONS }, results },
+      null,
+      2,
+    ),
+  );
+  writeFileSync(join(out, 'native-latest.md'), `${text}\n`);
+}
+
+await main();
