@@ -90,10 +90,13 @@ export const COUNTER = {
   violations: 8,
   limits: 9,
   queuedBytes: 10,
+  accepted: 11,
+  refused: 12,
+  splicedBytes: 13,
 } as const;
 
 interface RawAddon {
-  start(threads: number, onEnded: (records: Float64Array) => void): void;
+  start(threads: number, onEnded: (records: Float64Array) => void, spliceMinBytes: number): void;
   add(
     clientFd: number,
     backendFd: number,
@@ -104,7 +107,16 @@ interface RawAddon {
   ): number;
   counters(): Float64Array;
   closeAll(code: number): void;
+  listen(port: number, limits: readonly number[]): number;
+  setRoutes(routes: readonly NativeRoute[]): void;
   readonly reasons: readonly string[];
+}
+
+/** A route of the native accept path: longest `prefix` of the request target wins; the backend by IPv4 address. */
+export interface NativeRoute {
+  readonly prefix: string;
+  readonly host: string;
+  readonly port: number;
 }
 
 export interface NativePump {
@@ -119,6 +131,13 @@ export interface NativePump {
   ): number;
   counters(): Float64Array;
   closeAll(code: number): void;
+  /**
+   * Accepts on 127.0.0.1:`port` (0: any) in every pump thread (SO_REUSEPORT) and does the upgrade natively with
+   * the routes of setRoutes(); returns the port.
+   */
+  listen(port: number, clientToBackend: NativeLimits, backendToClient: NativeLimits): number;
+  /** Publishes a new immutable routing table for the native accept path (a reload swaps it whole). */
+  setRoutes(routes: readonly NativeRoute[]): void;
 }
 
 const INITIATORS = ['client', 'backend', 'proxy'] as const;
@@ -136,25 +155,37 @@ function limitsArray(l: NativeLimits): number[] {
   ];
 }
 
-/** Loads the library at `path` and starts `threads` pump threads; `onEnded` hears of every tunnel that ended. */
-export function startNativePump(path: string, threads: number, onEnded: (end: NativeEnded) => void): NativePump {
+/**
+ * Loads the library at `path` and starts `threads` pump threads; `onEnded` hears of every tunnel that ended. With
+ * `spliceMinBytes` > 0, the payload of frames with at least that much left moves with splice(2).
+ */
+export function startNativePump(
+  path: string,
+  threads: number,
+  onEnded: (end: NativeEnded) => void,
+  spliceMinBytes = 0,
+): NativePump {
   const module = { exports: {} as RawAddon };
   process.dlopen(module, path);
   const raw = module.exports;
-  raw.start(threads, (records) => {
-    for (let i = 0; i + RECORD_SLOTS <= records.length; i += RECORD_SLOTS) {
-      onEnded({
-        id: records[i]!,
-        closeCode: records[i + 1]!,
-        initiator: INITIATORS[records[i + 2]!] ?? 'proxy',
-        reason: raw.reasons[records[i + 3]!] ?? 'unknown',
-        bytesClientToBackend: records[i + 4]!,
-        bytesBackendToClient: records[i + 5]!,
-        messagesClientToBackend: records[i + 6]!,
-        messagesBackendToClient: records[i + 7]!,
-      });
-    }
-  });
+  raw.start(
+    threads,
+    (records) => {
+      for (let i = 0; i + RECORD_SLOTS <= records.length; i += RECORD_SLOTS) {
+        onEnded({
+          id: records[i]!,
+          closeCode: records[i + 1]!,
+          initiator: INITIATORS[records[i + 2]!] ?? 'proxy',
+          reason: raw.reasons[records[i + 3]!] ?? 'unknown',
+          bytesClientToBackend: records[i + 4]!,
+          bytesBackendToClient: records[i + 5]!,
+          messagesClientToBackend: records[i + 6]!,
+          messagesBackendToClient: records[i + 7]!,
+        });
+      }
+    },
+    spliceMinBytes,
+  );
   return {
     add: (clientFd, backendFd, c2b, b2c, rsv1Allowed, earlyFromClient, earlyFromBackend) =>
       raw.add(
@@ -167,5 +198,7 @@ export function startNativePump(path: string, threads: number, onEnded: (end: Na
       ),
     counters: () => raw.counters(),
     closeAll: (code) => raw.closeAll(code),
+    listen: (port, c2b, b2c) => raw.listen(port, [...limitsArray(c2b), ...limitsArray(b2c)]),
+    setRoutes: (routes) => raw.setRoutes(routes),
   };
 }

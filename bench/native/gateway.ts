@@ -4,12 +4,16 @@
 // which is handed the two descriptors. One route, one backend, no metrics server, no logging: both variants do
 // the same handshake work, so the difference between them is the data path and its set-up and teardown.
 //
+// With --accept native, JS only starts the addon and publishes the routing table: accepting, the upgrade head, the
+// checks, the backend's 101 and the tunnel all run on the pump threads (pump.cc, "the native accept + upgrade path").
+//
 // Getting a descriptor out of a net.Socket uses `socket._handle.fd`, a Node internal; it stays in bench/native.
 //
 // Usage: node dist/bench/native/gateway.js --backend PORT [--pump native|js] [--threads N] [--limits JSON]
-//        [--report]. Binds 127.0.0.1:0 (or --port) and sends { port } over IPC (or prints it). With --report every
+//        [--accept js|native] [--splice MIN_BYTES] [--report]. Binds 127.0.0.1:0 (or --port) and sends { port } over IPC (or prints it). With --report every
 //        ended tunnel is sent over IPC as { ended }; the message 'counters' is answered with { counters }.
 
+import { existsSync } from 'node:fs';
 import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { parseArgs } from 'node:util';
 import type { ConnectionLimits, DirectionLimits } from '../../src/config/types.js';
@@ -22,7 +26,7 @@ import { TunnelSweeper } from '../../src/tunnel/sweeper.js';
 import { Tunnel, type TunnelEnd, type TunnelHooks } from '../../src/tunnel/tunnel.js';
 import { attemptUpstream } from '../../src/upstream/handshake.js';
 import { upstreamRequestHead } from '../../src/upstream/request.js';
-import { buildAddon, type NativeEnded, type NativePump, startNativePump } from './addon.js';
+import { ADDON_PATH, buildAddon, type NativeEnded, type NativePump, startNativePump } from './addon.js';
 
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 const SWEEP_MS = 1000;
@@ -42,6 +46,8 @@ const { values } = parseArgs({
     backend: { type: 'string' },
     port: { type: 'string', default: '0' },
     pump: { type: 'string', default: 'native' },
+    accept: { type: 'string', default: 'js' },
+    splice: { type: 'string', default: '0' },
     threads: { type: 'string', default: '1' },
     limits: { type: 'string' },
     report: { type: 'boolean', default: false },
@@ -50,7 +56,10 @@ const { values } = parseArgs({
 const backendPort = Number(values.backend);
 if (!Number.isInteger(backendPort) || backendPort <= 0) throw new Error('--backend PORT is required');
 if (values.pump !== 'native' && values.pump !== 'js') throw new Error(`--pump: native or js, got ${values.pump}`);
-const useNative = values.pump === 'native';
+if (values.accept !== 'native' && values.accept !== 'js')
+  throw new Error(`--accept: js or native, got ${values.accept}`);
+const nativeAccept = values.accept === 'native';
+const useNative = values.pump === 'native' || nativeAccept;
 const limits: DirectionLimits = { ...UNREACHABLE, ...(values.limits ? JSON.parse(values.limits) : {}) };
 const connectionLimits: ConnectionLimits = { clientToBackend: limits, backendToClient: limits, onExceed: 'close' };
 const backend = { id: `ws://127.0.0.1:${backendPort}`, host: '127.0.0.1', port: backendPort, tls: false, weight: 1 };
@@ -62,7 +71,12 @@ function report(end: object): void {
 // ---- the two data paths -------------------------------------------------------------------------------------------
 
 const native: NativePump | undefined = useNative
-  ? startNativePump(buildAddon(), Number(values.threads), (end: NativeEnded) => report(end))
+  ? startNativePump(
+      existsSync(ADDON_PATH) ? ADDON_PATH : buildAddon(),
+      Number(values.threads),
+      (end: NativeEnded) => report(end),
+      Number(values.splice),
+    )
   : undefined;
 
 const stats = new RouteStats('echo');
@@ -140,7 +154,8 @@ function startJsTunnel(client: Socket, backendSocket: Socket, earlyClient: Buffe
 // ---- the handshake (wsgate's code) -------------------------------------------------------------------------------
 
 function refuse(client: Socket, status: number): void {
-  client.end(`HTTP/1.1 ${status} Refused\r\nConnection: close\r\nContent-Length: 0\r\n\r\n`);
+  const version = status === 426 ? 'Sec-WebSocket-Version: 13\r\n' : '';
+  client.end(`HTTP/1.1 ${status} Refused\r\nConnection: close\r\nContent-Length: 0\r\n${version}\r\n`);
 }
 
 function ignore(): void {}
@@ -176,12 +191,21 @@ function onConnection(client: Socket): void {
   });
 }
 
-const server = createServer({ noDelay: true }, onConnection);
-server.listen(Number(values.port), '127.0.0.1', () => {
-  const { port } = server.address() as AddressInfo;
+function listening(port: number): void {
   if (process.send) process.send({ port });
-  else console.log(`native-bench gateway (${values.pump}) on 127.0.0.1:${port} → ${backend.id}`);
-});
+  else
+    console.log(`native-bench gateway (${values.pump}, accept ${values.accept}) on 127.0.0.1:${port} → ${backend.id}`);
+}
+
+if (nativeAccept && native !== undefined) {
+  native.setRoutes([{ prefix: '/', host: backend.host, port: backend.port }]);
+  listening(native.listen(Number(values.port), limits, limits));
+  // Nothing JS-side holds the loop open: the pump threads do the work. Keep the process until it is stopped.
+  setInterval(() => {}, 1 << 30);
+} else {
+  const server = createServer({ noDelay: true }, onConnection);
+  server.listen(Number(values.port), '127.0.0.1', () => listening((server.address() as AddressInfo).port));
+}
 process.on('SIGTERM', () => process.exit(0));
 // Over IPC, 'counters' asks for the native pump's counters (addon.ts, COUNTER); the JS pump has none to give.
 process.on('message', (m: unknown) => {

@@ -20,7 +20,11 @@
 #include <node_api.h>
 #include <pthread.h>
 #include <sys/epoll.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/eventfd.h>
+#include <sys/uio.h>
 #include <sys/random.h>
 #include <sys/socket.h>
 #include <time.h>
@@ -31,6 +35,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <vector>
@@ -94,13 +99,14 @@ enum Reason {
   R_CLOSE_DEADLINE,
   R_CLOSE_REPLY_TIMEOUT,
   R_PROXY_CLOSE,
+  R_HANDSHAKE_TIMEOUT,
   R_VIOLATION_BASE,  // + violation code
 };
 const char* const REASONS[] = {
     "closed",        "client_close_frame", "backend_close_frame", "client_closed", "backend_closed",
     "client_error",  "backend_error",      "message_too_big",     "limit:messages_per_second",
     "limit:bytes_per_second", "limit:max_frames_per_message", "limit:control_frames_per_second",
-    "close_deadline", "close_reply_timeout", "proxy_close",
+    "close_deadline", "close_reply_timeout", "proxy_close", "handshake_timeout",
 };
 constexpr int REASON_COUNT = R_VIOLATION_BASE + 13;
 
@@ -123,6 +129,9 @@ enum Counter {
   C_VIOLATIONS,
   C_LIMITS,
   C_QUEUED_BYTES,  // bytes the kernel refused and that were copied into a write queue
+  C_ACCEPTED,      // connections accepted by the native accept path
+  C_REFUSED,       // of those, answered with an HTTP error or dropped before a 101
+  C_SPLICED_BYTES, // payload bytes moved socket → pipe → socket with splice(2), never in user space
   C_SIZE_BUCKETS,  // 2 × (SIZE_BUCKETS + 1)
   C_SIZE_SUM = C_SIZE_BUCKETS + 2 * (SIZE_BUCKETS + 1),
   C_COUNT = C_SIZE_SUM + 2,
@@ -269,8 +278,16 @@ struct Direction {
   int limitReason = 0;
 };
 
+struct Handshake;
+
+// Phases of a connection accepted natively; tunnels handed over by add() start in PHASE_TUNNEL.
+enum Phase : uint8_t { PHASE_TUNNEL, PHASE_HEAD, PHASE_CONNECTING, PHASE_RESPONSE };
+
 struct Tunnel {
   Thread* thread;
+  uint8_t phase = PHASE_TUNNEL;
+  bool counted = true;  // counted in C_ACTIVE (a natively accepted connection is, once it switched)
+  Handshake* handshake = nullptr;
   double id;
   bool rsv1Allowed;
   Side sides[2];
@@ -292,6 +309,8 @@ struct Ended {
 
 struct Thread {
   int epfd = -1, wakefd = -1;
+  int listenFd = -1;  // the native accept path's SO_REUSEPORT socket of this thread; its cookie is &listenFd
+  double nextDeadlineCheckMs = 0;
   pthread_t thread;
   std::mutex mutex;  // guards inbox, commands
   std::vector<Tunnel*> inbox;
@@ -302,6 +321,7 @@ struct Thread {
   std::vector<Ended> ended;    // reported after each batch
   std::atomic<double> counters[C_COUNT];
   uint8_t* readBuffer;
+  int pipe[2] = {-1, -1};  // for splice(2), when on
   napi_threadsafe_function onEnded;
 };
 
@@ -315,6 +335,7 @@ inline void count(Thread* t, int slot, double n) {
 }
 
 void finishTunnel(Tunnel* t);
+void freeHandshake(Tunnel* t);
 void endSockets(Tunnel* t);
 void maybeEndSockets(Tunnel* t);
 void sideGone(Tunnel* t, int side, int reason);
@@ -864,31 +885,42 @@ int closeCodeOf(Tunnel* t) {
   return 1006;
 }
 
+void dropTimed(Tunnel* t) {
+  if (t->deadlineMs == 0) return;
+  t->deadlineMs = 0;
+  std::vector<Tunnel*>& timed = t->thread->timed;
+  for (size_t k = 0; k < timed.size(); k++)
+    if (timed[k] == t) {
+      timed[k] = timed.back();
+      timed.pop_back();
+      return;
+    }
+}
+
 void finishTunnel(Tunnel* t) {
   if (t->finished) return;
   t->finished = true;
   Thread* th = t->thread;
-  th->ended.push_back(Ended{t->id, double(closeCodeOf(t)), double(t->initiator), double(t->reason < 0 ? R_CLOSED : t->reason),
-                            double(t->dirs[0].bytes), double(t->dirs[1].bytes), double(t->dirs[0].messages),
-                            double(t->dirs[1].messages)});
+  if (t->phase == PHASE_TUNNEL)
+    th->ended.push_back(Ended{t->id, double(closeCodeOf(t)), double(t->initiator),
+                              double(t->reason < 0 ? R_CLOSED : t->reason), double(t->dirs[0].bytes),
+                              double(t->dirs[1].bytes), double(t->dirs[0].messages), double(t->dirs[1].messages)});
+  else
+    count(th, C_REFUSED, 1);
+  freeHandshake(t);
   if (t->prev) t->prev->next = t->next;
   else th->head = t->next;
   if (t->next) t->next->prev = t->prev;
-  if (t->deadlineMs != 0) {
-    for (size_t k = 0; k < th->timed.size(); k++)
-      if (th->timed[k] == t) {
-        th->timed[k] = th->timed.back();
-        th->timed.pop_back();
-        break;
-      }
+  dropTimed(t);
+  if (t->counted) {
+    count(th, C_ACTIVE, -1);
+    count(th, C_ENDED, 1);
   }
-  count(th, C_ACTIVE, -1);
-  count(th, C_ENDED, 1);
   th->dead.push_back(t);
 }
 
 void closeWithCode(Tunnel* t, int code) {
-  if (t->finished) return;
+  if (t->finished || t->phase != PHASE_TUNNEL) return;
   record(t, R_PROXY_CLOSE, I_PROXY);
   if (t->proxyCloseCode == 0) t->proxyCloseCode = code;
   sendClose(t, t->dirs[1], code, "going away", true);
@@ -898,10 +930,79 @@ void closeWithCode(Tunnel* t, int code) {
 
 // ---- the thread -------------------------------------------------------------------------------------------------
 
+// ---- splice(2) for large payloads (off unless start() was given a threshold) ---------------------------------------
+
+size_t spliceMinBytes = 0;
+constexpr size_t SPLICE_CHUNK_BYTES = 256 * 1024;
+constexpr int PIPE_BYTES = 1024 * 1024;
+
+// In the middle of a data frame whose header was scanned and with at least spliceMinBytes of payload left, the
+// payload goes socket → pipe → socket and never enters user space. What the destination refuses is read out of the
+// pipe into its queue (the same copy as a refused send), so the thread's pipe is empty after every call.
+// Returns 1 when it moved bytes, 0 when it does not apply (or for recv to see EOF or an error), -1 when the source
+// has nothing to read now.
+int trySplice(Tunnel* t, int i) {
+  Direction& d = t->dirs[i];
+  Side& src = t->sides[i];
+  Side& dst = t->sides[d.dst];
+  if (spliceMinBytes == 0 || d.state != S_PAYLOAD || d.payloadLeft < spliceMinBytes || d.halted || d.closedToDest ||
+      !d.pendingClose.empty() || dst.fd < 0 || dst.shut || dst.queued())
+    return 0;
+  Thread* th = t->thread;
+  size_t want = size_t(std::min<uint64_t>(d.payloadLeft, SPLICE_CHUNK_BYTES));
+  ssize_t n = splice(src.fd, nullptr, th->pipe[1], nullptr, want, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return -1;
+  if (n <= 0) return 0;
+  size_t out = 0;
+  bool failed = false;
+  while (out < size_t(n)) {
+    ssize_t m = splice(th->pipe[0], nullptr, dst.fd, nullptr, size_t(n) - out, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+    if (m > 0) {
+      out += size_t(m);
+      continue;
+    }
+    failed = m < 0 && errno != EAGAIN && errno != EWOULDBLOCK;
+    break;
+  }
+  if (out < size_t(n)) {
+    std::string rest(size_t(n) - out, '\0');
+    size_t got = 0;
+    while (got < rest.size()) {
+      ssize_t r = read(th->pipe[0], &rest[got], rest.size() - got);
+      if (r <= 0) break;
+      got += size_t(r);
+    }
+    if (!failed) {
+      dst.queue.append(rest.data(), got);
+      count(th, C_QUEUED_BYTES, double(got));
+      src.readStopped = true;
+      updateInterest(src);
+      updateInterest(dst);
+    }
+  }
+  d.payloadLeft -= uint64_t(n);
+  d.bytesAbs += n;
+  d.bytes += uint64_t(n);
+  count(th, d.fromClient ? C_BYTES_C2B : C_BYTES_B2C, double(n));
+  count(th, C_SPLICED_BYTES, double(out));
+  if (d.payloadLeft == 0) {
+    int64_t stop = 0;
+    frameEnd(t, d, 0, 0, &stop);  // a data frame's end: counts the message, never stops
+  }
+  if (failed) sideGone(t, d.dst, d.dst == 0 ? R_CLIENT_ERROR : R_BACKEND_ERROR);
+  return 1;
+}
+
 void onReadable(Tunnel* t, int i) {
   Side& s = t->sides[i];
   uint8_t* buf = t->thread->readBuffer;
   for (int k = 0; k < MAX_READS_PER_EVENT && s.fd >= 0 && !s.eof && !t->finished; k++) {
+    int spliced = trySplice(t, i);
+    if (spliced < 0) return;
+    if (spliced > 0) {
+      if (s.readStopped) return;
+      continue;
+    }
     ssize_t n = recv(s.fd, buf, READ_BUFFER_BYTES, MSG_DONTWAIT);
     if (n > 0) {
       push(t, t->dirs[i], buf, n);
@@ -964,6 +1065,371 @@ void checkDeadlines(Thread* th) {
   th->timed.swap(keep);
 }
 
+// ---- the native accept + upgrade path (the second half of the experiment) ----------------------------------------
+//
+// Each pump thread accepts on its own SO_REUSEPORT socket, reads the upgrade head (whole, at most 8 KiB), checks it
+// (a strict subset of src/handshake/upgrade-head.ts and validate.ts: GET, origin-form target, HTTP/1.1, Host,
+// Upgrade: websocket, Connection: upgrade, a 16-byte Sec-WebSocket-Key, version 13), picks a backend from the
+// routing table JS published (longest path prefix; immutable, swapped whole), sends the backend the request with
+// forwarding headers, verifies its 101 (Upgrade, Connection, Sec-WebSocket-Accept) and forwards it, and then the
+// connection is a tunnel like any other. Refusals get a status line and are closed. Not here: TLS, PROXY protocol,
+// hashing, retries, health, origin lists, auth, HTTP on WebSocket routes: see README.md for what that would take.
+
+constexpr size_t MAX_HEAD_BYTES = 8 * 1024;
+constexpr double HANDSHAKE_TIMEOUT_MS = 10000;
+const char WEBSOCKET_GUID[] = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+DirectionLimits nativeLimits[2] = {};  // limits of natively accepted connections (c2b, b2c), set by listen()
+
+struct Route {
+  std::string prefix;
+  sockaddr_in backend;
+};
+using RouteTable = std::vector<Route>;
+std::shared_ptr<const RouteTable> routes;  // read and swapped with std::atomic_load / std::atomic_store
+
+struct Handshake {
+  std::string buffer;       // the client's head, later the backend's answer
+  std::string request;      // the head to send the backend
+  std::string accept;       // the Sec-WebSocket-Accept the backend must answer
+  std::string clientEarly;  // bytes after the client's head
+};
+
+void freeHandshake(Tunnel* t) {
+  delete t->handshake;
+  t->handshake = nullptr;
+}
+
+// SHA-1 (FIPS 180-4) of a short message, for Sec-WebSocket-Accept.
+void sha1(const uint8_t* msg, size_t len, uint8_t out[20]) {
+  uint32_t h[5] = {0x67452301, 0xEFCDAB89, 0x98BADCFE, 0x10325476, 0xC3D2E1F0};
+  std::string m(reinterpret_cast<const char*>(msg), len);
+  m.push_back(char(0x80));
+  while (m.size() % 64 != 56) m.push_back(0);
+  uint64_t bits = uint64_t(len) * 8;
+  for (int i = 7; i >= 0; i--) m.push_back(char(bits >> (i * 8)));
+  auto rol = [](uint32_t x, int n) { return (x << n) | (x >> (32 - n)); };
+  for (size_t off = 0; off < m.size(); off += 64) {
+    uint32_t w[80];
+    for (int i = 0; i < 16; i++) {
+      const uint8_t* p = reinterpret_cast<const uint8_t*>(m.data()) + off + i * 4;
+      w[i] = (uint32_t(p[0]) << 24) | (uint32_t(p[1]) << 16) | (uint32_t(p[2]) << 8) | p[3];
+    }
+    for (int i = 16; i < 80; i++) w[i] = rol(w[i - 3] ^ w[i - 8] ^ w[i - 14] ^ w[i - 16], 1);
+    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
+    for (int i = 0; i < 80; i++) {
+      uint32_t f, k;
+      if (i < 20) f = (b & c) | (~b & d), k = 0x5A827999;
+      else if (i < 40) f = b ^ c ^ d, k = 0x6ED9EBA1;
+      else if (i < 60) f = (b & c) | (b & d) | (c & d), k = 0x8F1BBCDC;
+      else f = b ^ c ^ d, k = 0xCA62C1D6;
+      uint32_t tmp = rol(a, 5) + f + e + k + w[i];
+      e = d, d = c, c = rol(b, 30), b = a, a = tmp;
+    }
+    h[0] += a, h[1] += b, h[2] += c, h[3] += d, h[4] += e;
+  }
+  for (int i = 0; i < 5; i++)
+    for (int j = 0; j < 4; j++) out[i * 4 + j] = uint8_t(h[i] >> (24 - j * 8));
+}
+
+std::string base64(const uint8_t* p, size_t n) {
+  static const char* A = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  for (size_t i = 0; i < n; i += 3) {
+    uint32_t v = uint32_t(p[i]) << 16 | (i + 1 < n ? uint32_t(p[i + 1]) << 8 : 0) | (i + 2 < n ? p[i + 2] : 0);
+    out.push_back(A[(v >> 18) & 63]);
+    out.push_back(A[(v >> 12) & 63]);
+    out.push_back(i + 1 < n ? A[(v >> 6) & 63] : '=');
+    out.push_back(i + 2 < n ? A[v & 63] : '=');
+  }
+  return out;
+}
+
+std::string acceptFor(const std::string& key) {
+  std::string s = key + WEBSOCKET_GUID;
+  uint8_t digest[20];
+  sha1(reinterpret_cast<const uint8_t*>(s.data()), s.size(), digest);
+  return base64(digest, 20);
+}
+
+bool equalsIgnoreCase(const char* a, size_t n, const char* b) {
+  if (strlen(b) != n) return false;
+  for (size_t i = 0; i < n; i++)
+    if (tolower(uint8_t(a[i])) != b[i]) return false;
+  return true;
+}
+
+// Whether the comma-separated `list` holds `token` (case-insensitive), as hasToken in validate.ts.
+bool hasToken(const std::string& list, const char* token) {
+  size_t i = 0;
+  while (i <= list.size()) {
+    size_t comma = list.find(',', i);
+    if (comma == std::string::npos) comma = list.size();
+    size_t a = i, b = comma;
+    while (a < b && (list[a] == ' ' || list[a] == '\t')) a++;
+    while (b > a && (list[b - 1] == ' ' || list[b - 1] == '\t')) b--;
+    if (equalsIgnoreCase(list.data() + a, b - a, token)) return true;
+    i = comma + 1;
+  }
+  return false;
+}
+
+bool hopByHop(const char* name, size_t n) {
+  static const char* const names[] = {"connection", "upgrade", "keep-alive", "proxy-connection", "te", "trailer",
+                                      "transfer-encoding", "content-length", "host"};
+  for (const char* h : names)
+    if (equalsIgnoreCase(name, n, h)) return true;
+  return false;
+}
+
+// Calls `onHeader(name, nameLen, value, valueLen)` for each header line of the head at [from, end); false if a
+// line is malformed.
+template <typename F>
+bool eachHeader(const std::string& head, size_t from, size_t end, F onHeader) {
+  while (from < end) {
+    size_t eol = head.find("\r\n", from);
+    if (eol == std::string::npos || eol > end) return false;
+    if (eol == from) break;
+    size_t colon = head.find(':', from);
+    if (colon == std::string::npos || colon >= eol || colon == from) return false;
+    size_t v = colon + 1, ve = eol;
+    while (v < ve && (head[v] == ' ' || head[v] == '\t')) v++;
+    while (ve > v && (head[ve - 1] == ' ' || head[ve - 1] == '\t')) ve--;
+    for (size_t k = from; k < colon; k++)
+      if (head[k] <= ' ' || head[k] >= 127) return false;
+    onHeader(head.data() + from, colon - from, head.data() + v, ve - v);
+    from = eol + 2;
+  }
+  return true;
+}
+
+void refuseHandshake(Tunnel* t, int status, const char* text) {
+  char response[160];
+  int n = snprintf(response, sizeof response,
+                   "HTTP/1.1 %d %s\r\nConnection: close\r\nContent-Length: 0\r\n%s\r\n", status, text,
+                   status == 426 ? "Sec-WebSocket-Version: 13\r\n" : "");
+  if (t->sides[0].fd >= 0) {
+    if (send(t->sides[0].fd, response, size_t(n), MSG_NOSIGNAL | MSG_DONTWAIT) < 0) {
+    }
+    shutdown(t->sides[0].fd, SHUT_WR);
+  }
+  closeSide(t, 1);
+  closeSide(t, 0);
+}
+
+void setSideInterest(Side& s, uint32_t want) {
+  if (s.fd < 0 || want == s.interest) return;
+  epoll_event ev{};
+  ev.events = want;
+  ev.data.ptr = &s;
+  epoll_ctl(s.tunnel->thread->epfd, EPOLL_CTL_MOD, s.fd, &ev);
+  s.interest = want;
+}
+
+// The client's head is complete at `headEnd`: check it, route it, and dial the backend.
+void onClientHead(Tunnel* t, size_t headEnd) {
+  Handshake& h = *t->handshake;
+  const std::string& head = h.buffer;
+  if (head.compare(0, 5, "GET /") != 0) return refuseHandshake(t, 400, "Bad Request");
+  size_t sp = head.find(' ', 4);
+  size_t eol = head.find("\r\n");
+  if (sp == std::string::npos || sp > eol || head.compare(sp, 11, " HTTP/1.1\r\n") != 0)
+    return refuseHandshake(t, 400, "Bad Request");
+  std::string target = head.substr(4, sp - 4);
+  for (char c : target)
+    if (c <= ' ' || c >= 127 || c == '#') return refuseHandshake(t, 400, "Bad Request");
+  std::string host, upgrade, connection, key, version;
+  std::string forwarded;
+  bool dup = false;
+  bool ok = eachHeader(head, eol + 2, headEnd, [&](const char* n, size_t nl, const char* v, size_t vl) {
+    std::string value(v, vl);
+    std::string* slot = equalsIgnoreCase(n, nl, "host")                    ? &host
+                        : equalsIgnoreCase(n, nl, "upgrade")               ? &upgrade
+                        : equalsIgnoreCase(n, nl, "connection")            ? &connection
+                        : equalsIgnoreCase(n, nl, "sec-websocket-key")     ? &key
+                        : equalsIgnoreCase(n, nl, "sec-websocket-version") ? &version
+                                                                           : nullptr;
+    if (slot != nullptr) {
+      if (!slot->empty()) dup = true;
+      *slot = value;
+    }
+    if (!hopByHop(n, nl)) forwarded.append(n, nl).append(": ").append(value).append("\r\n");
+  });
+  if (!ok || dup || host.empty()) return refuseHandshake(t, 400, "Bad Request");
+  if (!equalsIgnoreCase(upgrade.data(), upgrade.size(), "websocket") || !hasToken(connection, "upgrade"))
+    return refuseHandshake(t, 400, "Bad Request");
+  if (version != "13") return refuseHandshake(t, 426, "Upgrade Required");
+  // §4.2.1: the key is 16 bytes in base64, 24 characters ending in "==".
+  if (key.size() != 24 || key[22] != '=' || key[23] != '=') return refuseHandshake(t, 400, "Bad Request");
+  std::shared_ptr<const RouteTable> table = std::atomic_load(&routes);
+  const Route* route = nullptr;
+  if (table)
+    for (const Route& r : *table)
+      if (target.compare(0, r.prefix.size(), r.prefix) == 0 && (route == nullptr || r.prefix.size() > route->prefix.size()))
+        route = &r;
+  if (route == nullptr) return refuseHandshake(t, 404, "Not Found");
+
+  sockaddr_in peer{};
+  socklen_t plen = sizeof peer;
+  char ip[INET_ADDRSTRLEN] = "";
+  if (getpeername(t->sides[0].fd, reinterpret_cast<sockaddr*>(&peer), &plen) == 0)
+    inet_ntop(AF_INET, &peer.sin_addr, ip, sizeof ip);
+  h.request = "GET " + target + " HTTP/1.1\r\nHost: " + host + "\r\n" + forwarded;
+  h.request += std::string("X-Forwarded-For: ") + ip + "\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: " + host +
+               "\r\nForwarded: for=" + ip + ";proto=http;host=\"" + host + "\"\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n";
+  h.accept = acceptFor(key);
+  h.clientEarly = head.substr(headEnd);
+  h.buffer.clear();
+
+  int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0) return refuseHandshake(t, 502, "Bad Gateway");
+  int one = 1;
+  setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (connect(fd, reinterpret_cast<const sockaddr*>(&route->backend), sizeof route->backend) != 0 &&
+      errno != EINPROGRESS) {
+    close(fd);
+    return refuseHandshake(t, 502, "Bad Gateway");
+  }
+  Side& b = t->sides[1];
+  b.fd = fd;
+  epoll_event ev{};
+  ev.events = EPOLLOUT;
+  ev.data.ptr = &b;
+  b.interest = EPOLLOUT;
+  epoll_ctl(t->thread->epfd, EPOLL_CTL_ADD, fd, &ev);
+  // The client waits unread until the 101 (its early bytes stay in the kernel, as wsgate keeps it paused).
+  setSideInterest(t->sides[0], 0);
+  t->phase = PHASE_CONNECTING;
+}
+
+// The backend's answer is complete at `headEnd`: verify the 101 (§4.1), forward it, and start the tunnel.
+void onBackendHead(Tunnel* t, size_t headEnd) {
+  Handshake& h = *t->handshake;
+  const std::string& head = h.buffer;
+  size_t eol = head.find("\r\n");
+  if (head.compare(0, 13, "HTTP/1.1 101 ") != 0 && head.compare(0, 14, "HTTP/1.1 101\r\n") != 0)
+    return refuseHandshake(t, 502, "Bad Gateway");
+  std::string upgrade, connection, accept;
+  bool ok = eachHeader(head, eol + 2, headEnd, [&](const char* n, size_t nl, const char* v, size_t vl) {
+    if (equalsIgnoreCase(n, nl, "upgrade")) upgrade.assign(v, vl);
+    else if (equalsIgnoreCase(n, nl, "connection")) connection.assign(v, vl);
+    else if (equalsIgnoreCase(n, nl, "sec-websocket-accept")) accept.assign(v, vl);
+  });
+  if (!ok || !equalsIgnoreCase(upgrade.data(), upgrade.size(), "websocket") || !hasToken(connection, "upgrade") ||
+      accept != h.accept)
+    return refuseHandshake(t, 502, "Bad Gateway");
+  ssize_t w = send(t->sides[0].fd, head.data(), headEnd, MSG_NOSIGNAL | MSG_DONTWAIT);
+  if (w != ssize_t(headEnd)) return refuseHandshake(t, 502, "Bad Gateway");
+  t->early[1] = head.substr(headEnd);
+  t->early[0].swap(h.clientEarly);
+  freeHandshake(t);
+  t->phase = PHASE_TUNNEL;
+  t->counted = true;
+  dropTimed(t);  // the handshake deadline no longer applies
+  count(t->thread, C_ACTIVE, 1);
+  count(t->thread, C_OPENED, 1);
+  setSideInterest(t->sides[0], EPOLLIN);
+  setSideInterest(t->sides[1], EPOLLIN);
+  for (int src : {1, 0}) {
+    std::string early;
+    early.swap(t->early[src]);
+    if (!early.empty() && !t->finished)
+      push(t, t->dirs[src], reinterpret_cast<const uint8_t*>(early.data()), int64_t(early.size()));
+  }
+}
+
+// Reads into the handshake buffer; returns the head's end (past its blank line), 0 if not complete yet, or -1 when
+// the connection failed or the head is too large (the caller refuses or closes).
+ssize_t readHead(Tunnel* t, int i) {
+  Handshake& h = *t->handshake;
+  char buf[4096];
+  for (;;) {
+    ssize_t n = recv(t->sides[i].fd, buf, sizeof buf, MSG_DONTWAIT);
+    if (n > 0) {
+      h.buffer.append(buf, size_t(n));
+      if (h.buffer.size() > MAX_HEAD_BYTES) return -1;
+      continue;
+    }
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    if (n < 0 && errno == EINTR) continue;
+    return -1;  // EOF or error before a complete head
+  }
+  size_t end = h.buffer.find("\r\n\r\n");
+  return end == std::string::npos ? 0 : ssize_t(end + 4);
+}
+
+void onHandshakeEvent(Tunnel* t, int i, uint32_t ev) {
+  if (i == 0 && t->phase != PHASE_HEAD) {
+    // The client hung up while its backend was dialled or answering.
+    if (ev & (EPOLLERR | EPOLLHUP)) {
+      closeSide(t, 1);
+      closeSide(t, 0);
+    }
+    return;
+  }
+  if (t->phase == PHASE_HEAD) {
+    ssize_t end = readHead(t, 0);
+    if (end < 0) {
+      if (t->handshake->buffer.size() > MAX_HEAD_BYTES) return refuseHandshake(t, 431, "Request Header Fields Too Large");
+      closeSide(t, 0);
+      return;
+    }
+    if (end > 0) onClientHead(t, size_t(end));
+    return;
+  }
+  if (t->phase == PHASE_CONNECTING) {
+    int err = 0;
+    socklen_t len = sizeof err;
+    getsockopt(t->sides[1].fd, SOL_SOCKET, SO_ERROR, &err, &len);
+    if (err != 0 || (ev & EPOLLERR)) return refuseHandshake(t, 502, "Bad Gateway");
+    const std::string& req = t->handshake->request;
+    if (send(t->sides[1].fd, req.data(), req.size(), MSG_NOSIGNAL | MSG_DONTWAIT) != ssize_t(req.size()))
+      return refuseHandshake(t, 502, "Bad Gateway");
+    t->phase = PHASE_RESPONSE;
+    setSideInterest(t->sides[1], EPOLLIN);
+    return;
+  }
+  ssize_t end = readHead(t, 1);
+  if (end < 0) return refuseHandshake(t, 502, "Bad Gateway");
+  if (end > 0) onBackendHead(t, size_t(end));
+}
+
+void acceptAll(Thread* th) {
+  for (int k = 0; k < 64; k++) {
+    int fd = accept4(th->listenFd, nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) return;  // EAGAIN, or an error the next readiness retries
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    Tunnel* t = new Tunnel();
+    t->thread = th;
+    t->id = double(nextId.fetch_add(1));
+    t->phase = PHASE_HEAD;
+    t->counted = false;
+    t->handshake = new Handshake();
+    t->rsv1Allowed = false;
+    for (int i = 0; i < 2; i++) {
+      t->sides[i].tunnel = t;
+      t->sides[i].index = i;
+      Direction& d = t->dirs[i];
+      d.fromClient = i == 0;
+      d.src = i;
+      d.dst = 1 - i;
+      d.limits = nativeLimits[i];
+    }
+    t->sides[0].fd = fd;
+    t->next = th->head;
+    if (th->head) th->head->prev = t;
+    th->head = t;
+    count(th, C_ACCEPTED, 1);
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.ptr = &t->sides[0];
+    t->sides[0].interest = EPOLLIN;
+    epoll_ctl(th->epfd, EPOLL_CTL_ADD, fd, &ev);
+    setDeadline(t, nowMs() + HANDSHAKE_TIMEOUT_MS, R_HANDSHAKE_TIMEOUT);
+  }
+}
+
 void callEnded(napi_env env, napi_value js, void*, void* data) {
   auto* batch = static_cast<std::vector<Ended>*>(data);
   if (env != nullptr && js != nullptr) {
@@ -1007,16 +1473,31 @@ void* threadMain(void* arg) {
           }
         continue;
       }
+      if (events[k].data.ptr == &th->listenFd) {
+        acceptAll(th);
+        continue;
+      }
       Side* s = static_cast<Side*>(events[k].data.ptr);
       Tunnel* t = s->tunnel;
       if (t->finished || s->fd < 0) continue;
       uint32_t ev = events[k].events;
+      if (t->phase != PHASE_TUNNEL) {
+        onHandshakeEvent(t, s->index, ev);
+        continue;
+      }
       if (ev & EPOLLOUT) onWritable(t, s->index);
       if (t->finished || s->fd < 0) continue;
       if ((ev & EPOLLIN) || ((ev & (EPOLLERR | EPOLLHUP)) && !s->eof)) onReadable(t, s->index);
       else if (ev & (EPOLLERR | EPOLLHUP)) sideGone(t, s->index, s->index == 0 ? R_CLIENT_ERROR : R_BACKEND_ERROR);
     }
-    if (!th->timed.empty()) checkDeadlines(th);
+    if (!th->timed.empty()) {
+      // At most every DEADLINE_CHECK_MS: deadlines are coarse, and a busy thread loops far more often.
+      double now = nowMs();
+      if (now >= th->nextDeadlineCheckMs) {
+        th->nextDeadlineCheckMs = now + DEADLINE_CHECK_MS;
+        checkDeadlines(th);
+      }
+    }
     for (Tunnel* t : th->dead) delete t;
     th->dead.clear();
     if (!th->ended.empty()) {
@@ -1045,11 +1526,16 @@ double numberAt(napi_env env, napi_value arr, uint32_t i) {
   return d;
 }
 
-// start(threads, onEnded(Float64Array of [id, closeCode, initiator, reason, bytesC2B, bytesB2C, msgsC2B, msgsB2C]…))
+// start(threads, onEnded(Float64Array of [id, closeCode, initiator, reason, bytesC2B, bytesB2C, msgsC2B, msgsB2C]…),
+//       spliceMinBytes = 0 (off): frames with at least this much payload left are spliced)
 napi_value Start(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
+  size_t argc = 3;
+  napi_value argv[3];
   CHECK(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  if (argc >= 3) {
+    int64_t minBytes = 0;
+    if (napi_get_value_int64(env, argv[2], &minBytes) == napi_ok && minBytes > 0) spliceMinBytes = size_t(minBytes);
+  }
   if (!threads.empty()) {
     napi_throw_error(env, nullptr, "wsgate native pump: already started");
     return nullptr;
@@ -1061,6 +1547,13 @@ napi_value Start(napi_env env, napi_callback_info info) {
     Thread* th = new Thread();
     for (auto& c : th->counters) c.store(0);
     th->readBuffer = static_cast<uint8_t*>(malloc(READ_BUFFER_BYTES));
+    if (spliceMinBytes > 0) {
+      if (pipe2(th->pipe, O_NONBLOCK | O_CLOEXEC) != 0) {
+        napi_throw_error(env, nullptr, "wsgate native pump: pipe2 failed");
+        return nullptr;
+      }
+      fcntl(th->pipe[1], F_SETPIPE_SZ, PIPE_BYTES);
+    }
     th->epfd = epoll_create1(EPOLL_CLOEXEC);
     th->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     epoll_event ev{};
@@ -1171,12 +1664,90 @@ napi_value CloseAll(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
+// setRoutes([{ prefix, host, port }]): publishes a new routing table for the native accept path (immutable; the
+// threads read it per handshake, a reload swaps it whole).
+napi_value SetRoutes(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  uint32_t n = 0;
+  CHECK(napi_get_array_length(env, argv[0], &n));
+  auto table = std::make_shared<RouteTable>();
+  for (uint32_t i = 0; i < n; i++) {
+    napi_value item, v;
+    CHECK(napi_get_element(env, argv[0], i, &item));
+    char prefix[1024], host[64];
+    size_t len;
+    CHECK(napi_get_named_property(env, item, "prefix", &v));
+    CHECK(napi_get_value_string_utf8(env, v, prefix, sizeof prefix, &len));
+    CHECK(napi_get_named_property(env, item, "host", &v));
+    CHECK(napi_get_value_string_utf8(env, v, host, sizeof host, &len));
+    int32_t port = 0;
+    CHECK(napi_get_named_property(env, item, "port", &v));
+    CHECK(napi_get_value_int32(env, v, &port));
+    Route r;
+    r.prefix = prefix;
+    r.backend = sockaddr_in{};
+    r.backend.sin_family = AF_INET;
+    r.backend.sin_port = htons(uint16_t(port));
+    if (inet_pton(AF_INET, host, &r.backend.sin_addr) != 1) {
+      napi_throw_error(env, nullptr, "wsgate native pump: backend host must be an IPv4 address");
+      return nullptr;
+    }
+    table->push_back(r);
+  }
+  std::atomic_store(&routes, std::shared_ptr<const RouteTable>(table));
+  return nullptr;
+}
+
+// listen(port, limits: number[12]) → port: every thread accepts on its own SO_REUSEPORT socket on 127.0.0.1:port
+// (0: the first picks one) and runs the native accept + upgrade path; natively accepted tunnels get `limits`.
+napi_value Listen(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  int32_t port = 0;
+  CHECK(napi_get_value_int32(env, argv[0], &port));
+  for (int i = 0; i < 2; i++) {
+    double* L = &nativeLimits[i].messagesPerSecond;
+    for (uint32_t k = 0; k < 6; k++) L[k] = numberAt(env, argv[1], i * 6 + k);
+  }
+  for (Thread* th : threads) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+    setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof one);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(uint16_t(port));
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || listen(fd, 4096) != 0) {
+      close(fd);
+      napi_throw_error(env, nullptr, "wsgate native pump: cannot listen");
+      return nullptr;
+    }
+    socklen_t len = sizeof addr;
+    getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+    port = ntohs(addr.sin_port);
+    th->listenFd = fd;
+    epoll_event ev{};
+    ev.events = EPOLLIN;
+    ev.data.ptr = &th->listenFd;
+    epoll_ctl(th->epfd, EPOLL_CTL_ADD, fd, &ev);
+  }
+  napi_value out;
+  CHECK(napi_create_int32(env, port, &out));
+  return out;
+}
+
 napi_value Init(napi_env env, napi_value exports) {
   napi_property_descriptor props[] = {
       {"start", nullptr, Start, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"add", nullptr, Add, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"counters", nullptr, Counters, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"closeAll", nullptr, CloseAll, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"listen", nullptr, Listen, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"setRoutes", nullptr, SetRoutes, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   napi_value reasons;

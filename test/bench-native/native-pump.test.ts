@@ -35,7 +35,7 @@ interface Gateway {
 }
 
 /** The bench gateway from the sources, with `pump` and per-direction `limits`; ended tunnels come over IPC. */
-async function startGateway(pump: string, backendPort: number, limits: object = {}): Promise<Gateway> {
+async function startGateway(mode: string[], backendPort: number, limits: object = {}): Promise<Gateway> {
   const child = spawn(
     NODE_BIN,
     [
@@ -44,8 +44,7 @@ async function startGateway(pump: string, backendPort: number, limits: object = 
       join(ROOT, 'bench', 'native', 'gateway.ts'),
       '--backend',
       String(backendPort),
-      '--pump',
-      pump,
+      ...mode,
       '--limits',
       JSON.stringify(limits),
       '--report',
@@ -119,20 +118,24 @@ async function writeSplit(socket: Socket, bytes: Buffer): Promise<void> {
 }
 
 const PUMPS = [
-  { pump: 'js', skip: false },
-  { pump: 'native', skip: noCompiler !== undefined },
+  { pump: 'js', mode: ['--pump', 'js'], skip: false },
+  { pump: 'native', mode: ['--pump', 'native'], skip: noCompiler !== undefined },
+  // Accept, upgrade and tunnel all native (pump.cc, "the native accept + upgrade path").
+  { pump: 'native-accept', mode: ['--accept', 'native'], skip: noCompiler !== undefined },
+  // Payloads of 16 KiB or more spliced socket → pipe → socket (pump.cc, trySplice).
+  { pump: 'native-splice', mode: ['--pump', 'native', '--splice', '16384'], skip: noCompiler !== undefined },
 ];
 
 beforeAll(() => {
   if (noCompiler === undefined) buildAddon();
 }, 60_000);
 
-describe.each(PUMPS)('bench gateway with the $pump pump', ({ pump, skip }) => {
+describe.each(PUMPS)('bench gateway with the $pump pump', ({ mode, skip }) => {
   it.skipIf(skip)(
     'forwards every byte unchanged both ways: split writes, 16- and 64-bit lengths, a stalled reader',
     async () => {
       const { backend, peer } = await switchingBackend();
-      const gw = await startGateway(pump, backend.port);
+      const gw = await startGateway(mode, backend.port);
       const c = await client(gw.port);
       await waitFor(() => peer() !== undefined);
       // §5.2 length encodings at their edges, a fragmented message with a ping inside (§5.4), all masked.
@@ -161,12 +164,13 @@ describe.each(PUMPS)('bench gateway with the $pump pump', ({ pump, skip }) => {
       // The stall made the native pump queue what the kernel refused (the JS pump has no counter for it).
       const counters = await gw.counters();
       if (counters !== null) expect(counters[COUNTER.queuedBytes]).toBeGreaterThan(0);
+      if (mode.includes('--splice')) expect(counters?.[COUNTER.splicedBytes]).toBeGreaterThan(1_000_000);
     },
   );
 
   it.skipIf(skip)('passes a close handshake through and closes both connections (1000)', async () => {
     const { backend, peer } = await switchingBackend();
-    const gw = await startGateway(pump, backend.port);
+    const gw = await startGateway(mode, backend.port);
     const c = await client(gw.port);
     await waitFor(() => peer() !== undefined);
     const backendGot: Buffer[] = [];
@@ -184,7 +188,7 @@ describe.each(PUMPS)('bench gateway with the $pump pump', ({ pump, skip }) => {
     'closes with 1009 a client message over maxMessageBytes, after forwarding the one before it',
     async () => {
       const { backend, peer } = await switchingBackend();
-      const gw = await startGateway(pump, backend.port, { maxMessageBytes: 1000 });
+      const gw = await startGateway(mode, backend.port, { maxMessageBytes: 1000 });
       const c = await client(gw.port);
       await waitFor(() => peer() !== undefined);
       const fine = frame(2, randomBytes(1000));
@@ -203,7 +207,7 @@ describe.each(PUMPS)('bench gateway with the $pump pump', ({ pump, skip }) => {
 
   it.skipIf(skip)('closes with 1008 a client over messagesPerSecond, at the frame that went over', async () => {
     const { backend, peer } = await switchingBackend();
-    const gw = await startGateway(pump, backend.port, { messagesPerSecond: 5, burstMessages: 5 });
+    const gw = await startGateway(mode, backend.port, { messagesPerSecond: 5, burstMessages: 5 });
     const c = await client(gw.port);
     await waitFor(() => peer() !== undefined);
     const messages = Array.from({ length: 10 }, (_, i) => frame(1, `message ${i}`));
@@ -219,7 +223,7 @@ describe.each(PUMPS)('bench gateway with the $pump pump', ({ pump, skip }) => {
 
   it.skipIf(skip)('closes with 1002 an unmasked client frame (§5.1), telling the backend 1011', async () => {
     const { backend, peer } = await switchingBackend();
-    const gw = await startGateway(pump, backend.port);
+    const gw = await startGateway(mode, backend.port);
     const c = await client(gw.port);
     await waitFor(() => peer() !== undefined);
     const fine = frame(1, 'fine');
@@ -233,7 +237,7 @@ describe.each(PUMPS)('bench gateway with the $pump pump', ({ pump, skip }) => {
 
   it.skipIf(skip)('closes with 1002 a backend frame with a reserved opcode, telling the client 1014', async () => {
     const { backend, peer } = await switchingBackend();
-    const gw = await startGateway(pump, backend.port);
+    const gw = await startGateway(mode, backend.port);
     const c = await client(gw.port);
     await waitFor(() => peer() !== undefined);
     const backendGot: Buffer[] = [];
@@ -254,7 +258,7 @@ describe.each(PUMPS)('bench gateway with the $pump pump', ({ pump, skip }) => {
     'cuts the TCP connection without a close frame when the offending header straddles two reads',
     async () => {
       const { backend, peer } = await switchingBackend();
-      const gw = await startGateway(pump, backend.port);
+      const gw = await startGateway(mode, backend.port);
       const c = await client(gw.port);
       await waitFor(() => peer() !== undefined);
       const backendGot: Buffer[] = [];
@@ -274,7 +278,7 @@ describe.each(PUMPS)('bench gateway with the $pump pump', ({ pump, skip }) => {
 
   it.skipIf(skip)('tells the client 1014 when the backend connection is lost', async () => {
     const { backend, peer } = await switchingBackend();
-    const gw = await startGateway(pump, backend.port);
+    const gw = await startGateway(mode, backend.port);
     const c = await client(gw.port);
     await waitFor(() => peer() !== undefined);
     peer()?.destroy();
@@ -283,4 +287,20 @@ describe.each(PUMPS)('bench gateway with the $pump pump', ({ pump, skip }) => {
     await waitFor(() => gw.ended.length === 1);
     expect(gw.ended[0]).toMatchObject({ reason: 'backend_closed', initiator: 'backend', closeCode: 1014 });
   });
+
+  it.skipIf(skip)(
+    'refuses a wrong Sec-WebSocket-Version with 426 and a missing Upgrade with 400 (§4.2.2)',
+    async () => {
+      const { backend } = await switchingBackend();
+      const gw = await startGateway(mode, backend.port);
+      const wrong = await rawUpgrade(gw.port, { headers: { 'Sec-WebSocket-Version': '8' } });
+      cleanups.push(() => wrong.socket.destroy());
+      expect(wrong.status).toBe(426);
+      expect(wrong.headers['sec-websocket-version']).toBe('13');
+      const plain = await rawUpgrade(gw.port, { headers: { Upgrade: '' } });
+      cleanups.push(() => plain.socket.destroy());
+      expect(plain.status).toBe(400);
+      expect(backend.connections).toBe(0);
+    },
+  );
 });
