@@ -14,7 +14,9 @@ export const REPO_ROOT = HERE.includes(`${join('dist', 'bench')}`)
   : join(HERE, '..', '..');
 const SOURCE = join(REPO_ROOT, 'bench', 'native', 'pump.cc');
 const HEADERS = join(REPO_ROOT, 'node_modules', 'node-api-headers', 'include');
-export const ADDON_PATH = join(REPO_ROOT, 'dist', 'bench', 'native', 'wsgate_pump.node');
+/** Where the library is built (WSGATE_NATIVE_ADDON overrides it, e.g. to try a build beside a running bench). */
+export const ADDON_PATH =
+  process.env.WSGATE_NATIVE_ADDON ?? join(REPO_ROOT, 'dist', 'bench', 'native', 'wsgate_pump.node');
 
 const CXX = process.env.CXX ?? 'g++';
 export const CXX_FLAGS = [
@@ -107,8 +109,9 @@ interface RawAddon {
   ): number;
   counters(): Float64Array;
   closeAll(code: number): void;
-  listen(port: number, limits: readonly number[]): number;
+  listen(port: number, limits: readonly number[], decide?: (records: Float64Array, heads: Buffer) => void): number;
   setRoutes(routes: readonly NativeRoute[]): void;
+  decide(id: number, thread: number, status: number, port: number, request?: Buffer, accept?: string): void;
   readonly reasons: readonly string[];
 }
 
@@ -135,10 +138,23 @@ export interface NativePump {
    * Accepts on 127.0.0.1:`port` (0: any) in every pump thread (SO_REUSEPORT) and does the upgrade natively with
    * the routes of setRoutes(); returns the port.
    */
-  listen(port: number, clientToBackend: NativeLimits, backendToClient: NativeLimits): number;
+  listen(port: number, clientToBackend: NativeLimits, backendToClient: NativeLimits, onHead?: OnHead): number;
+  /** The answer to an onHead: refuse with an HTTP `status`, or (0) send `request` to 127.0.0.1:`port` and expect `accept`. */
+  decide(head: HeadAsk, status: number, port: number, request?: Buffer, accept?: string): void;
   /** Publishes a new immutable routing table for the native accept path (a reload swaps it whole). */
   setRoutes(routes: readonly NativeRoute[]): void;
 }
+
+/** A complete upgrade head read natively, for the JS side to decide about (listen with onHead). */
+export interface HeadAsk {
+  readonly id: number;
+  readonly thread: number;
+  /** The client's IPv4 address, dotted. */
+  readonly ip: string;
+  /** The head up to and including its blank line (a view of the batch's buffer, valid during the call). */
+  readonly head: Buffer;
+}
+export type OnHead = (ask: HeadAsk) => void;
 
 const INITIATORS = ['client', 'backend', 'proxy'] as const;
 const RECORD_SLOTS = 8;
@@ -198,7 +214,25 @@ export function startNativePump(
       ),
     counters: () => raw.counters(),
     closeAll: (code) => raw.closeAll(code),
-    listen: (port, c2b, b2c) => raw.listen(port, [...limitsArray(c2b), ...limitsArray(b2c)]),
+    listen: (port, c2b, b2c, onHead) =>
+      raw.listen(
+        port,
+        [...limitsArray(c2b), ...limitsArray(b2c)],
+        onHead === undefined
+          ? undefined
+          : (records, heads) => {
+              for (let i = 0; i + 5 <= records.length; i += 5) {
+                const ip = records[i + 2]!;
+                onHead({
+                  id: records[i]!,
+                  thread: records[i + 1]!,
+                  ip: `${ip >>> 24}.${(ip >>> 16) & 255}.${(ip >>> 8) & 255}.${ip & 255}`,
+                  head: heads.subarray(records[i + 3]!, records[i + 3]! + records[i + 4]!),
+                });
+              }
+            },
+      ),
+    decide: (head, status, port, request, accept) => raw.decide(head.id, head.thread, status, port, request, accept),
     setRoutes: (routes) => raw.setRoutes(routes),
   };
 }

@@ -6,11 +6,13 @@
 //
 // With --accept native, JS only starts the addon and publishes the routing table: accepting, the upgrade head, the
 // checks, the backend's 101 and the tunnel all run on the pump threads (pump.cc, "the native accept + upgrade path").
+// With --decide js as well, the sockets stay native but each complete head comes to JS, which checks, routes and
+// builds the backend request with wsgate's code (onNativeHead): the shape an integration would most likely take.
 //
 // Getting a descriptor out of a net.Socket uses `socket._handle.fd`, a Node internal; it stays in bench/native.
 //
 // Usage: node dist/bench/native/gateway.js --backend PORT [--pump native|js] [--threads N] [--limits JSON]
-//        [--accept js|native] [--splice MIN_BYTES] [--report]. Binds 127.0.0.1:0 (or --port) and sends { port } over IPC (or prints it). With --report every
+//        [--accept js|native [--decide native|js]] [--splice MIN_BYTES] [--report]. Binds 127.0.0.1:0 (or --port) and sends { port } over IPC (or prints it). With --report every
 //        ended tunnel is sent over IPC as { ended }; the message 'counters' is answered with { counters }.
 
 import { existsSync } from 'node:fs';
@@ -26,7 +28,7 @@ import { TunnelSweeper } from '../../src/tunnel/sweeper.js';
 import { Tunnel, type TunnelEnd, type TunnelHooks } from '../../src/tunnel/tunnel.js';
 import { attemptUpstream } from '../../src/upstream/handshake.js';
 import { upstreamRequestHead } from '../../src/upstream/request.js';
-import { ADDON_PATH, buildAddon, type NativeEnded, type NativePump, startNativePump } from './addon.js';
+import { ADDON_PATH, buildAddon, type HeadAsk, type NativeEnded, type NativePump, startNativePump } from './addon.js';
 
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 const SWEEP_MS = 1000;
@@ -48,6 +50,7 @@ const { values } = parseArgs({
     pump: { type: 'string', default: 'native' },
     accept: { type: 'string', default: 'js' },
     splice: { type: 'string', default: '0' },
+    decide: { type: 'string', default: 'native' },
     threads: { type: 'string', default: '1' },
     limits: { type: 'string' },
     report: { type: 'boolean', default: false },
@@ -197,9 +200,22 @@ function listening(port: number): void {
     console.log(`native-bench gateway (${values.pump}, accept ${values.accept}) on 127.0.0.1:${port} → ${backend.id}`);
 }
 
+/** A head read by the native accept path, decided with wsgate's code: the same checks as onHead. */
+function onNativeHead(pump: NativePump, ask: HeadAsk): void {
+  const parsed = parseUpgradeHead(ask.head);
+  const check = parsed === undefined ? undefined : validateUpgrade(parsed.request);
+  if (parsed === undefined || check === undefined) pump.decide(ask, 400, 0);
+  else if (!check.ok) pump.decide(ask, check.error.status ?? 400, 0);
+  else {
+    const head = upstreamRequestHead(parsed.request, { clientAddress: ask.ip, secure: false });
+    pump.decide(ask, 0, backend.port, Buffer.from(head, 'latin1'), acceptFor(check.key));
+  }
+}
+
 if (nativeAccept && native !== undefined) {
   native.setRoutes([{ prefix: '/', host: backend.host, port: backend.port }]);
-  listening(native.listen(Number(values.port), limits, limits));
+  const onHeadJs = values.decide === 'js' ? (ask: HeadAsk) => onNativeHead(native, ask) : undefined;
+  listening(native.listen(Number(values.port), limits, limits, onHeadJs));
   // Nothing JS-side holds the loop open: the pump threads do the work. Keep the process until it is stopped.
   setInterval(() => {}, 1 << 30);
 } else {

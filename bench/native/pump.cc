@@ -38,6 +38,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 namespace {
@@ -281,7 +282,23 @@ struct Direction {
 struct Handshake;
 
 // Phases of a connection accepted natively; tunnels handed over by add() start in PHASE_TUNNEL.
-enum Phase : uint8_t { PHASE_TUNNEL, PHASE_HEAD, PHASE_CONNECTING, PHASE_RESPONSE };
+enum Phase : uint8_t { PHASE_TUNNEL, PHASE_HEAD, PHASE_DECIDING, PHASE_CONNECTING, PHASE_RESPONSE };
+
+// A decision of the JS side about a natively read head (listen() with a decide callback): refuse with `status`, or
+// (status 0) send `request` to 127.0.0.1:`port` and expect `accept`.
+struct Decision {
+  uint64_t id;
+  int status;
+  int port;
+  std::string request, accept;
+};
+// A head waiting for JS; JS gets [id, thread, client IPv4, offset, length] per head and one buffer of them all.
+struct Ask {
+  uint64_t id;
+  int thread;
+  uint32_t ip;
+  std::string head;
+};
 
 struct Tunnel {
   Thread* thread;
@@ -310,6 +327,11 @@ struct Ended {
 struct Thread {
   int epfd = -1, wakefd = -1;
   int listenFd = -1;  // the native accept path's SO_REUSEPORT socket of this thread; its cookie is &listenFd
+  int index = 0;
+  std::vector<Decision> decisions;                  // from JS (guarded by mutex)
+  std::vector<Ask> asks;                            // to JS, after the current batch
+  std::unordered_map<uint64_t, Tunnel*> deciding;   // heads JS is deciding about
+  napi_threadsafe_function onHeads = nullptr;
   double nextDeadlineCheckMs = 0;
   pthread_t thread;
   std::mutex mutex;  // guards inbox, commands
@@ -907,6 +929,7 @@ void finishTunnel(Tunnel* t) {
                               double(t->dirs[1].bytes), double(t->dirs[0].messages), double(t->dirs[1].messages)});
   else
     count(th, C_REFUSED, 1);
+  if (t->phase == PHASE_DECIDING) th->deciding.erase(uint64_t(t->id));
   freeHandshake(t);
   if (t->prev) t->prev->next = t->next;
   else th->head = t->next;
@@ -1095,6 +1118,8 @@ struct Handshake {
   std::string clientEarly;  // bytes after the client's head
 };
 
+void dialBackend(Tunnel* t, const sockaddr_in& backend);
+
 void freeHandshake(Tunnel* t) {
   delete t->handshake;
   t->handshake = nullptr;
@@ -1227,7 +1252,72 @@ void setSideInterest(Side& s, uint32_t want) {
 }
 
 // The client's head is complete at `headEnd`: check it, route it, and dial the backend.
+bool jsDecides = false;
+
+// The JS side decides (listen() with a decide callback): the head goes to JS after this batch, the client waits.
+void askJs(Tunnel* t, size_t headEnd) {
+  Handshake& h = *t->handshake;
+  sockaddr_in peer{};
+  socklen_t plen = sizeof peer;
+  uint32_t ip = 0;
+  if (getpeername(t->sides[0].fd, reinterpret_cast<sockaddr*>(&peer), &plen) == 0) ip = ntohl(peer.sin_addr.s_addr);
+  t->thread->asks.push_back(Ask{uint64_t(t->id), t->thread->index, ip, h.buffer.substr(0, headEnd)});
+  h.clientEarly = h.buffer.substr(headEnd);
+  h.buffer.clear();
+  t->thread->deciding[uint64_t(t->id)] = t;
+  setSideInterest(t->sides[0], 0);
+  t->phase = PHASE_DECIDING;
+}
+
+void applyDecision(Thread* th, Decision& d) {
+  auto it = th->deciding.find(d.id);
+  if (it == th->deciding.end()) return;  // the client left meanwhile
+  Tunnel* t = it->second;
+  th->deciding.erase(it);
+  t->phase = PHASE_HEAD;
+  if (d.status != 0) return refuseHandshake(t, d.status, "Refused");
+  t->handshake->request.swap(d.request);
+  t->handshake->accept.swap(d.accept);
+  sockaddr_in backend{};
+  backend.sin_family = AF_INET;
+  backend.sin_port = htons(uint16_t(d.port));
+  backend.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  dialBackend(t, backend);
+}
+
+void callHeads(napi_env env, napi_value js, void*, void* data) {
+  auto* batch = static_cast<std::vector<Ask>*>(data);
+  if (env != nullptr && js != nullptr && !batch->empty()) {
+    size_t total = 0;
+    for (const Ask& a : *batch) total += a.head.size();
+    napi_value records, heads, argv[2], undefined;
+    void* raw;
+    napi_value ab;
+    napi_create_arraybuffer(env, batch->size() * 5 * sizeof(double), &raw, &ab);
+    double* r = static_cast<double*>(raw);
+    void* bytes;
+    napi_create_buffer(env, total, &bytes, &heads);
+    size_t at = 0;
+    for (const Ask& a : *batch) {
+      *r++ = double(a.id);
+      *r++ = double(a.thread);
+      *r++ = double(a.ip);
+      *r++ = double(at);
+      *r++ = double(a.head.size());
+      memcpy(static_cast<char*>(bytes) + at, a.head.data(), a.head.size());
+      at += a.head.size();
+    }
+    napi_create_typedarray(env, napi_float64_array, batch->size() * 5, ab, 0, &records);
+    argv[0] = records;
+    argv[1] = heads;
+    napi_get_undefined(env, &undefined);
+    napi_call_function(env, undefined, js, 2, argv, nullptr);
+  }
+  delete batch;
+}
+
 void onClientHead(Tunnel* t, size_t headEnd) {
+  if (jsDecides) return askJs(t, headEnd);
   Handshake& h = *t->handshake;
   const std::string& head = h.buffer;
   if (head.compare(0, 5, "GET /") != 0) return refuseHandshake(t, 400, "Bad Request");
@@ -1280,12 +1370,16 @@ void onClientHead(Tunnel* t, size_t headEnd) {
   h.accept = acceptFor(key);
   h.clientEarly = head.substr(headEnd);
   h.buffer.clear();
+  dialBackend(t, route->backend);
+}
 
+// Connects to the backend; the client waits unread meanwhile.
+void dialBackend(Tunnel* t, const sockaddr_in& backend) {
   int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0) return refuseHandshake(t, 502, "Bad Gateway");
   int one = 1;
   setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-  if (connect(fd, reinterpret_cast<const sockaddr*>(&route->backend), sizeof route->backend) != 0 &&
+  if (connect(fd, reinterpret_cast<const sockaddr*>(&backend), sizeof backend) != 0 &&
       errno != EINPROGRESS) {
     close(fd);
     return refuseHandshake(t, 502, "Bad Gateway");
@@ -1459,12 +1553,15 @@ void* threadMain(void* arg) {
         }
         std::vector<Tunnel*> inbox;
         std::vector<int> drains;
+        std::vector<Decision> decisions;
         {
           std::lock_guard<std::mutex> lock(th->mutex);
           inbox.swap(th->inbox);
           drains.swap(th->drainCodes);
+          decisions.swap(th->decisions);
         }
         for (Tunnel* t : inbox) adopt(th, t);
+        for (Decision& d : decisions) applyDecision(th, d);
         for (int code : drains)
           for (Tunnel* t = th->head; t != nullptr;) {
             Tunnel* next = t->next;
@@ -1500,6 +1597,11 @@ void* threadMain(void* arg) {
     }
     for (Tunnel* t : th->dead) delete t;
     th->dead.clear();
+    if (!th->asks.empty()) {
+      auto* batch = new std::vector<Ask>();
+      batch->swap(th->asks);
+      if (napi_call_threadsafe_function(th->onHeads, batch, napi_tsfn_nonblocking) != napi_ok) delete batch;
+    }
     if (!th->ended.empty()) {
       auto* batch = new std::vector<Ended>();
       batch->swap(th->ended);
@@ -1545,6 +1647,7 @@ napi_value Start(napi_env env, napi_callback_info info) {
   if (count < 1 || count > 64) count = 1;
   for (int i = 0; i < count; i++) {
     Thread* th = new Thread();
+    th->index = i;
     for (auto& c : th->counters) c.store(0);
     th->readBuffer = static_cast<uint8_t*>(malloc(READ_BUFFER_BYTES));
     if (spliceMinBytes > 0) {
@@ -1700,12 +1803,59 @@ napi_value SetRoutes(napi_env env, napi_callback_info info) {
   return nullptr;
 }
 
-// listen(port, limits: number[12]) → port: every thread accepts on its own SO_REUSEPORT socket on 127.0.0.1:port
-// (0: the first picks one) and runs the native accept + upgrade path; natively accepted tunnels get `limits`.
-napi_value Listen(napi_env env, napi_callback_info info) {
-  size_t argc = 2;
-  napi_value argv[2];
+// decide(id, thread, status, port, request: Buffer, accept: string): the JS side's answer to a head (see Listen).
+napi_value Decide(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
   CHECK(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  double id = 0;
+  int32_t thread = 0, status = 0, port = 0;
+  CHECK(napi_get_value_double(env, argv[0], &id));
+  CHECK(napi_get_value_int32(env, argv[1], &thread));
+  CHECK(napi_get_value_int32(env, argv[2], &status));
+  CHECK(napi_get_value_int32(env, argv[3], &port));
+  if (thread < 0 || size_t(thread) >= threads.size()) return nullptr;
+  Decision d{uint64_t(id), status, port, {}, {}};
+  if (status == 0) {
+    void* data;
+    size_t len;
+    CHECK(napi_get_buffer_info(env, argv[4], &data, &len));
+    d.request.assign(static_cast<char*>(data), len);
+    char accept[64];
+    CHECK(napi_get_value_string_utf8(env, argv[5], accept, sizeof accept, &len));
+    d.accept.assign(accept, len);
+  }
+  Thread* th = threads[size_t(thread)];
+  {
+    std::lock_guard<std::mutex> lock(th->mutex);
+    th->decisions.push_back(std::move(d));
+  }
+  uint64_t one = 1;
+  if (write(th->wakefd, &one, 8) < 0) {
+  }
+  return nullptr;
+}
+
+// listen(port, limits: number[12], decide?) → port: every thread accepts on its own SO_REUSEPORT socket on 127.0.0.1:port
+// (0: the first picks one) and runs the native accept + upgrade path; natively accepted tunnels get `limits`.
+// With `decide(records: Float64Array, heads: Buffer)`, the checks, routing and the backend request are JS's: each
+// complete head goes to it ([id, thread, client IPv4, offset, length] per head), and it answers with decide().
+napi_value Listen(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  CHECK(napi_get_cb_info(env, info, &argc, argv, nullptr, nullptr));
+  napi_valuetype decideType = napi_undefined;
+  if (argc >= 3) napi_typeof(env, argv[2], &decideType);
+  if (decideType == napi_function) {
+    jsDecides = true;
+    for (Thread* th : threads) {
+      napi_value name;
+      CHECK(napi_create_string_utf8(env, "wsgate-native-heads", NAPI_AUTO_LENGTH, &name));
+      CHECK(napi_create_threadsafe_function(env, argv[2], nullptr, name, 0, 1, nullptr, nullptr, nullptr, callHeads,
+                                            &th->onHeads));
+      napi_unref_threadsafe_function(env, th->onHeads);
+    }
+  }
   int32_t port = 0;
   CHECK(napi_get_value_int32(env, argv[0], &port));
   for (int i = 0; i < 2; i++) {
@@ -1748,6 +1898,7 @@ napi_value Init(napi_env env, napi_value exports) {
       {"closeAll", nullptr, CloseAll, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"listen", nullptr, Listen, nullptr, nullptr, nullptr, napi_default, nullptr},
       {"setRoutes", nullptr, SetRoutes, nullptr, nullptr, nullptr, napi_default, nullptr},
+      {"decide", nullptr, Decide, nullptr, nullptr, nullptr, napi_default, nullptr},
   };
   napi_define_properties(env, exports, sizeof props / sizeof props[0], props);
   napi_value reasons;

@@ -44,7 +44,16 @@ const STARVED_BELOW = 0.95;
 const RUN = { generators: 2, pin: true };
 
 /** Targets of the single-core modes; `cores` compares the ones that may use both cores. */
-const SINGLE_CORE = ['haproxy', 'nginx', 'node-pump', 'wsgate', 'native-js', 'native', 'native-accept'];
+const SINGLE_CORE = [
+  'haproxy',
+  'nginx',
+  'node-pump',
+  'wsgate',
+  'native-js',
+  'native',
+  'native-accept',
+  'native-accept-jsdecide',
+];
 const ACROSS_CORES = ['wsgate-2w', 'native-2t', 'native-accept-2t', 'native'];
 const LARGE_MESSAGES = ['haproxy', 'nginx', 'wsgate', 'native', 'native-splice'];
 const MODES = ['echo', 'saturated', 'handshake', 'idle', 'cores', 'large'] as const;
@@ -108,6 +117,14 @@ function startTarget(ctx: TargetContext, name: string): Promise<RunningTarget> {
       return startNodeTarget(ctx, name, GATEWAY, (p) => ['--backend', String(p), '--pump', 'native'], PROXY_CPUS);
     case 'native-accept':
       return startNodeTarget(ctx, name, GATEWAY, (p) => ['--backend', String(p), '--accept', 'native'], PROXY_CPUS);
+    case 'native-accept-jsdecide':
+      return startNodeTarget(
+        ctx,
+        name,
+        GATEWAY,
+        (p) => ['--backend', String(p), '--accept', 'native', '--decide', 'js'],
+        PROXY_CPUS,
+      );
     case 'native-accept-2t':
       return startNodeTarget(
         ctx,
