@@ -3,7 +3,8 @@
 // (bench/floor/node-pump.ts), nginx and HAProxy, each started fresh and measured in turns for several rounds (every
 // other round in reverse order, as bench/floor/run.ts does), with the median and range of each.
 //
-// Usage: npm run bench:native [-- --modes echo,saturated,handshake,idle,cores] [--rounds N] [--targets a,b]
+// Usage: npm run bench:native [-- --modes handshake,echo,pingpong,idle,large,saturated,cores] [--rounds N]
+//        [--targets a,b] [--rate MSG_PER_S]
 // Results: printed, and bench/results/native-latest.json.
 
 import type { ChildProcess } from 'node:child_process';
@@ -284,7 +285,7 @@ const COLUMNS: Record<Mode, { readonly title: string; cols: [string, (s: Sample)
 async function main(): Promise<void> {
   const { values } = parseArgs({
     options: {
-      modes: { type: 'string', default: 'echo,handshake,saturated,idle,cores' },
+      modes: { type: 'string', default: 'handshake,echo,pingpong,idle,large,saturated,cores' },
       rounds: { type: 'string', default: '5' },
       targets: { type: 'string' },
       rate: { type: 'string' },
