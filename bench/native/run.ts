@@ -12,7 +12,7 @@ import { mkdirSync, mkdtempSync, writeFileSync } from 'node:fs';
 import { cpus, release, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { NODE_FLAGS } from '../../src/ops/node-flags.js';
+import { NODE_FLAGS } from '../../src/control/node-flags.js';
 import { generateCerts } from '../harness/certs.js';
 import { echoRun, handshakeRun, idleRun } from '../harness/modes.js';
 import { fdLimit, processTree, startProcess, stopProcess } from '../harness/processes.js';
