@@ -29,7 +29,8 @@ import {
 import { Admission } from './proxy/admission.js';
 import type { ProxyContext } from './proxy/context.js';
 import { type NameDiff, Runtime } from './proxy/runtime.js';
-import { handleUpgrade, routeOfTunnel } from './proxy/upgrade.js';
+import { routeOfTunnel } from './proxy/tunnel-binding.js';
+import { handleUpgrade } from './proxy/upgrade.js';
 import { normaliseIp } from './routing/hash-key.js';
 import { SOCKET_IO_MODE } from './tunnel/socket-io.js';
 import { sweepPeriodFor, TunnelSweeper } from './tunnel/sweeper.js';
