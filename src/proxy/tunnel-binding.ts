@@ -1,6 +1,7 @@
 // The hooks every tunnel of one (route, backend) shares: metric children, route stats, pool accounting and the close
 // log line. One binding per (route, member), made on first use.
 
+import type { Ending } from '../errors.js';
 import type { BackendChildren, Direction } from '../observe/metrics.js';
 import type { Member, Pool } from '../pool/pool.js';
 import type { Tunnel, TunnelEnd, TunnelHooks } from '../tunnel/tunnel.js';
@@ -35,16 +36,17 @@ class TunnelBinding implements TunnelHooks {
     return this.children;
   }
 
-  violation(_tunnel: Tunnel, fromClient: boolean, kind: string): void {
-    this.ctx.metrics.protocolViolations.inc({ route: this.route.name, direction: directionOf(fromClient), kind });
+  violation(_tunnel: Tunnel, fromClient: boolean, violation: Ending): void {
+    const labels = { route: this.route.name, direction: directionOf(fromClient), kind: violation.label };
+    this.ctx.metrics.protocolViolations.inc(labels);
   }
 
-  limitExceeded(_tunnel: Tunnel, limit: string, action: 'close' | 'throttle'): void {
-    this.ctx.metrics.limitExceeded.inc({ route: this.route.name, limit, action });
+  limitExceeded(_tunnel: Tunnel, limit: Ending, action: 'close' | 'throttle'): void {
+    this.ctx.metrics.limitExceeded.inc({ route: this.route.name, limit: limit.label, action });
   }
 
-  keepaliveTimeout(_tunnel: Tunnel, peer: 'client' | 'backend'): void {
-    this.ctx.metrics.keepaliveTimeouts.inc({ route: this.route.name, peer });
+  keepaliveTimeout(_tunnel: Tunnel, timeout: Ending): void {
+    this.ctx.metrics.keepaliveTimeouts.inc({ route: this.route.name, peer: timeout.label });
   }
 
   ended(tunnel: Tunnel, end: TunnelEnd): void {

@@ -4,7 +4,7 @@
 
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { type CatalogueEntry, Errors, reasonLabel } from '../errors.js';
+import { type CatalogueEntry, Endings, Errors, reasonLabel } from '../errors.js';
 import { acceptFor } from '../handshake/accept.js';
 import { rejectHandshake } from '../handshake/reject.js';
 import type { UpgradeRequest } from '../handshake/upgrade-head.js';
@@ -13,7 +13,6 @@ import { MAX_ATTEMPTS, type Member } from '../pool/pool.js';
 import { hashString } from '../routing/hash.js';
 import { hashKeyOf, normaliseIp } from '../routing/hash-key.js';
 import { isSuspiciousPath } from '../routing/router.js';
-import { CLOSE_CODES } from '../tunnel/close-frame.js';
 import { directWriteFd, writeChunk } from '../tunnel/socket-io.js';
 import { Tunnel } from '../tunnel/tunnel.js';
 import { type AttemptResult, attemptUpstream } from '../upstream/handshake.js';
@@ -164,7 +163,7 @@ export async function handleUpgrade(
   tunnel.start();
   // A reload during the backend handshake may have removed this route: the drain did not see this tunnel yet.
   if (ctx.runtime !== runtime && !ctx.runtime.keepsConnectionsOf(route)) {
-    tunnel.closeWithCode(CLOSE_CODES.GOING_AWAY, 'route removed');
+    tunnel.closeWith(Endings.ROUTE_REMOVED);
   }
 }
 

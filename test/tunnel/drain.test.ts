@@ -12,7 +12,7 @@ import { cleanupAfterEach } from '../helpers/cleanups.js';
 import { type ConfigObject, simpleConfig } from '../helpers/gateway.js';
 import { upgradeRequest } from '../helpers/raw-client.js';
 import { waitFor } from '../helpers/wait.js';
-import { admin, connectClient, connectMany, withFreshRoute } from './support.js';
+import { admin, connectClient, connectMany, withFreshRoute } from '../ops/support.js';
 
 beforeAll(ensureBuilt, 120_000);
 
