@@ -117,11 +117,10 @@ function violation(kind: string, closeCode = 1002, code = 'WSG_PROTOCOL_VIOLATIO
 }
 
 /** A per-connection limit closed the peer (wsgate_limit_exceeded_total{limit}); a backend whose client did hears 1000. */
-function limit(name: string, reason = `limit exceeded: ${name}`, logReason = `limit:${name}`): Ending {
-  const tooBig = name === 'max_message_bytes';
-  return ending(tooBig ? 'WSG_MESSAGE_TOO_BIG' : 'WSG_RATE_LIMITED', 'proxy', logReason, {
-    closeCode: tooBig ? 1009 : 1008,
-    reason,
+function limit(name: string): Ending {
+  return ending('WSG_RATE_LIMITED', 'proxy', `limit:${name}`, {
+    closeCode: 1008,
+    reason: `limit exceeded: ${name}`,
     backendCloseCode: 1000,
     backendReason: CLIENT_CLOSED_BY_PROXY,
     label: name,
@@ -155,7 +154,13 @@ export const Endings = Object.freeze({
   FRAME_TOO_BIG: violation('frame_too_big', 1009, 'WSG_MESSAGE_TOO_BIG'),
 
   // Per-connection limits (routes[].limits.perConnection).
-  MAX_MESSAGE_BYTES: limit('max_message_bytes', 'message too big', 'message_too_big'),
+  MAX_MESSAGE_BYTES: ending('WSG_MESSAGE_TOO_BIG', 'proxy', 'message_too_big', {
+    closeCode: 1009,
+    reason: 'message too big',
+    backendCloseCode: 1000,
+    backendReason: CLIENT_CLOSED_BY_PROXY,
+    label: 'max_message_bytes',
+  }),
   MAX_FRAMES_PER_MESSAGE: limit('max_frames_per_message'),
   MESSAGES_PER_SECOND: limit('messages_per_second'),
   BYTES_PER_SECOND: limit('bytes_per_second'),
