@@ -6,7 +6,7 @@
 export interface CatalogueEntry {
   /** Stable identifier, sent as X-Wsgate-Error; also the `reason` metric label (lower-cased, without the prefix). */
   readonly code: string;
-  /** HTTP status answered before the upgrade completes (none for an invalid configuration: the process exits). */
+  /** HTTP status answered before the upgrade completes (none: the backend's own is relayed, or the process exits). */
   readonly status?: number;
   readonly message: string;
 }
@@ -43,6 +43,8 @@ export const Errors = Object.freeze({
   UPSTREAM_BAD_RESPONSE: entry('WSG_UPSTREAM_BAD_RESPONSE', 'backend sent an invalid handshake response', 502),
   UPSTREAM_BAD_ACCEPT: entry('WSG_UPSTREAM_BAD_ACCEPT', 'backend sent a wrong Sec-WebSocket-Accept', 502),
   UPSTREAM_TIMEOUT: entry('WSG_UPSTREAM_TIMEOUT', 'backend did not complete the handshake in time', 504),
+  /** The backend's own answer (not a 101) goes to the client as it came, with the backend's status. */
+  BACKEND_REFUSED: entry('WSG_BACKEND_REFUSED', 'backend refused the upgrade'),
 
   // Configuration.
   CONFIG_INVALID: entry('WSG_CONFIG_INVALID', 'configuration is invalid'),

@@ -219,8 +219,9 @@ function relayBackendRefusal(
     return;
   }
   const status = result.head.status;
-  ctx.metrics.handshakeRejections.inc({ route: route.name, status: String(status), reason: 'backend_refused' });
-  route.log.info({ event: 'rejected', status, code: 'backend_refused', client: ip }, 'backend refused the upgrade');
+  const reason = reasonLabel(Errors.BACKEND_REFUSED);
+  ctx.metrics.handshakeRejections.inc({ route: route.name, status: String(status), reason });
+  route.log.info({ event: 'rejected', status, code: reason, client: ip }, Errors.BACKEND_REFUSED.message);
   relayRefusal(
     client,
     result.socket,
