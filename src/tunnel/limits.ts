@@ -9,11 +9,6 @@ import type { FrameScanner } from './frame-scanner.js';
 import { STOP_LIMIT, STOP_THROTTLE } from './stop-codes.js';
 import { TokenBucket } from './token-bucket.js';
 
-/** When the chunk being scanned arrived: every frame in one read arrived at once, so the clock is read once per read. */
-export interface ChunkClock {
-  now(): number;
-}
-
 export class Limiter {
   readonly limits: DirectionLimits;
   /** limits.onExceed is `throttle`: a rate over its limit holds the source back instead of closing it. */
@@ -31,6 +26,11 @@ export class Limiter {
   hit: Ending | undefined = undefined;
   /** After STOP_THROTTLE: how long the source waits before the frame is presented again. */
   throttleMs = 0;
+  /**
+   * When the chunk being scanned arrived: read on its first frame that needs a bucket (0: not yet), reset by the
+   * pump for each read, since every frame of one read arrived at once.
+   */
+  chunkTime = 0;
 
   constructor(limits: DirectionLimits, throttle: boolean) {
     this.limits = limits;
@@ -41,7 +41,7 @@ export class Limiter {
    * A data frame's header. The size limits always apply (they close, whatever onExceed says); the rates not
    * while `closing`: the frame in flight before our close frame is the connection's last.
    */
-  checkData(s: FrameScanner, closing: boolean, clock: ChunkClock): number {
+  checkData(s: FrameScanner, closing: boolean): number {
     const limits = this.limits;
     if (s.messageBytes > limits.maxMessageBytes) {
       this.hit = Endings.MAX_MESSAGE_BYTES;
@@ -58,7 +58,7 @@ export class Limiter {
       this.messageChargedAt !== s.frameStart;
     const countBytes = s.payloadLength > 0 && limits.bytesPerSecond !== Number.POSITIVE_INFINITY;
     if (!countMessage && !countBytes) return 0;
-    const now = clock.now();
+    const now = this.now();
     if (countMessage) {
       this.messageBucket ??= new TokenBucket(limits.messagesPerSecond, Math.max(1, limits.burstMessages));
       const rc = this.take(this.messageBucket, 1, Endings.MESSAGES_PER_SECOND, now);
@@ -72,13 +72,19 @@ export class Limiter {
   }
 
   /** A ping or pong of the peer's own (close frames never pay, our keepalive pongs neither): one control token. */
-  chargeControl(s: FrameScanner, clock: ChunkClock): number {
+  chargeControl(s: FrameScanner): number {
     const rate = this.limits.controlFramesPerSecond;
     if (rate === Number.POSITIVE_INFINITY || this.controlChargedAt === s.frameStart) return 0;
     this.controlBucket ??= new TokenBucket(rate, Math.max(1, rate));
-    const rc = this.take(this.controlBucket, 1, Endings.CONTROL_FRAMES_PER_SECOND, clock.now());
+    const rc = this.take(this.controlBucket, 1, Endings.CONTROL_FRAMES_PER_SECOND, this.now());
     if (rc === 0) this.controlChargedAt = s.frameStart;
     return rc;
+  }
+
+  /** The arrival time of the chunk in hand: every frame in one read arrived at once. */
+  private now(): number {
+    if (this.chunkTime === 0) this.chunkTime = performance.now();
+    return this.chunkTime;
   }
 
   /**

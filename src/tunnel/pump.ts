@@ -15,7 +15,7 @@ import { closeForFault, closeFramePassed, pushUntilBoundary } from './closing.js
 import { coarseClock } from './coarse-clock.js';
 import { type FrameObserver, FrameScanner, OBSERVER_STOP_MIN, VIOLATION_ENDINGS } from './frame-scanner.js';
 import type { PongWatch } from './keepalive.js';
-import { type ChunkClock, Limiter } from './limits.js';
+import { Limiter } from './limits.js';
 import { detach, directWriteFd, writeChunk } from './socket-io.js';
 import { STOP_ABSORB, STOP_ABSORBED, STOP_CLOSE, STOP_THROTTLE } from './stop-codes.js';
 import type { Tunnel, TunnelOptions } from './tunnel.js';
@@ -26,7 +26,7 @@ const SCAN_STRICT = 1;
 const SCAN_LENIENT = 2;
 const SCAN_RSV1 = 4;
 
-export class Pump implements FrameObserver, ChunkClock {
+export class Pump implements FrameObserver {
   readonly tunnel: Tunnel;
   readonly source: Socket;
   readonly dest: Socket;
@@ -56,8 +56,6 @@ export class Pump implements FrameObserver, ChunkClock {
   pendingClose: Buffer | undefined = undefined;
   /** Code of the first close frame `source` sent, 0 if none. */
   closeCodeSeen = 0;
-  /** When the chunk being scanned arrived (read once, on its first frame that needs a bucket; 0: not yet). */
-  chunkTime = 0;
   /** Stream position (FrameScanner.frameStart) of the frame a throttle or a pong cut stopped, presented again. */
   rescanAt = -1;
   /** Coarse time of the last read from `source`: bytes after a keepalive ping prove the peer is there. */
@@ -109,7 +107,8 @@ export class Pump implements FrameObserver, ChunkClock {
       return;
     }
     const scanner = this.scanner ?? this.newScanner();
-    this.chunkTime = 0;
+    // A new read: the limiter's clock is read again, once, if a frame of it needs a bucket.
+    if (this.limiter !== undefined) this.limiter.chunkTime = 0;
     if (this.held !== undefined) {
       // Paused for a throttle but a chunk was already on its way: keep it behind the held one (bounded: the
       // socket is paused, so at most what it had buffered). The concatenation is a copy, so it may be kept.
@@ -200,12 +199,6 @@ export class Pump implements FrameObserver, ChunkClock {
     }
   }
 
-  /** The arrival time of the chunk in hand: every frame in one read arrived at once. */
-  now(): number {
-    if (this.chunkTime === 0) this.chunkTime = performance.now();
-    return this.chunkTime;
-  }
-
   private newScanner(): FrameScanner {
     const mode = this.scanMode;
     const scanner = new FrameScanner({
@@ -230,7 +223,6 @@ export class Pump implements FrameObserver, ChunkClock {
 
   /** A limit stopped the scan: report it; a throttled frame is presented again and must not be counted twice. */
   private limited(s: FrameScanner, rc: number): number {
-    if (rc === 0) return 0;
     const throttled = rc === STOP_THROTTLE;
     this.tunnel.hooks.limitExceeded(
       this.tunnel,
@@ -246,7 +238,10 @@ export class Pump implements FrameObserver, ChunkClock {
   onFrameHeader(s: FrameScanner): number {
     // The frame in flight while our close waits is the connection's last: rate limits and pong cuts no longer apply.
     const closing = this.pendingClose !== undefined;
-    if (s.opcode < 8) return this.limited(s, (this.limiter ?? this.newLimiter()).checkData(s, closing, this));
+    if (s.opcode < 8) {
+      const rc = (this.limiter ?? this.newLimiter()).checkData(s, closing);
+      return rc === 0 ? 0 : this.limited(s, rc);
+    }
     const pongs = this.pongs;
     if (s.opcode === OPCODE_PONG && pongs !== undefined && !closing && pongs.mayBeOurs(s)) {
       // Likely the answer to our keepalive ping (onControlFrame checks the payload): not the peer's own traffic,
@@ -260,7 +255,8 @@ export class Pump implements FrameObserver, ChunkClock {
     }
     // A close frame ends the connection whatever the rate: it never pays (a flood of them is impossible).
     if (s.opcode === OPCODE_CLOSE || closing) return 0;
-    return this.limited(s, (this.limiter ?? this.newLimiter()).chargeControl(s, this));
+    const rc = (this.limiter ?? this.newLimiter()).chargeControl(s);
+    return rc === 0 ? 0 : this.limited(s, rc);
   }
 
   onControlFrame(s: FrameScanner): number {
