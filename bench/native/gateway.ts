@@ -19,6 +19,7 @@ import { existsSync } from 'node:fs';
 import { type AddressInfo, createServer, type Socket } from 'node:net';
 import { parseArgs } from 'node:util';
 import type { ConnectionLimits, DirectionLimits } from '../../src/config/types.js';
+import { Endings } from '../../src/errors.js';
 import { acceptFor } from '../../src/handshake/accept.js';
 import { parseUpgradeHead } from '../../src/handshake/upgrade-head.js';
 import { validateUpgrade } from '../../src/handshake/validate.js';
@@ -227,8 +228,8 @@ process.on('SIGTERM', () => process.exit(0));
 process.on('message', (m: unknown) => {
   if (m === 'counters') process.send?.({ counters: native === undefined ? null : Array.from(native.counters()) });
 });
-// For drain experiments: SIGUSR2 closes every tunnel with 1001 (native: closeAll; JS: closeWithCode).
+// For drain experiments: SIGUSR2 closes every tunnel with 1001 (native: closeAll; JS: closeWith).
 process.on('SIGUSR2', () => {
   if (native !== undefined) native.closeAll(1001);
-  else for (const t of tunnels) t.closeWithCode(1001, 'drain');
+  else for (const t of tunnels) t.closeWith(Endings.SHUTDOWN);
 });

@@ -6,6 +6,7 @@ import { dirname, resolve as resolvePath } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { type Document, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit } from 'yaml';
 import type { z } from 'zod';
+import { Errors } from '../errors.js';
 import { configSchema, type RawConfig } from './schema.js';
 import type {
   Config,
@@ -28,7 +29,7 @@ export interface ConfigIssue {
 }
 
 export class ConfigError extends Error {
-  readonly code = 'WSG_CONFIG_INVALID';
+  readonly code = Errors.CONFIG_INVALID.code;
   readonly issues: readonly ConfigIssue[];
   constructor(issues: readonly ConfigIssue[]) {
     super(`invalid configuration:\n${issues.map(formatIssue).join('\n')}`);

@@ -8,20 +8,21 @@ import type { Duplex } from 'node:stream';
 import { createSecureContext } from 'node:tls';
 import { isDeepStrictEqual } from 'node:util';
 import type { Config, ListenerConfig } from '../config/types.js';
-import type { CatalogueEntry } from '../errors.js';
+import { type CatalogueEntry, type Ending, Endings } from '../errors.js';
 import type { UpgradeRequest } from '../handshake/upgrade-head.js';
 import { Listener, type ListenerHandlers, UPGRADE_PARSER } from '../listen/listener.js';
 import { type CertificatePair, generateSelfSigned, tlsServerOptions } from '../listen/tls.js';
 import { createLogger, type Logger } from '../observe/log.js';
 import { Metrics } from '../observe/metrics.js';
-import { type DrainResult, drainTunnels } from '../ops/drain.js';
 import { Admission } from '../proxy/admission.js';
 import type { ProxyContext } from '../proxy/context.js';
 import { PlainHttpProxy } from '../proxy/plain-http.js';
 import { refuse } from '../proxy/refuse.js';
 import { type NameDiff, Runtime } from '../proxy/runtime.js';
-import { handleUpgrade, routeOfTunnel } from '../proxy/upgrade.js';
+import { routeOfTunnel } from '../proxy/tunnel-binding.js';
+import { handleUpgrade } from '../proxy/upgrade.js';
 import { normaliseIp } from '../routing/hash-key.js';
+import { type DrainResult, drainTunnels } from '../tunnel/drain.js';
 import { SOCKET_IO_MODE } from '../tunnel/socket-io.js';
 import { sweepPeriodFor, TunnelSweeper } from '../tunnel/sweeper.js';
 import type { Tunnel } from '../tunnel/tunnel.js';
@@ -234,7 +235,7 @@ export class Gateway implements ProxyContext {
       if (route && !runtime.keepsConnectionsOf(route)) goAway.push(t);
     }
     for (const name of runtime.diff.pools.removed) previous.pools.get(name)?.stop();
-    if (goAway.length > 0) this.drainInBackground(goAway, 'route removed', config.timeouts.drainMs);
+    if (goAway.length > 0) this.drainInBackground(goAway, Endings.ROUTE_REMOVED, config.timeouts.drainMs);
 
     const summary: ReloadSummary = {
       generation,
@@ -327,17 +328,17 @@ export class Gateway implements ProxyContext {
     return diff;
   }
 
-  private drainInBackground(tunnels: Tunnel[], reason: string, deadlineMs: number): void {
+  private drainInBackground(tunnels: Tunnel[], ending: Ending, deadlineMs: number): void {
     const drain = drainTunnels(tunnels, {
       deadlineMs,
-      reason,
+      ending,
       isOpen: (t) => this.tunnels.has(t),
       told: this.toldToGoAway,
     });
     this.backgroundDrains.add(drain);
     void drain.then((result) => {
       this.backgroundDrains.delete(drain);
-      this.log.info({ event: 'drained', reason, ...result }, 'drain finished');
+      this.log.info({ event: 'drained', reason: ending.reason, ...result }, 'drain finished');
     });
   }
 
@@ -370,7 +371,7 @@ export class Gateway implements ProxyContext {
     this.log.info({ live: this.tunnels.size, drainMs }, 'stopped accepting; draining');
     const result = await drainTunnels([...this.tunnels], {
       deadlineMs: drainMs,
-      reason: 'server shutting down',
+      ending: Endings.SHUTDOWN,
       isOpen: (t) => this.tunnels.has(t),
       told: this.toldToGoAway,
       late: () => this.tunnels,
@@ -383,7 +384,7 @@ export class Gateway implements ProxyContext {
     let destroyed = result.destroyed;
     for (const t of this.tunnels) {
       if (t.client.destroyed && t.backend.destroyed) continue;
-      t.abort('drain_deadline', 'proxy');
+      t.abort(Endings.DRAIN_DEADLINE);
       destroyed++;
     }
     // Each cut tunnel is accounted for (metrics, its close log line) when its sockets have closed, a moment later;

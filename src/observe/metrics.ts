@@ -4,6 +4,7 @@
 // `labels()` child, so the hot path calls none of it and allocates nothing for metrics.
 
 import { Counter, collectDefaultMetrics, Gauge, type Registry as PromRegistry, Registry } from 'prom-client';
+import { CLOSE_INITIATORS, type CloseInitiator } from '../errors.js';
 
 export const DIRECTIONS = ['client_to_backend', 'backend_to_client'] as const;
 export type Direction = (typeof DIRECTIONS)[number];
@@ -15,10 +16,6 @@ export const MESSAGE_TYPES = ['text', 'binary', 'control'] as const;
 export const TYPE_TEXT = 0;
 export const TYPE_BINARY = 1;
 export const TYPE_CONTROL = 2;
-
-/** Who ended a tunnel (the `initiator` label of wsgate_closes_total). */
-export const CLOSE_INITIATORS = ['client', 'backend', 'proxy'] as const;
-export type CloseInitiator = (typeof CLOSE_INITIATORS)[number];
 
 /** Upper bounds (seconds) of the upstream handshake histogram buckets. */
 export const HANDSHAKE_SECONDS_BUCKETS: readonly number[] = [

@@ -2,13 +2,14 @@
 // state on the slow path (checks, failures, membership); acquire/release keep the counts on the fast path.
 
 import type { BackendConfig } from '../config/types.js';
+import type { Ending } from '../errors.js';
 import type { Tunnel } from '../tunnel/tunnel.js';
 
 /** What a pool needs of a tunnel: its key's hash (to tell whether the key moved) and a way to end it. */
 export interface PooledTunnel {
   readonly keyHash: number;
-  /** Sends `code` to the client at the next frame boundary and ends the tunnel. */
-  closeWithCode(code: number, reason: string): void;
+  /** Ends the tunnel: its client hears the ending's close code at the next frame boundary. */
+  closeWith(ending: Ending): void;
 }
 
 /** The state reported in `wsgate_pool_backends{state}`; an unhealthy verdict outranks an ejection. */

@@ -21,10 +21,10 @@
 
 import { pino } from 'pino';
 import type { BackendConfig, PoolConfig } from '../config/types.js';
+import { Endings } from '../errors.js';
 import type { Logger } from '../observe/log.js';
 import { hashString } from '../routing/hash.js';
 import { Ring } from '../routing/ring.js';
-import { CLOSE_CODES } from '../tunnel/close-frame.js';
 import type { Tunnel } from '../tunnel/tunnel.js';
 import { type AddressResolver, DnsDiscovery, systemResolver } from './discovery.js';
 import { HealthChecker, recordCheck } from './health.js';
@@ -41,10 +41,6 @@ export const MAX_ATTEMPTS = 3;
 
 /** Removed members are drained in this share of the drain time, leaving the rest for the closes to finish. */
 const DRAIN_PACE_SHARE = 0.8;
-
-/** What clients hear when their key moved (1012, reconnect) or their backend went unhealthy (1014). */
-const CLOSE_RECONNECT = { code: CLOSE_CODES.SERVICE_RESTART, reason: 'reconnect' } as const;
-const CLOSE_UNHEALTHY = { code: CLOSE_CODES.BAD_GATEWAY, reason: 'backend unhealthy' } as const;
 
 export interface PoolOptions {
   readonly log?: Logger;
@@ -319,7 +315,7 @@ export class Pool<T extends PooledTunnel = Tunnel> {
         { event: 'backend_connections_closed', backend: m.backend.id, connections: m.tunnels.size },
         'closing connections of an unhealthy backend',
       );
-      for (const tunnel of [...m.tunnels]) tunnel.closeWithCode(CLOSE_UNHEALTHY.code, CLOSE_UNHEALTHY.reason);
+      for (const tunnel of [...m.tunnels]) tunnel.closeWith(Endings.BACKEND_UNHEALTHY);
     }
     if (this.config.rebalance.mode === 'gradual') {
       const moved = movedTunnels(before, { ring: this.ring, members: this.members });
@@ -345,14 +341,14 @@ export class Pool<T extends PooledTunnel = Tunnel> {
     if (!member.tunnels.has(tunnel) || !member.inRing || this.config.rebalance.mode !== 'gradual') return false;
     const owner = this.ring.owner(tunnel.keyHash);
     if (owner < 0 || this.members[owner] === member) return false;
-    tunnel.closeWithCode(CLOSE_RECONNECT.code, CLOSE_RECONNECT.reason);
+    tunnel.closeWith(Endings.REBALANCE);
     this.rebalanceCloses?.inc();
     return true;
   }
 
   private closeDrained(entry: MovedTunnel<T>): boolean {
     if (!entry.member.tunnels.has(entry.tunnel)) return false;
-    entry.tunnel.closeWithCode(CLOSE_RECONNECT.code, CLOSE_RECONNECT.reason);
+    entry.tunnel.closeWith(Endings.REBALANCE);
     this.rebalanceCloses?.inc();
     return true;
   }

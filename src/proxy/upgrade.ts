@@ -4,24 +4,23 @@
 
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import { Errors } from '../errors.js';
+import { Endings, Errors, reasonLabel } from '../errors.js';
 import { acceptFor } from '../handshake/accept.js';
 import type { UpgradeRequest } from '../handshake/upgrade-head.js';
 import { originAllowed, validateUpgrade } from '../handshake/validate.js';
-import type { BackendChildren, Direction } from '../observe/metrics.js';
-import { MAX_ATTEMPTS, type Member, type Pool } from '../pool/pool.js';
+import { MAX_ATTEMPTS, type Member } from '../pool/pool.js';
 import { hashString } from '../routing/hash.js';
 import { hashKeyOf, normaliseIp } from '../routing/hash-key.js';
 import { isSuspiciousPath } from '../routing/router.js';
-import { CLOSE_CODES } from '../tunnel/close-frame.js';
 import { directWriteFd, writeChunk } from '../tunnel/socket-io.js';
-import { Tunnel, type TunnelEnd, type TunnelHooks } from '../tunnel/tunnel.js';
+import { Tunnel } from '../tunnel/tunnel.js';
 import { type AttemptResult, attemptUpstream } from '../upstream/handshake.js';
 import { upstreamRequestHead } from '../upstream/request.js';
 import type { ProxyContext } from './context.js';
 import { bodyFraming, relayRefusal } from './refusal-relay.js';
 import { type Refused, refuse } from './refuse.js';
 import type { RouteRuntime } from './runtime.js';
+import { bindingFor } from './tunnel-binding.js';
 
 export async function handleUpgrade(
   ctx: ProxyContext,
@@ -158,7 +157,7 @@ export async function handleUpgrade(
   tunnel.start();
   // A reload during the backend handshake may have removed this route: the drain did not see this tunnel yet.
   if (ctx.runtime !== runtime && !ctx.runtime.keepsConnectionsOf(route)) {
-    tunnel.closeWithCode(CLOSE_CODES.GOING_AWAY, 'route removed');
+    tunnel.closeWith(Endings.ROUTE_REMOVED);
   }
 }
 
@@ -192,101 +191,13 @@ function relayBackendRefusal(
   }
   const status = result.head.status;
   const route = who.route;
-  ctx.metrics.handshakeRejections.inc({ route: route.name, status: String(status), reason: 'backend_refused' });
-  route.log.info(
-    { event: 'rejected', status, code: 'backend_refused', client: who.client },
-    'backend refused the upgrade',
-  );
+  const reason = reasonLabel(Errors.BACKEND_REFUSED);
+  ctx.metrics.handshakeRejections.inc({ route: route.name, status: String(status), reason });
+  route.log.info({ event: 'rejected', status, code: reason, client: who.client }, Errors.BACKEND_REFUSED.message);
   relayRefusal(client, result.socket, result.head.raw, result.rest, framing, ctx.runtime.config.timeouts.handshakeMs);
 }
 
-/** Hooks shared by every tunnel of one (route, backend): metric children, stats, pool accounting. */
-class TunnelBinding implements TunnelHooks {
-  readonly ctx: ProxyContext;
-  readonly route: RouteRuntime;
-  readonly pool: Pool;
-  readonly member: Member;
-  /** Metric children of this (route, backend); see current(). */
-  private children: BackendChildren;
-
-  constructor(ctx: ProxyContext, route: RouteRuntime, pool: Pool, member: Member) {
-    this.ctx = ctx;
-    this.route = route;
-    this.pool = pool;
-    this.member = member;
-    this.children = ctx.metrics.childrenFor(route.name, pool.name, member.backend.id);
-  }
-
-  /**
-   * The children to count in. A scrape withdraws the series of a backend that left its pool once no tunnel is
-   * open (Metrics.trackConfigured); a handshake to it that was already in flight then counts in new ones.
-   */
-  current(): BackendChildren {
-    if (this.children.withdrawn) {
-      this.children = this.ctx.metrics.childrenFor(this.route.name, this.pool.name, this.member.backend.id);
-    }
-    return this.children;
-  }
-
-  violation(_tunnel: Tunnel, fromClient: boolean, kind: string): void {
-    this.ctx.metrics.protocolViolations.inc({ route: this.route.name, direction: directionOf(fromClient), kind });
-  }
-
-  limitExceeded(_tunnel: Tunnel, limit: string, action: 'close' | 'throttle'): void {
-    this.ctx.metrics.limitExceeded.inc({ route: this.route.name, limit, action });
-  }
-
-  keepaliveTimeout(_tunnel: Tunnel, peer: 'client' | 'backend'): void {
-    this.ctx.metrics.keepaliveTimeouts.inc({ route: this.route.name, peer });
-  }
-
-  ended(tunnel: Tunnel, end: TunnelEnd): void {
-    this.pool.release(this.member, tunnel);
-    this.children.active--;
-    this.ctx.tunnels.delete(tunnel);
-    this.route.stats.countClose(end.closeCode, end.initiator);
-    if (!this.route.log.isLevelEnabled('info')) return;
-    this.route.log.info(
-      {
-        event: 'close',
-        backend: this.member.backend.id,
-        client: tunnel.clientAddress,
-        reason: end.reason,
-        initiator: end.initiator,
-        closeCode: end.closeCode,
-        durationMs: Math.round(end.durationMs),
-        bytesIn: end.bytesClientToBackend,
-        bytesOut: end.bytesBackendToClient,
-        messagesIn: end.messagesClientToBackend,
-        messagesOut: end.messagesBackendToClient,
-      },
-      'connection closed',
-    );
-  }
-}
-
-// Weak both ways: members that left a pool (DNS discovery replaces them freely) and routes of old runtimes go.
-const bindings = new WeakMap<RouteRuntime, WeakMap<Member, TunnelBinding>>();
-
-function bindingFor(ctx: ProxyContext, route: RouteRuntime, pool: Pool, member: Member): TunnelBinding {
-  let byMember = bindings.get(route);
-  if (!byMember) {
-    byMember = new WeakMap();
-    bindings.set(route, byMember);
-  }
-  let b = byMember.get(member);
-  if (!b) {
-    b = new TunnelBinding(ctx, route, pool, member);
-    byMember.set(member, b);
-  }
-  return b;
-}
-
 function ignoreError(): void {}
-
-function directionOf(fromClient: boolean): Direction {
-  return fromClient ? 'client_to_backend' : 'backend_to_client';
-}
 
 /** permessage-deflate in the backend's 101 means RSV1 may be set on first frames (RFC 7692 §6). */
 function negotiatedDeflate(extensions: string | undefined): boolean {
@@ -297,9 +208,4 @@ function negotiatedDeflate(extensions: string | undefined): boolean {
     if ((semicolon < 0 ? item : item.slice(0, semicolon)).trim().toLowerCase() === 'permessage-deflate') return true;
   }
   return false;
-}
-
-/** The route a live tunnel was opened on: a reload drains the tunnels of removed routes. */
-export function routeOfTunnel(tunnel: Tunnel): RouteRuntime | undefined {
-  return tunnel.hooks instanceof TunnelBinding ? tunnel.hooks.route : undefined;
 }

@@ -1,7 +1,10 @@
 // Streaming RFC 6455 frame-header scanner: one per direction per tunnel, run on every chunk before
 // the chunk is forwarded unchanged. Reads headers, skips payload bytes by count, never copies data.
+// One file past 400 lines on purpose: it is one state machine (states, header checks, rewind on an observer stop),
+// and its parts only make sense together.
 
 import { isUtf8 } from 'node:buffer';
+import { type Ending, Endings } from '../errors.js';
 import { isValidCloseCode } from './close-frame.js';
 
 /**
@@ -24,27 +27,25 @@ export const Violation = {
   FRAME_TOO_BIG: 12,
 } as const;
 
-/** Metric label per violation code (index = code). */
-export const VIOLATION_KIND: readonly string[] = Object.freeze([
-  'none',
-  'unmasked_client_frame',
-  'masked_server_frame',
-  'reserved_opcode',
-  'control_too_long',
-  'control_fragmented',
-  'unexpected_continuation',
-  'data_inside_message',
-  'length_top_bit',
-  'rsv_without_extension',
-  'non_minimal_length',
-  'invalid_close_payload',
-  'frame_too_big',
+/** The catalogue's ending for each violation code (index = code; none for NONE). */
+export const VIOLATION_ENDINGS: readonly (Ending | undefined)[] = Object.freeze([
+  undefined,
+  Endings.UNMASKED_CLIENT_FRAME,
+  Endings.MASKED_SERVER_FRAME,
+  Endings.RESERVED_OPCODE,
+  Endings.CONTROL_TOO_LONG,
+  Endings.CONTROL_FRAGMENTED,
+  Endings.UNEXPECTED_CONTINUATION,
+  Endings.DATA_INSIDE_MESSAGE,
+  Endings.LENGTH_TOP_BIT,
+  Endings.RSV_WITHOUT_EXTENSION,
+  Endings.NON_MINIMAL_LENGTH,
+  Endings.INVALID_CLOSE_PAYLOAD,
+  Endings.FRAME_TOO_BIG,
 ]);
 
-/** Close code the tunnel should send for each violation (index = code): 1009 for a too-big frame, else 1002. */
-export const VIOLATION_CLOSE_CODE: readonly number[] = Object.freeze([
-  1000, 1002, 1002, 1002, 1002, 1002, 1002, 1002, 1002, 1002, 1002, 1002, 1009,
-]);
+/** Name of each violation code (index = code): its ending's metric label, 'none' for NONE. */
+export const VIOLATION_KIND: readonly string[] = Object.freeze(VIOLATION_ENDINGS.map((e) => e?.label ?? 'none'));
 
 /** First code the observer may return to stop a scan; lower codes are violations. */
 export const OBSERVER_STOP_MIN = 100;

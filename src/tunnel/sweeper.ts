@@ -2,8 +2,10 @@
 // than the route allows (idleness counts data messages, not pings), drives keepalive pings, and ends close
 // handshakes the second peer never answers.
 
-import { CLOSE_CODES } from './close-frame.js';
-import { coarseClock, type Tunnel } from './tunnel.js';
+import { Endings } from '../errors.js';
+import { closeReplyOverdue } from './closing.js';
+import { coarseClock } from './coarse-clock.js';
+import type { Tunnel } from './tunnel.js';
 
 export const MIN_SWEEP_MS = 50;
 export const MAX_SWEEP_MS = 1000;
@@ -36,15 +38,15 @@ export class TunnelSweeper {
     coarseClock.nowMs = now;
     for (const t of this.tunnels) {
       if (t.closing) {
-        if (t.closeReplyOverdue(now)) t.abort('close_reply_timeout', 'proxy');
+        if (closeReplyOverdue(t, now)) t.abort(Endings.CLOSE_REPLY_TIMEOUT);
         continue;
       }
       // Activity is stamped with the coarse clock, up to one period behind: allow for it so no tunnel closes early.
       if (t.idleMs > 0 && now - t.lastActivityMs > t.idleMs + this.periodMs) {
-        t.closeWithCode(CLOSE_CODES.GOING_AWAY, 'idle timeout');
+        t.closeWith(Endings.IDLE_TIMEOUT);
         continue;
       }
-      if (t.keepaliveSettings !== undefined) t.keepalive(t.keepaliveSettings, now);
+      if (t.keepalive !== undefined) t.keepalive.sweep(t, now);
     }
   }
 }

@@ -261,7 +261,7 @@ describe('SIGTERM with a handshake in flight to a slow backend', () => {
     const exit = await cli.exited;
     expect(exit.code, cli.lines.slice(-5).join('\n')).toBe(0);
     expect(exit.atMs - signalled).toBeLessThan(2600);
-    // docs/operations.md: "exits 0 when all are closed or at the deadline"; src/ops/drain.ts adopts "a handshake that was in
+    // docs/operations.md: "exits 0 when all are closed or at the deadline"; src/tunnel/drain.ts adopts "a handshake that was in
     // flight when accepting stopped". The client must get an answer: 503 WSG_SHUTTING_DOWN, or 101 then 1001.
     expect(
       answer instanceof Error

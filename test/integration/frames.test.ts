@@ -5,6 +5,7 @@ import { once } from 'node:events';
 import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
+import { Endings } from '../../src/errors.js';
 import { startEchoBackend, startRawBackend, type TestBackend } from '../helpers/backends.js';
 import { type Cleanup, runCleanups } from '../helpers/cleanups.js';
 import { afterHead, closeCodeIn, frame, parseFrames } from '../helpers/frames.js';
@@ -344,7 +345,7 @@ describe('extensions', () => {
 });
 
 describe('drain', () => {
-  it('closeWithCode sends the code to the client at a frame boundary and 1001 to the backend', async () => {
+  it("closeWith sends the ending's code to the client at a frame boundary and 1001 to the backend", async () => {
     const wss = new WebSocketServer({ port: 0, host: '127.0.0.1' });
     cleanups.push(() => new Promise((r) => wss.close(r)));
     const backendClosed = new Promise<number>((resolve) =>
@@ -355,7 +356,7 @@ describe('drain', () => {
     const gw = await gateway([`ws://127.0.0.1:${port}`]);
     const c = await rawClient(gw.port);
     await waitFor(() => gw.gateway.tunnels.size === 1);
-    for (const t of gw.gateway.tunnels) t.closeWithCode(1012, 'rebalance');
+    for (const t of gw.gateway.tunnels) t.closeWith(Endings.REBALANCE);
     const all = await readUntilClose(c.socket, c.received());
     expect(closeCodeIn(all)).toBe(1012);
     expect(await backendClosed).toBe(1001);

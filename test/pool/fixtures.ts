@@ -1,6 +1,7 @@
 // Shared fixtures for pool unit tests: pool configs and a fake tunnel that records how it was closed.
 
 import type { BackendConfig, PoolConfig } from '../../src/config/types.js';
+import type { Ending } from '../../src/errors.js';
 import type { PooledTunnel } from '../../src/pool/member.js';
 
 export class FakeTunnel implements PooledTunnel {
@@ -9,8 +10,8 @@ export class FakeTunnel implements PooledTunnel {
   constructor(keyHash: number) {
     this.keyHash = keyHash;
   }
-  closeWithCode(code: number, reason: string): void {
-    this.closes.push({ code, reason, at: Date.now() });
+  closeWith(ending: Ending): void {
+    this.closes.push({ code: ending.closeCode, reason: ending.reason, at: Date.now() });
   }
 }
 

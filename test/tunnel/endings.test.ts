@@ -84,7 +84,7 @@ describe('keepalive while the proxy holds one peer back', () => {
     // The state that decides it: the client was pinged and is not held back; only the backend is.
     const t = [...gw.gateway.tunnels][0]!;
     expect({
-      clientPinged: t.c2b.expectPong,
+      clientPinged: t.c2b.pongs?.expected,
       clientHeld: t.c2b.readingHeld(),
       backendHeld: t.b2c.readingHeld(),
     }).toEqual({ clientPinged: true, clientHeld: false, backendHeld: true });

@@ -7,7 +7,7 @@ import {
   type FrameObserver,
   FrameScanner,
   ScannerState,
-  VIOLATION_CLOSE_CODE,
+  VIOLATION_ENDINGS,
   VIOLATION_KIND,
   Violation,
 } from '../../src/tunnel/frame-scanner.js';
@@ -306,10 +306,10 @@ describe('violations, in both directions', () => {
   it('every Violation code has a snake_case metric label and a close code', () => {
     const codes = Object.values(Violation);
     expect(VIOLATION_KIND).toHaveLength(codes.length);
-    expect(VIOLATION_CLOSE_CODE).toHaveLength(codes.length);
+    expect(VIOLATION_ENDINGS).toHaveLength(codes.length);
     for (const [name, code] of Object.entries(Violation)) expect(VIOLATION_KIND[code]).toBe(name.toLowerCase());
-    expect(VIOLATION_CLOSE_CODE[Violation.FRAME_TOO_BIG]).toBe(1009);
-    expect(VIOLATION_CLOSE_CODE[Violation.UNMASKED_CLIENT_FRAME]).toBe(1002);
+    expect(VIOLATION_ENDINGS[Violation.FRAME_TOO_BIG]?.closeCode).toBe(1009);
+    expect(VIOLATION_ENDINGS[Violation.UNMASKED_CLIENT_FRAME]?.closeCode).toBe(1002);
   });
 
   it('the cases below cover every violation code', () => {

@@ -6,6 +6,7 @@ import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
+import { Endings } from '../../src/errors.js';
 import { type RawBackend, startEchoBackend, type TestBackend } from '../helpers/backends.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
 import { afterHead, closeCodeIn, frame, parseFrames } from '../helpers/frames.js';
@@ -115,7 +116,7 @@ describe('a proxy close pending while a client frame header is half-read', () =>
     const [tunnel] = [...gw.gateway.tunnels];
     await waitFor(() => (tunnel!.c2b.scanner?.bytes ?? 0) + 3 >= first.length, 2000, 'first bytes read');
     await delay(50);
-    tunnel!.closeWithCode(1001, 'drain');
+    tunnel!.closeWith(Endings.SHUTDOWN);
     // The client hears 1001 at once (its direction is at a boundary); then it finishes what it was sending.
     await waitFor(() => closeCodeIn(c.received()) === 1001, 2000, 'client got 1001');
     c.socket.write(rest);
@@ -170,7 +171,7 @@ describe('bytes after a peer close frame', () => {
     await delay(100);
     const frames = parseFrames(receivedAfterHead(backend));
     // §5.5.1: after sending a Close frame an endpoint must not send more data; §1.4: the peer discards it. The
-    // tunnel says "nothing more may follow it" (tunnel.ts push()). The backend must see only the close frame.
+    // tunnel says "nothing more may follow it" (pump.ts push()). The backend must see only the close frame.
     expect(frames.map((f) => f.opcode)).toEqual([8]);
     const text = await gw.metrics();
     expect(metricValue(text, 'wsgate_messages_total', { direction: 'client_to_backend', type: 'text' }) ?? 0).toBe(0);

@@ -1,9 +1,9 @@
-// Draining live tunnels: each gets close 1001 ("going away") at its next frame boundary, the closes spread over
-// the first half of the window so reconnecting clients do not arrive in one burst, and whatever is still open at
-// the deadline is destroyed. One timer per drain, not one per tunnel.
+// Draining live tunnels: each is closed with the drain's ending (1001, "going away") at its next frame boundary, the
+// closes spread over the first half of the window so reconnecting clients do not arrive in one burst, and whatever
+// is still open at the deadline is destroyed (DRAIN_DEADLINE). One timer per drain, not one per tunnel.
 
-import { CLOSE_CODES } from '../tunnel/close-frame.js';
-import type { Tunnel } from '../tunnel/tunnel.js';
+import { type Ending, Endings } from '../errors.js';
+import type { Tunnel } from './tunnel.js';
 
 /** How often a drain sends its next batch of close frames. */
 export const DRAIN_TICK_MS = 25;
@@ -11,8 +11,8 @@ export const DRAIN_TICK_MS = 25;
 export interface DrainOptions {
   /** Milliseconds from now until tunnels still open are destroyed. */
   readonly deadlineMs: number;
-  /** Close reason sent to the client (at most 123 bytes, RFC 6455 §5.5). */
-  readonly reason: string;
+  /** Why the tunnels go: Endings.SHUTDOWN or Endings.ROUTE_REMOVED. */
+  readonly ending: Ending;
   /** Whether the tunnel is still open (a tunnel leaves its owner's set when it ends). */
   readonly isOpen: (tunnel: Tunnel) => boolean;
   /** Tunnels already told to go away by another drain; shared so no tunnel gets two close frames. */
@@ -41,7 +41,7 @@ export interface DrainResult {
 
 /** Closes `tunnels` gracefully within `deadlineMs`; resolves when all have ended or the deadline passed. */
 export function drainTunnels(initial: readonly Tunnel[], options: DrainOptions): Promise<DrainResult> {
-  const { isOpen, told, reason, late } = options;
+  const { isOpen, told, ending, late } = options;
   const tunnels = [...initial];
   const known = late ? new Set(tunnels) : undefined;
   let lastLateScan = performance.now();
@@ -67,7 +67,7 @@ export function drainTunnels(initial: readonly Tunnel[], options: DrainOptions):
       const t = tunnels[next] as Tunnel;
       if (!isOpen(t) || told.has(t)) continue;
       told.add(t);
-      t.closeWithCode(CLOSE_CODES.GOING_AWAY, reason);
+      t.closeWith(ending);
       closed++;
     }
   };
@@ -79,7 +79,7 @@ export function drainTunnels(initial: readonly Tunnel[], options: DrainOptions):
       for (const t of tunnels) {
         if (!isOpen(t)) continue;
         destroyed++;
-        t.abort('drain_deadline', 'proxy');
+        t.abort(Endings.DRAIN_DEADLINE);
       }
       resolve({ closed, destroyed });
     };
