@@ -11,7 +11,7 @@ import type { Config, ListenerConfig } from './config/types.js';
 import { type CatalogueEntry, reasonLabel } from './errors.js';
 import type { UpgradeRequest } from './handshake/upgrade-head.js';
 import { PlainHttpProxy } from './http/plain-http.js';
-import { Listener, type ListenerHandlers, UPGRADE_PARSER } from './listen/listener.js';
+import { Listener, type ListenerHandlers } from './listen/listener.js';
 import { type CertificatePair, generateSelfSigned, tlsServerOptions } from './listen/tls.js';
 import { createLogger, type Logger } from './observe/log.js';
 import { Metrics } from './observe/metrics.js';
@@ -26,12 +26,12 @@ import {
   RateTracker,
   type Status,
 } from './ops/status.js';
+import { describePlatform, platformReport } from './platform/report.js';
 import { Admission } from './proxy/admission.js';
 import type { ProxyContext } from './proxy/context.js';
 import { type NameDiff, Runtime } from './proxy/runtime.js';
 import { handleUpgrade, routeOfTunnel } from './proxy/upgrade.js';
 import { normaliseIp } from './routing/hash-key.js';
-import { SOCKET_IO_MODE } from './tunnel/socket-io.js';
 import { sweepPeriodFor, TunnelSweeper } from './tunnel/sweeper.js';
 import type { Tunnel } from './tunnel/tunnel.js';
 
@@ -210,18 +210,8 @@ export class Gateway implements ProxyContext {
       const adminAddress = await this.admin.listen(config.admin.port, config.admin.address);
       this.log.info({ address: config.admin.address, port: adminAddress.port }, 'admin listening');
     }
-    this.log.info(
-      { socketIo: SOCKET_IO_MODE },
-      SOCKET_IO_MODE === 'direct'
-        ? 'tunnels use direct socket I/O (shared read buffer, writes straight to the kernel)'
-        : 'tunnels use Node stream I/O',
-    );
-    this.log.info(
-      { upgradeParser: UPGRADE_PARSER },
-      UPGRADE_PARSER === 'wsgate'
-        ? 'upgrade heads that arrive whole are read by wsgate; everything else by node:http'
-        : 'every request head is read by node:http',
-    );
+    const platform = platformReport();
+    this.log.info(platform, describePlatform(platform));
     this.startSweeper();
     this.started = true;
   }

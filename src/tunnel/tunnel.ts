@@ -11,6 +11,7 @@
 import type { Socket } from 'node:net';
 import type { ConnectionLimits, DirectionLimits } from '../config/types.js';
 import { B2C, C2B, type RouteStats, TYPE_BINARY, TYPE_CONTROL, TYPE_TEXT } from '../observe/metrics.js';
+import { detach, directWriteFd, readDirect, writeChunk } from '../platform/socket-io.js';
 import {
   CLOSE_CODES,
   encodeCloseFrame,
@@ -21,7 +22,6 @@ import {
   parseClosePayload,
 } from './close-frame.js';
 import { type FrameObserver, FrameScanner, VIOLATION_CLOSE_CODE, VIOLATION_KIND } from './frame-scanner.js';
-import { detach, directWriteFd, readDirect, writeChunk } from './socket-io.js';
 import { TokenBucket } from './token-bucket.js';
 
 /** Time the second socket gets to flush and close after the first one closed, before it is destroyed. */
