@@ -5,7 +5,9 @@
 // handed to node:http (emitted into its server as a new connection), exactly as if it had just arrived.
 //
 // Until a connection's first request head is complete, the deadline is ours: from the connection's start, whether
-// node:http parses the head or we do, so handing a slow head to node:http never restarts its clock.
+// node:http parses the head or we do, so handing a slow head to node:http never restarts its clock. So is the
+// count of connections one address has waiting for their first head, also where node:http reads every head itself
+// (watch()).
 
 import type { Socket } from 'node:net';
 import { parseUpgradeHead, type UpgradeRequest } from '../handshake/upgrade-head.js';

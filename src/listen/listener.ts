@@ -1,8 +1,10 @@
-// A listener: a server bound to one address. By default it is our own net or tls server: a connection's first head,
-// if it is a whole WebSocket upgrade, is read by our FirstRequestReader, and every other connection is emitted into
-// a node:http server that parses it (src/platform/connection-adoption.ts). Otherwise node:http's own http or https
-// server listens and parses everything. The handlers it calls are the proxy's own; header size (431) and
-// header-read (slowloris) limits are enforced here.
+// A listener: a server bound to one address. By default the server is our own net or tls server and our
+// FirstRequestReader reads each connection's first head: a whole WebSocket upgrade goes straight to the upgrade
+// handler, every other connection is emitted into a node:http server that parses it
+// (src/platform/connection-adoption.ts). Otherwise node:http's own http or https server listens and parses every
+// head, and the reader only keeps the first-head deadline and the per-address count of connections waiting for
+// one. The handlers it calls are the proxy's own; header size (431) and header-read (slowloris) limits are
+// enforced here.
 
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
