@@ -23,7 +23,10 @@
 // `fd`. Probe (once, at start): a socket made with the `onread` option must carry the buffer and callback under
 // symbols with those descriptions. Fallback (a Node without them, Windows, WSGATE_SOCKET_IO=stream,
 // WSGATE_NODE_INTERNALS=off): the stream path, 'data' events and socket.write.
-// What they buy: MEASURED_SOCKET_IO
+// What they buy (`npm run bench:floor`, wsgate with WSGATE_SOCKET_IO=stream and without, in turns, paired medians;
+// 2026-12-04 on a 2-core machine under heavy load from other work, which inflates every figure): ~0.8 µs of
+// ~11 µs CPU per echoed message (8%; on a quiet machine, 2026-11-25, ~16 → ~12–13 µs), and ~77 µs of ~480 µs
+// CPU per ws handshake (16%: the upstream request and the 101 are written the same way).
 
 import { writeSync } from 'node:fs';
 import { Socket } from 'node:net';
