@@ -5,7 +5,7 @@
 // Usage: node dist/bench/floor/node-pump.js BACKEND_PORT — binds 127.0.0.1:0 and sends { port } over IPC.
 
 import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
-import { directWriteFd, readDirect, writeChunk } from '../../src/tunnel/socket-io.js';
+import { directWriteFd, readDirect, writeChunk } from '../../src/platform/socket-io.js';
 
 const backendPort = Number(process.argv[2]);
 if (!Number.isInteger(backendPort) || backendPort <= 0) throw new Error('usage: node-pump.js BACKEND_PORT');

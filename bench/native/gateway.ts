@@ -24,7 +24,7 @@ import { acceptFor } from '../../src/handshake/accept.js';
 import { parseUpgradeHead } from '../../src/handshake/upgrade-head.js';
 import { validateUpgrade } from '../../src/handshake/validate.js';
 import { RouteStats } from '../../src/observe/metrics.js';
-import { directWriteFd, writeChunk } from '../../src/tunnel/socket-io.js';
+import { directWriteFd, writeChunk } from '../../src/platform/socket-io.js';
 import { TunnelSweeper } from '../../src/tunnel/sweeper.js';
 import { Tunnel, type TunnelEnd, type TunnelHooks } from '../../src/tunnel/tunnel.js';
 import { attemptUpstream } from '../../src/upstream/handshake.js';

@@ -10,10 +10,11 @@ import { isDeepStrictEqual } from 'node:util';
 import type { Config, ListenerConfig } from '../config/types.js';
 import { type CatalogueEntry, type Ending, Endings } from '../errors.js';
 import type { UpgradeRequest } from '../handshake/upgrade-head.js';
-import { Listener, type ListenerHandlers, UPGRADE_PARSER } from '../listen/listener.js';
+import { Listener, type ListenerHandlers } from '../listen/listener.js';
 import { type CertificatePair, generateSelfSigned, tlsServerOptions } from '../listen/tls.js';
 import { createLogger, type Logger } from '../observe/log.js';
 import { Metrics } from '../observe/metrics.js';
+import { describePlatform, platformReport } from '../platform/report.js';
 import { Admission } from '../proxy/admission.js';
 import type { ProxyContext } from '../proxy/context.js';
 import { PlainHttpProxy } from '../proxy/plain-http.js';
@@ -23,7 +24,6 @@ import { routeOfTunnel } from '../proxy/tunnel-binding.js';
 import { handleUpgrade } from '../proxy/upgrade.js';
 import { normaliseIp } from '../routing/hash-key.js';
 import { type DrainResult, drainTunnels } from '../tunnel/drain.js';
-import { SOCKET_IO_MODE } from '../tunnel/socket-io.js';
 import { sweepPeriodFor, TunnelSweeper } from '../tunnel/sweeper.js';
 import type { Tunnel } from '../tunnel/tunnel.js';
 import { collectProcessStatus, type ProcessStatus } from './process-status.js';
@@ -169,18 +169,8 @@ export class Gateway implements ProxyContext {
   private async bind(): Promise<void> {
     const config = this.runtime.config;
     for (const lc of config.listeners) this.listeners.push(await this.openListener(lc));
-    this.log.info(
-      { socketIo: SOCKET_IO_MODE },
-      SOCKET_IO_MODE === 'direct'
-        ? 'tunnels use direct socket I/O (shared read buffer, writes straight to the kernel)'
-        : 'tunnels use Node stream I/O',
-    );
-    this.log.info(
-      { upgradeParser: UPGRADE_PARSER },
-      UPGRADE_PARSER === 'wsgate'
-        ? 'upgrade heads that arrive whole are read by wsgate; everything else by node:http'
-        : 'every request head is read by node:http',
-    );
+    const platform = platformReport();
+    this.log.info(platform, describePlatform(platform));
     this.startSweeper();
     this.started = true;
   }

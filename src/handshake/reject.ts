@@ -5,6 +5,7 @@
 import { STATUS_CODES } from 'node:http';
 import type { Duplex } from 'node:stream';
 import type { CatalogueEntry } from '../errors.js';
+import { releaseFromNodeHttp } from '../platform/http-parser-release.js';
 
 /** How long a refused client may keep its half of the connection open before we drop it. */
 export const LINGER_MS = 2000;
@@ -30,19 +31,24 @@ export function rejectHandshake(
   writeAndClose(socket, httpResponseHead(status, headers, `${entry.message}\n`));
 }
 
-/** `parser` is node:http's parser on a socket it reads (internal, long-standing; null once node lets go). */
-type MaybeParsedSocket = Duplex & { parser?: unknown };
+const kLingering = Symbol('wsgate.lingering');
+type LingeringSocket = Duplex & { [kLingering]?: true };
+
+/** Whether writeAndClose has taken `socket`: it ends in the lingering close, whatever else is reported on it. */
+export function isLingering(socket: Duplex): boolean {
+  return (socket as LingeringSocket)[kLingering] === true;
+}
 
 /** Writes `data` (if the socket is still writable), half-closes, discards input, destroys after LINGER_MS. */
 export function writeAndClose(socket: Duplex, data: string | Buffer): void {
   if (socket.destroyed) return;
+  (socket as LingeringSocket)[kLingering] = true;
   socket.on('error', destroySocket);
   if (socket.writable) socket.end(data);
   else socket.destroy();
   // On a socket node:http still parses, its parser would read the bytes we mean to discard and turn them into
-  // requests (or answer them itself) after our answer. Its 'data' listener is its only reader there; node's own
-  // `on` wrapper takes the parser off the socket's handle when `discard` is added, so no byte reaches it again.
-  if ((socket as MaybeParsedSocket).parser) socket.removeAllListeners('data');
+  // requests (or answer them itself) after our answer.
+  releaseFromNodeHttp(socket);
   socket.on('data', discard);
   socket.resume();
   const timer = setTimeout(destroySocket.bind(socket), LINGER_MS);

@@ -44,11 +44,6 @@ const COLON = 0x3a;
 const REQUEST_START = Buffer.from('GET /', 'latin1');
 const VERSION_LINE = Buffer.from(' HTTP/1.1\r\n', 'latin1');
 
-/** Buffer's own latin1 decoder, without toString's argument checks (this runs once per header name and value). */
-type Latin1Slicer = { latin1Slice(start: number, end: number): string };
-const latin1 = (buf: Buffer, start: number, end: number): string =>
-  (buf as unknown as Latin1Slicer).latin1Slice(start, end);
-
 /** Whether `expected` stands at `at`, wholly before `limit`. */
 function matchesAt(buf: Buffer, at: number, limit: number, expected: Buffer): boolean {
   if (at + expected.length > limit) return false;
@@ -97,7 +92,7 @@ export function parseUpgradeHead(buf: Buffer): ParsedUpgradeHead | undefined {
     const nameStart = i;
     while (i < limit && TOKEN_CHAR[buf[i] as number] === 1) i++;
     if (i === nameStart || i >= limit || buf[i] !== COLON) return undefined;
-    const name = latin1(buf, nameStart, i);
+    const name = buf.toString('latin1', nameStart, i);
     i++;
     while (i < limit && (buf[i] === SP || buf[i] === HTAB)) i++;
     const valueStart = i;
@@ -111,7 +106,7 @@ export function parseUpgradeHead(buf: Buffer): ParsedUpgradeHead | undefined {
     i += 2;
     const lower = name.toLowerCase();
     if (headers[lower] !== undefined || lower === 'content-length' || lower === 'transfer-encoding') return undefined;
-    const value = latin1(buf, valueStart, valueEnd);
+    const value = buf.toString('latin1', valueStart, valueEnd);
     headers[lower] = value;
     rawHeaders.push(name, value);
   }
@@ -119,7 +114,7 @@ export function parseUpgradeHead(buf: Buffer): ParsedUpgradeHead | undefined {
   if (!headers.upgrade || !connectionUpgrade(headers.connection)) return undefined;
   const request: UpgradeRequest = {
     method: 'GET',
-    url: latin1(buf, targetStart, targetEnd),
+    url: buf.toString('latin1', targetStart, targetEnd),
     httpVersion: '1.1',
     httpVersionMajor: 1,
     httpVersionMinor: 1,

@@ -2,15 +2,17 @@
 // reader accepts (src/handshake/upgrade-head.ts) goes straight to the upgrade handler: no HTTP parser, no
 // IncomingMessage, none of node:http's per-connection listeners (about a tenth of a ws handshake's CPU). Anything
 // else (plain HTTP, a head split over reads, anything unusual or malformed) is put back in front of the socket and
-// handed to node:http's own connection handler, exactly as if it had just arrived.
+// handed to node:http (emitted into its server as a new connection), exactly as if it had just arrived.
 //
 // Until a connection's first request head is complete, the deadline is ours: from the connection's start, whether
-// node:http parses the head or we do, so handing a slow head to node:http never restarts its clock.
+// node:http parses the head or we do, so handing a slow head to node:http never restarts its clock. So is the
+// count of connections one address has waiting for their first head, also where node:http reads every head itself
+// (watch()).
 
 import type { Socket } from 'node:net';
 import { parseUpgradeHead, type UpgradeRequest } from '../handshake/upgrade-head.js';
 
-/** node:http's handler for a new connection (`connection`, or `secureConnection` for https). */
+/** Hands a new connection to node:http; called with the reader's `server` as `this`. */
 export type ConnectionHandler = (this: unknown, socket: Socket) => void;
 
 export interface FirstRequestHandlers {
@@ -30,12 +32,10 @@ const PURGE_MS = 100;
 const kSince = Symbol('wsgate.connectedAt');
 /** The client address it is counted under while waiting. */
 const kIp = Symbol('wsgate.waitingFrom');
-/** `_httpMessage` is node:http's response in progress on the socket (internal, long-standing). */
 type WaitingSocket = Socket & {
   [kReader]?: FirstRequestReader;
   [kSince]?: number;
   [kIp]?: string;
-  _httpMessage?: object | null;
 };
 
 export class FirstRequestReader {
@@ -70,6 +70,20 @@ export class FirstRequestReader {
 
   /** A new connection: wait for its first read. */
   accept(socket: Socket): void {
+    if (!this.watch(socket)) return;
+    const s = socket as WaitingSocket;
+    s[kReader] = this;
+    s.on('data', onFirstData);
+    s.on('error', onNothingToAnswer);
+    s.on('end', onNothingToAnswer);
+  }
+
+  /**
+   * A new connection whose first head node:http reads (from the start, or after read() handed it over): only its
+   * deadline and its place in its address's count apply. False when the address has too many waiting already: the
+   * socket went to tooManyWaiting.
+   */
+  watch(socket: Socket): boolean {
     const s = socket as WaitingSocket;
     const ip = socket.remoteAddress ?? '';
     let count = this.waitingFrom.get(ip) ?? 0;
@@ -85,18 +99,15 @@ export class FirstRequestReader {
       }
       if (count >= this.handlers.waitingPerIp()) {
         this.handlers.tooManyWaiting(socket, ip);
-        return;
+        return false;
       }
     }
     this.waitingFrom.set(ip, count + 1);
     s[kIp] = ip;
-    s[kReader] = this;
     s[kSince] = performance.now();
     this.waiting.add(s);
     this.checker ??= setInterval(checkDeadlines, this.checkIntervalMs, this).unref();
-    s.on('data', onFirstData);
-    s.on('error', onNothingToAnswer);
-    s.on('end', onNothingToAnswer);
+    return true;
   }
 
   /**
@@ -137,10 +148,10 @@ export class FirstRequestReader {
 
   check(now: number): void {
     for (const socket of this.waiting) {
-      if (socket.destroyed || !socket.writable || socket._httpMessage) {
-        // Closed, already being answered (a lingering close), or node:http is answering a request it read, maybe
-        // without any event (400 for a missing Host under requireHostHeader, 503 past maxRequestsPerSocket):
-        // nothing left to time out.
+      if (socket.destroyed || !socket.writable) {
+        // Closed, or already being answered (a lingering close): nothing left to time out. (A request node:http
+        // reads settles its deadline through the event it emits for it: the listener leaves node none to answer
+        // on its own.)
         this.forget(socket);
       } else if (now - (socket[kSince] as number) >= this.timeoutMs) {
         this.forget(socket);

@@ -1,28 +1,33 @@
-// A listener: a node:http or node:https server bound to one address. A connection's first head, if it is a whole
-// WebSocket upgrade, is read by our FirstRequestReader; node:http parses everything else. The handlers it calls
-// are the proxy's own; header size (431) and header-read (slowloris) limits are enforced here.
+// A listener: a server bound to one address. By default the server is our own net or tls server and our
+// FirstRequestReader reads each connection's first head: a whole WebSocket upgrade goes straight to the upgrade
+// handler, every other connection is emitted into a node:http server that parses it
+// (src/platform/connection-adoption.ts). Otherwise node:http's own http or https server listens and parses every
+// head, and the reader only keeps the first-head deadline and the per-address count of connections waiting for
+// one. The handlers it calls are the proxy's own; header size (431) and header-read (slowloris) limits are
+// enforced here.
 
 import { createServer as createHttpServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
-import type { AddressInfo, Socket } from 'node:net';
+import { createServer as createHttpsServer } from 'node:https';
+import { type AddressInfo, createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
-import type { SecureContext } from 'node:tls';
+import {
+  createServer as createTlsServer,
+  type SecureContext,
+  type TlsOptions,
+  type Server as TlsServer,
+} from 'node:tls';
 import type { ListenerConfig } from '../config/types.js';
 import { type CatalogueEntry, Errors } from '../errors.js';
-import { rejectHandshake } from '../handshake/reject.js';
+import { isLingering, rejectHandshake } from '../handshake/reject.js';
 import { toOriginForm } from '../handshake/request-target.js';
 import type { UpgradeRequest } from '../handshake/upgrade-head.js';
-import { type ConnectionHandler, FirstRequestReader } from './first-request.js';
+import { adoptConnections, UPGRADE_PARSER } from '../platform/connection-adoption.js';
+import { FirstRequestReader } from './first-request.js';
 import { type CertificatePair, tlsServerOptions } from './tls.js';
+import { inTurn, responsePending } from './turns.js';
 
 /** Request heads above this many bytes get 431 (node's parser enforces it). */
 export const MAX_HEADER_BYTES = 16 * 1024;
-
-/**
- * Who reads a connection's first request head: our strict upgrade reader with node:http for everything else
- * (default), or node:http alone (WSGATE_UPGRADE_PARSER=node, an escape hatch and the baseline for benchmarks).
- */
-export const UPGRADE_PARSER: 'wsgate' | 'node' = process.env.WSGATE_UPGRADE_PARSER === 'node' ? 'node' : 'wsgate';
 
 export interface ListenerHandlers {
   upgrade(req: UpgradeRequest, socket: Duplex, head: Buffer, secure: boolean): void;
@@ -47,13 +52,16 @@ type SniCallback = (name: string, cb: (err: Error | null, ctx?: SecureContext) =
 export class Listener {
   /** Replaced by updateTls on reload; address, port and plain/TLS never change for one Listener. */
   config: ListenerConfig;
-  readonly server: Server;
+  /** The server bound to the port: ours (net or tls), or node:http's own (`http` itself) when it reads every head. */
+  readonly server: NetServer;
+  /** node:http's server: parses the connections the first-request reader leaves to it, or all of them. */
+  readonly http: Server;
   readonly secure: boolean;
   selfSigned: boolean;
   /** The current SNI chooser; node fixes a server's SNICallback at creation, so it calls through this field. */
   private sni: SniCallback | undefined;
-  /** Reads each connection's first head before node:http does; undefined when node:http reads them all. */
-  private readonly firstRequest: FirstRequestReader | undefined;
+  /** Reads each connection's first head before node:http does, or (when node:http reads them all) watches it. */
+  private readonly firstRequest: FirstRequestReader;
 
   constructor(
     config: ListenerConfig,
@@ -73,23 +81,29 @@ export class Listener {
       connectionsCheckingInterval: checkIntervalMs,
       keepAliveTimeout: 5000,
       noDelay: true,
-      // A missing Host is answered by the proxy (400 WSG_MISSING_HOST, counted), not with node's bare 400.
+      // A missing Host is answered by the proxy (400 WSG_MISSING_HOST, counted), not with node's bare 400. With
+      // this (and no maxRequestsPerSocket), every request node:http reads reaches one of the handlers below.
       requireHostHeader: false,
     };
+    const ownServer = UPGRADE_PARSER === 'wsgate';
+    let tlsOptions: TlsOptions | undefined;
     if (config.tls) {
       const { SNICallback, ...options } = tlsServerOptions(config.tls, fallbackCert).options;
       this.selfSigned = config.tls.files === undefined;
       this.sni = SNICallback;
       const sniCallback: SniCallback = (name, cb) => (this.sni ? this.sni(name, cb) : cb(null, undefined));
-      this.server = createHttpsServer({
-        ...httpOptions,
-        ...options,
-        SNICallback: sniCallback,
-        handshakeTimeout: handshakeTimeoutMs,
-      });
+      tlsOptions = { noDelay: true, ...options, SNICallback: sniCallback, handshakeTimeout: handshakeTimeoutMs };
     } else {
       this.selfSigned = false;
-      this.server = createHttpServer(httpOptions);
+    }
+    if (!ownServer) {
+      this.http = tlsOptions ? createHttpsServer({ ...httpOptions, ...tlsOptions }) : createHttpServer(httpOptions);
+      this.server = this.http;
+    } else {
+      this.http = createHttpServer(httpOptions);
+      adoptConnections(this.http);
+      // The socket options node:http's and node:https's servers would give their connections.
+      this.server = tlsOptions ? createTlsServer(tlsOptions) : createNetServer({ allowHalfOpen: true, noDelay: true });
     }
     const secure = this.secure;
     const refuse = (socket: Duplex, entry: CatalogueEntry, detail: string) => {
@@ -104,10 +118,13 @@ export class Listener {
     const upgrade = (req: UpgradeRequest, socket: Duplex, head: Buffer) => {
       if (!badTarget(req, socket)) handlers.upgrade(req, socket, head, secure);
     };
-    this.firstRequest =
-      UPGRADE_PARSER === 'wsgate'
-        ? this.readFirstRequests(upgrade, handlers, handshakeTimeoutMs, checkIntervalMs)
-        : undefined;
+    const reader = firstRequestReader(this.http, upgrade, handlers, handshakeTimeoutMs, checkIntervalMs);
+    this.firstRequest = reader;
+    const connectionEvent = this.secure ? 'secureConnection' : 'connection';
+    if (ownServer) this.server.on(connectionEvent, (socket: Socket) => reader.accept(socket));
+    // On node:http's own server, ahead of its connection handler, the reader only keeps the first-head deadline and
+    // the per-address count of connections waiting for one.
+    else this.server.prependListener(connectionEvent, (socket: Socket) => reader.watch(socket));
     // node:http emits 'upgrade' as soon as the head is parsed, even while it still writes the responses to requests
     // pipelined before it. Deferring the upgrade until they are out is safe: node has let go of the socket (no
     // parser, its listeners removed, nobody reading), so what follows the head waits in the socket meanwhile.
@@ -116,11 +133,11 @@ export class Listener {
       (socket as Socket).setTimeout(0);
       upgrade(req, socket, head);
     };
-    this.server.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
-      this.firstRequest?.settled(req.socket);
+    this.http.on('upgrade', (req: IncomingMessage, socket: Duplex, head: Buffer) => {
+      this.firstRequest.settled(req.socket);
       // node removed its 'error' listener: a reset while the upgrade waits must not throw (the socket is destroyed
       // anyway, so the upgrade is dropped).
-      if ((socket as HttpSocket)._httpMessage) socket.on('error', ignoreError);
+      if (responsePending(socket)) socket.on('error', ignoreError);
       inTurn(socket, null, upgradeInTurn, req, socket, head);
     });
     const requestInTurn = (req: IncomingMessage, res: ServerResponse) => {
@@ -132,18 +149,17 @@ export class Listener {
       }
       if (!badTarget(req, req.socket)) handlers.request(req, res, secure);
     };
-    this.server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-      this.firstRequest?.settled(req.socket);
+    this.http.on('request', (req: IncomingMessage, res: ServerResponse) => {
+      this.firstRequest.settled(req.socket);
       // A pipelined request is served once the responses before it are out, so nothing is proxied on a connection
       // an earlier answer closed, and our raw refusals (reject.ts) cannot overtake them.
       inTurn(req.socket, res, requestInTurn, req, res);
     });
     // node:http answers an `Expect` other than 100-continue itself (417), without 'request' or 'clientError';
     // with this listener it is ours to answer, as node would, and the first-head deadline is settled.
-    this.server.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
-      this.firstRequest?.settled(req.socket);
-      res.writeHead(417);
-      res.end();
+    this.http.on('checkExpectation', (req: IncomingMessage, res: ServerResponse) => {
+      this.firstRequest.settled(req.socket);
+      inTurn(req.socket, res, expectationFailed, res);
     });
     // After listen(), 'error' only reports accept() failures (EMFILE/ENFILE when libuv's reserve-fd trick could
     // not shed the connection). Without a listener node would throw it and take the process down.
@@ -151,16 +167,18 @@ export class Listener {
       if (!this.server.listening) return; // bind errors: listen() rejects with them
       reportAcceptError(err, handlers.acceptError ?? emitAcceptWarning);
     });
-    this.server.on('clientError', (err: NodeJS.ErrnoException, socket: Duplex) => {
+    const clientError = (err: NodeJS.ErrnoException, socket: Duplex) => {
       // node:http answers this one itself (its own header timeout included): our first-head deadline is moot.
-      this.firstRequest?.settled(socket as Socket);
+      this.firstRequest.settled(socket as Socket);
+      // Already refused: its lingering close ends it (where node:http still parses it, it reads what follows).
+      if (isLingering(socket)) return;
       // Node may report one bad request twice (the second time on a socket no longer writable): answer once.
       if (!socket.writable || err.code === 'ECONNRESET') {
         socket.destroy();
         return;
       }
       if (this.secure && isTlsHandshakeError(err)) {
-        // https routes tlsClientError here. No HTTP answer can be read on a socket whose TLS handshake failed,
+        // A failed TLS handshake (https routes tlsClientError here). No HTTP answer can be read on such a socket,
         // and a lingering close would keep it 2 s past the handshake timeout: count it and drop it now.
         const tlsEntry = err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT' ? Errors.HANDSHAKE_TIMEOUT : Errors.BAD_REQUEST;
         handlers.clientError(tlsEntry, err.code ?? err.message, peerAddress(socket));
@@ -170,51 +188,11 @@ export class Listener {
       // A bad request pipelined behind good ones is answered (and counted) after them, not across their responses
       // (node's own default would not answer at all once one has started), and not at all if one of them closes
       // the connection. Until then its parser, which can only repeat the error, reads nothing more.
-      if ((socket as HttpSocket)._httpMessage) socket.pause();
+      if (responsePending(socket)) socket.pause();
       inTurn(socket, null, refuse, socket, clientErrorEntry(err), err.code ?? err.message);
-    });
-  }
-
-  /**
-   * Puts a FirstRequestReader in front of node:http's connection handler. Returns undefined (node:http reads every
-   * head) if that handler is not the single listener this Node is known to register.
-   */
-  private readFirstRequests(
-    upgrade: (req: UpgradeRequest, socket: Duplex, head: Buffer) => void,
-    handlers: ListenerHandlers,
-    timeoutMs: number,
-    checkIntervalMs: number,
-  ): FirstRequestReader | undefined {
-    const event = this.secure ? 'secureConnection' : 'connection';
-    const registered = this.server.listeners(event) as ConnectionHandler[];
-    const httpConnection = registered[0];
-    if (registered.length !== 1 || httpConnection === undefined) return undefined;
-    const reader = new FirstRequestReader(
-      this.server,
-      httpConnection,
-      {
-        upgrade,
-        timeout(socket: Socket) {
-          handlers.clientError(
-            Errors.HANDSHAKE_TIMEOUT,
-            `no complete request head within ${timeoutMs} ms`,
-            peerAddress(socket),
-          );
-          rejectHandshake(socket, Errors.HANDSHAKE_TIMEOUT);
-        },
-        waitingPerIp: () => handlers.waitingPerIp?.() ?? Number.POSITIVE_INFINITY,
-        tooManyWaiting(socket: Socket, ip: string) {
-          // Closed unread and at once: under a flood, an answer and a lingering close would hold the descriptor.
-          handlers.clientError(Errors.TOO_MANY_FROM_IP, 'too many connections waiting for their first request', ip);
-          socket.destroy();
-        },
-      },
-      timeoutMs,
-      checkIntervalMs,
-    );
-    this.server.removeListener(event, httpConnection);
-    this.server.on(event, (socket: Socket) => reader.accept(socket));
-    return reader;
+    };
+    this.http.on('clientError', clientError);
+    if (this.server !== this.http) this.server.on('tlsClientError', clientError);
   }
 
   listen(): Promise<AddressInfo> {
@@ -239,8 +217,10 @@ export class Listener {
   stopAccepting(): Promise<void> {
     if (this.server.listening) {
       this.server.close();
+      // node:http's own server stops its connection checker on close; one that never listened is told here.
+      if (this.http !== this.server) this.http.close();
       // Idle keep-alive HTTP connections are ours to end; requests in flight finish and then close.
-      this.server.closeIdleConnections();
+      this.http.closeIdleConnections();
     }
     return Promise.resolve();
   }
@@ -252,34 +232,50 @@ export class Listener {
   updateTls(config: ListenerConfig, fallbackCert?: CertificatePair): void {
     if (!config.tls || !this.secure) throw new Error(`listener ${config.name}: plain/TLS cannot change in place`);
     const { SNICallback, ...options } = tlsServerOptions(config.tls, fallbackCert).options;
-    (this.server as unknown as HttpsServer).setSecureContext(options);
+    (this.server as TlsServer).setSecureContext(options);
     this.sni = SNICallback;
     this.selfSigned = config.tls.files === undefined;
     this.config = config;
   }
 }
 
-/** `_httpMessage` is node:http's response in progress on a socket (internal, long-standing); null when none is. */
-type HttpSocket = Duplex & { _httpMessage?: ServerResponse | null };
+/** The reader of first request heads; what it does not read itself it hands to node:http's server `http`. */
+function firstRequestReader(
+  http: Server,
+  upgrade: (req: UpgradeRequest, socket: Duplex, head: Buffer) => void,
+  handlers: ListenerHandlers,
+  timeoutMs: number,
+  checkIntervalMs: number,
+): FirstRequestReader {
+  return new FirstRequestReader(
+    http,
+    (socket: Socket) => http.emit('connection', socket),
+    {
+      upgrade,
+      timeout(socket: Socket) {
+        handlers.clientError(
+          Errors.HANDSHAKE_TIMEOUT,
+          `no complete request head within ${timeoutMs} ms`,
+          peerAddress(socket),
+        );
+        rejectHandshake(socket, Errors.HANDSHAKE_TIMEOUT);
+      },
+      waitingPerIp: () => handlers.waitingPerIp?.() ?? Number.POSITIVE_INFINITY,
+      tooManyWaiting(socket: Socket, ip: string) {
+        // Closed unread and at once: under a flood, an answer and a lingering close would hold the descriptor.
+        handlers.clientError(Errors.TOO_MANY_FROM_IP, 'too many connections waiting for their first request', ip);
+        socket.destroy();
+      },
+    },
+    timeoutMs,
+    checkIntervalMs,
+  );
+}
 
-/**
- * Calls `proceed(...args)` when it is the turn of the request whose response is `own` (null for an upgrade, which
- * has none): once node:http has written every response before it, so answers go out in request order (RFC 9112
- * §9.3.2). node queues pipelined responses and gives the socket to the next one when the current one finishes;
- * the finished one's 'close' follows a tick later. `proceed` never runs on a connection that can no longer answer:
- * an earlier response closed it (`Connection: close`; §9.6: no further request is processed), we refused on it,
- * or it is gone; whoever ended it (node after that response, reject.ts's lingering close) destroys it.
- */
-function inTurn<Args extends unknown[]>(
-  socket: Duplex,
-  own: ServerResponse | null,
-  proceed: (...args: Args) => void,
-  ...args: Args
-): void {
-  if (socket.destroyed) return;
-  const current = (socket as HttpSocket)._httpMessage;
-  if (current && current !== own) current.once('close', () => inTurn(socket, own, proceed, ...args));
-  else if (socket.writable) proceed(...args);
+/** What node:http answers to an `Expect` it cannot meet. */
+function expectationFailed(res: ServerResponse): void {
+  res.writeHead(417);
+  res.end();
 }
 
 function ignoreError(): void {}

@@ -10,13 +10,13 @@
 import type { Socket } from 'node:net';
 import type { Ending } from '../errors.js';
 import { B2C, C2B, TYPE_BINARY, TYPE_CONTROL, TYPE_TEXT } from '../observe/metrics.js';
+import { detach, directWriteFd, writeChunk } from '../platform/socket-io.js';
 import { CLOSE_CODES, OPCODE_CLOSE, OPCODE_PONG, parseClosePayload } from './close-frame.js';
 import { closeForFault, closeFramePassed, pushUntilBoundary } from './closing.js';
 import { coarseClock } from './coarse-clock.js';
 import { type FrameObserver, FrameScanner, OBSERVER_STOP_MIN, VIOLATION_ENDINGS } from './frame-scanner.js';
 import type { PongWatch } from './keepalive.js';
 import { Limiter } from './limits.js';
-import { detach, directWriteFd, writeChunk } from './socket-io.js';
 import { STOP_ABSORB, STOP_ABSORBED, STOP_CLOSE, STOP_THROTTLE } from './stop-codes.js';
 import type { Tunnel, TunnelOptions } from './tunnel.js';
 

@@ -11,11 +11,11 @@ import type { Socket } from 'node:net';
 import type { ConnectionLimits, KeepaliveConfig } from '../config/types.js';
 import { type CloseInitiator, type Ending, Endings, logReasonOf } from '../errors.js';
 import type { RouteStats } from '../observe/metrics.js';
+import { readDirect } from '../platform/socket-io.js';
 import { closeByProxy, closeCodeOf, peerGone } from './closing.js';
 import { coarseClock } from './coarse-clock.js';
 import { Keepalive } from './keepalive.js';
 import { Pump } from './pump.js';
-import { readDirect } from './socket-io.js';
 
 /** Time the second socket gets to flush and close after the first one closed, before it is destroyed. */
 export const TEARDOWN_LINGER_MS = 5000;

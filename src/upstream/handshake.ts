@@ -6,7 +6,7 @@ import { connect as tlsConnect } from 'node:tls';
 import type { BackendConfig } from '../config/types.js';
 import { type CatalogueEntry, Errors } from '../errors.js';
 import { hasToken } from '../handshake/validate.js';
-import { directWriteFd, writeChunk } from '../tunnel/socket-io.js';
+import { directWriteFd, writeChunk } from '../platform/socket-io.js';
 import { upstreamTlsOptions } from './tls.js';
 
 /** A backend response head larger than this is not a WebSocket handshake. */

@@ -33,7 +33,13 @@ afterEach(async () => {
   server = undefined;
 });
 
-async function start(): Promise<{ reader: FirstRequestReader; seen: Seen; port: number; startedAt: () => number }> {
+/**
+ * A server whose connections go to the reader: accept() (the reader reads first heads), or watch() ahead of the
+ * "node:http" handler (which then reads every head itself, as node:http's own server does).
+ */
+async function start(
+  mode: 'accept' | 'watch' = 'accept',
+): Promise<{ reader: FirstRequestReader; seen: Seen; port: number; startedAt: () => number }> {
   const seen: Seen = { upgrades: [], handedOver: [], timeouts: [], tooMany: [] };
   let connectedAt = 0;
   const srv = createServer({ allowHalfOpen: true }); // as node:http's server is
@@ -64,7 +70,8 @@ async function start(): Promise<{ reader: FirstRequestReader; seen: Seen; port: 
   srv.on('connection', (socket: Socket) => {
     connectedAt = performance.now();
     sockets.push(socket);
-    reader.accept(socket);
+    if (mode === 'accept') reader.accept(socket);
+    else if (reader.watch(socket)) httpConnection.call(srv, socket);
   });
   server = srv;
   srv.listen(0, '127.0.0.1');
@@ -182,5 +189,23 @@ describe('FirstRequestReader', () => {
     await delay(3 * CHECK_MS);
     expect(seen.tooMany).toHaveLength(2);
     expect(reader.waitingCount).toBe(WAITING_PER_IP);
+  });
+
+  it('watch(): where node:http reads every head, the reader keeps the per-address count and the deadline only', async () => {
+    const { reader, seen, port } = await start('watch');
+    const clients = await Promise.all(Array.from({ length: WAITING_PER_IP + 1 }, () => client(port)));
+    await waitFor(() => seen.tooMany.length === 1, 5000, 'the one over the limit refused');
+    expect(reader.waitingCount).toBe(WAITING_PER_IP);
+    // A whole upgrade head is node:http's to read here, not the reader's.
+    await waitFor(() => clients.filter((c) => c.closed).length === 1, 5000, 'the refused one closed');
+    const sender = clients.find((c) => !c.closed) as Socket;
+    sender.write(upgradeRequest());
+    await waitFor(() => seen.handedOver.some((e) => e.bytes.length > 0), 5000, 'the head at node:http');
+    expect(seen.upgrades).toHaveLength(0);
+    // Nothing settles them (no node:http here): every one still waiting times out once, at the deadline.
+    await waitFor(() => seen.timeouts.length === WAITING_PER_IP, 5000, 'the deadlines');
+    // (atMs counts from the last of the connections, which all came within a few milliseconds.)
+    for (const t of seen.timeouts) expect(t.atMs).toBeGreaterThanOrEqual(TIMEOUT_MS - CHECK_MS);
+    expect(reader.waitingCount).toBe(0);
   });
 });

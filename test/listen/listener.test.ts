@@ -30,7 +30,7 @@ beforeAll(async () => {
   // Reaching into the gateway for its servers: what is observed is which parser produced the upgrade.
   const listeners = (gw.gateway as unknown as { listeners: Listener[] }).listeners;
   for (const l of listeners) {
-    const server: Server = l.server;
+    const server: Server = l.http;
     server.on('upgrade', () => nodeUpgrades[l.secure ? 'tls' : 'plain']++);
   }
 });

@@ -17,12 +17,21 @@
 // kernel untouched.
 //
 // Direct writes need a plain TCP socket (a TLS socket's bytes must go through its encryption); direct reads work
-// for TLS sockets too (they deliver plaintext). Anything not supported (a Node without these fields, Windows,
-// WSGATE_SOCKET_IO=stream) keeps the stream path: 'data' events and socket.write.
+// for TLS sockets too (they deliver plaintext).
+//
+// Internals: the `kBuffer` and `kBufferCb` symbol fields of net.Socket, its `_handle`'s `useUserBuffer()` and
+// `fd`. Probe (once, at start): a socket made with the `onread` option must carry the buffer and callback under
+// symbols with those descriptions. Fallback (a Node without them, Windows, WSGATE_SOCKET_IO=stream,
+// WSGATE_NODE_INTERNALS=off): the stream path, 'data' events and socket.write.
+// What they buy (`npm run bench:floor`, wsgate with WSGATE_SOCKET_IO=stream and without, in turns, paired medians;
+// 2026-12-04 on a 2-core machine under heavy load from other work, which inflates every figure): ~0.8 µs of
+// ~11 µs CPU per echoed message (8%; on a quiet machine, 2026-11-25, ~16 → ~12–13 µs), and ~77 µs of ~480 µs
+// CPU per ws handshake (16%: the upstream request and the 101 are written the same way).
 
 import { writeSync } from 'node:fs';
 import { Socket } from 'node:net';
 import { TLSSocket } from 'node:tls';
+import { NODE_INTERNALS_ALLOWED, SOCKET_IO_FORCED_STREAM } from './switches.js';
 
 /** Size of the process-wide read buffer (Node's own per-read allocation is the same 64 KiB). */
 export const READ_BUFFER_BYTES = 64 * 1024;
@@ -52,7 +61,7 @@ function findOnreadFields(): OnreadFields | undefined {
   return { buffer: bufferField, callback: callbackField };
 }
 
-const enabled = process.platform !== 'win32' && process.env.WSGATE_SOCKET_IO !== 'stream';
+const enabled = process.platform !== 'win32' && NODE_INTERNALS_ALLOWED && !SOCKET_IO_FORCED_STREAM;
 const onreadFields = enabled ? findOnreadFields() : undefined;
 const readBuffer = Buffer.allocUnsafeSlow(READ_BUFFER_BYTES);
 

@@ -11,7 +11,7 @@ import {
   readDirect,
   SOCKET_IO_MODE,
   writeChunk,
-} from '../../src/tunnel/socket-io.js';
+} from '../../src/platform/socket-io.js';
 import { startEchoBackend } from '../helpers/backends.js';
 import { makeCert } from '../helpers/certs.js';
 import { spawnGateway } from '../helpers/child-gateway.js';
