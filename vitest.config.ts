@@ -8,7 +8,7 @@ import { defineConfig } from 'vitest/config';
 const CORE_ON_FALLBACKS = [
   'test/platform/report.test.ts',
   'test/listen/pipelining.test.ts',
-  'test/http/edges.test.ts',
+  'test/proxy/plain-http-edges.test.ts',
   'test/security/handshake.test.ts',
   'test/security/tls.test.ts',
   'test/tunnel/tunnel.test.ts',
