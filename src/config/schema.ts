@@ -172,7 +172,8 @@ const routeSchema = z.strictObject({
     .strictObject({
       perConnection: perConnectionSchema.describe('Overrides limits.perConnection key by key for this route.'),
     })
-    .optional(),
+    .optional()
+    .describe('Limits for the tunnels of this route.'),
   keepalive: keepaliveSchema.optional().describe('Proxy pings toward clients and/or backends.'),
 });
 
@@ -378,7 +379,8 @@ export const configSchema = z
         maxConnectionsPerIp: z.number().int().positive().default(1000).describe('The same per client IP (429 beyond).'),
         perConnection: perConnectionSchema.optional().describe('Limits on every tunnel (routes may override them).'),
       })
-      .prefault({}),
+      .prefault({})
+      .describe('Connection caps, and limits on every tunnel.'),
     timeouts: z
       .strictObject({
         handshake: positiveDuration
@@ -391,7 +393,8 @@ export const configSchema = z
             'Shutdown, and a reload removing a route or pool: how long tunnels have to close (1001) before the rest are cut.',
           ),
       })
-      .prefault({}),
+      .prefault({})
+      .describe('How long handshakes, idle tunnels and drains may take.'),
     log: z
       .strictObject({
         level: z
@@ -401,7 +404,8 @@ export const configSchema = z
             'pino level; JSON lines on stdout (pretty in a terminal). `debug` adds stack traces to start-up errors.',
           ),
       })
-      .prefault({}),
+      .prefault({})
+      .describe('Logging.'),
     workers: z
       .union([z.number().int().min(1).max(1024), z.literal('auto')])
       .default(1)
@@ -422,7 +426,8 @@ export const configSchema = z
             'After SIGTERM/SIGINT, /readyz answers 503 at once but the listeners keep accepting this long; then the drain starts.',
           ),
       })
-      .prefault({}),
+      .prefault({})
+      .describe('What SIGTERM/SIGINT do before the drain.'),
   })
   .meta({ title: 'wsgate configuration' });
 
