@@ -196,8 +196,11 @@ async function readBody(res: IncomingMessage): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
-/** Opens the connection; resolves with the socket, or rejects with the line to print. */
-function open(options: ConnectOptions): Promise<WebSocket> {
+/**
+ * Opens the connection; resolves with the socket, or rejects with the line to print. `listen` attaches the
+ * handlers for what arrives at once: a first message may come in the same read as the 101.
+ */
+function open(options: ConnectOptions, listen: (ws: WebSocket) => void): Promise<WebSocket> {
   const ws = new WebSocket(options.url, [...options.subprotocols], {
     headers: options.headers,
     ...(options.origin === undefined ? {} : { origin: options.origin }),
@@ -205,12 +208,17 @@ function open(options: ConnectOptions): Promise<WebSocket> {
     handshakeTimeout: options.timeoutMs,
     perMessageDeflate: false,
   });
+  listen(ws);
   return new Promise((resolve, reject) => {
+    let status: number | undefined;
     ws.once('upgrade', (res) => {
-      const protocol = ws.protocol === '' ? 'none' : ws.protocol;
-      show('*', `connected to ${options.url} (${res.statusCode}, subprotocol: ${protocol})`);
+      status = res.statusCode;
     });
-    ws.once('open', () => resolve(ws));
+    ws.once('open', () => {
+      const protocol = ws.protocol === '' ? 'none' : ws.protocol;
+      show('*', `connected to ${options.url} (${status}, subprotocol: ${protocol})`);
+      resolve(ws);
+    });
     // With this listener, ws leaves the answer to us: read a little of its body, then drop the request.
     ws.once('unexpected-response', (req, res) => {
       const code = res.headers['x-wsgate-error'];
@@ -240,7 +248,14 @@ function closed(ws: WebSocket, closedByUs: () => boolean): Promise<number> {
   });
 }
 
-/** Interactive (or piped) mode: stdin lines out, arrivals in. */
+/** Interactive (or piped) mode, arrivals: every message, ping and pong, printed. */
+function showArrivals(ws: WebSocket): void {
+  ws.on('message', (data, isBinary) => show('<', describeData(data, isBinary)));
+  ws.on('ping', (data) => show('<', `ping${data.length > 0 ? ` ${data.toString()}` : ''}`));
+  ws.on('pong', (data) => show('<', `pong${data.length > 0 ? ` ${data.toString()}` : ''}`));
+}
+
+/** Interactive (or piped) mode: stdin lines out until the input ends. */
 function converse(ws: WebSocket, options: ConnectOptions): Promise<number> {
   let closing = false;
   const close = (code: number, reason: string) => {
@@ -249,9 +264,6 @@ function converse(ws: WebSocket, options: ConnectOptions): Promise<number> {
     ws.close(code, reason);
   };
   const done = closed(ws, () => closing);
-  ws.on('message', (data, isBinary) => show('<', describeData(data, isBinary)));
-  ws.on('ping', (data) => show('<', `ping${data.length > 0 ? ` ${data.toString()}` : ''}`));
-  ws.on('pong', (data) => show('<', `pong${data.length > 0 ? ` ${data.toString()}` : ''}`));
 
   const tty = process.stdin.isTTY === true;
   const input = createInterface({ input: process.stdin, terminal: false });
@@ -282,31 +294,37 @@ function converse(ws: WebSocket, options: ConnectOptions): Promise<number> {
   return done.finally(() => input.close());
 }
 
+/** Messages counted as they arrive, for --count's summary. */
+class ArrivalCount {
+  received = 0;
+  lastArrivalMs = Date.now();
+  listen(ws: WebSocket): void {
+    ws.on('message', () => {
+      this.received++;
+      this.lastArrivalMs = Date.now();
+    });
+  }
+}
+
 /** --count mode: N messages at --rate, then a summary once answers stop arriving. */
-async function probe(ws: WebSocket, options: ConnectOptions, count: number): Promise<number> {
-  let received = 0;
-  let lastArrival = Date.now();
+async function probe(ws: WebSocket, options: ConnectOptions, count: number, arrivals: ArrivalCount): Promise<number> {
   let closing = false;
   const done = closed(ws, () => closing);
-  ws.on('message', () => {
-    received++;
-    lastArrival = Date.now();
-  });
   const start = Date.now();
   for (let i = 1; i <= count && ws.readyState === WebSocket.OPEN; i++) {
     if (options.rate !== undefined) {
-      const due = start + ((i - 1) * 1000) / options.rate;
-      if (due > Date.now()) await new Promise((r) => setTimeout(r, due - Date.now()));
+      const wait = start + ((i - 1) * 1000) / options.rate - Date.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
     }
     const sent = new Promise<void>((r) => ws.send(options.data ?? `message ${i}`, () => r()));
     if (ws.bufferedAmount > MAX_BUFFERED_BYTES) await sent;
   }
   const seconds = (Date.now() - start) / 1000;
-  while (ws.readyState === WebSocket.OPEN && Date.now() - lastArrival < COUNT_SETTLE_MS) {
+  while (ws.readyState === WebSocket.OPEN && Date.now() - arrivals.lastArrivalMs < COUNT_SETTLE_MS) {
     await new Promise((r) => setTimeout(r, 50));
   }
   const rate = seconds > 0 ? ` (${(count / seconds).toFixed(1)}/s)` : '';
-  show('*', `sent ${count} messages in ${seconds.toFixed(3)} s${rate}; received ${received}`);
+  show('*', `sent ${count} messages in ${seconds.toFixed(3)} s${rate}; received ${arrivals.received}`);
   closing = true;
   if (ws.readyState === WebSocket.OPEN) ws.close(options.closeCode, options.closeReason);
   return done;
@@ -325,12 +343,14 @@ export async function connectCommand(argv: readonly string[]): Promise<number> {
     process.stdout.write(`${CONNECT_HELP}\n`);
     return 0;
   }
+  const { count } = options;
+  const arrivals = new ArrivalCount();
   let ws: WebSocket;
   try {
-    ws = await open(options);
+    ws = await open(options, count === undefined ? showArrivals : (socket) => arrivals.listen(socket));
   } catch (err) {
     process.stderr.write(`wsgate connect: ${(err as Error).message}\n`);
     return 1;
   }
-  return options.count === undefined ? converse(ws, options) : probe(ws, options, options.count);
+  return count === undefined ? converse(ws, options) : probe(ws, options, count, arrivals);
 }

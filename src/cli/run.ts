@@ -10,7 +10,7 @@ import type { Fleet } from '../control/fleet.js';
 import { InProcessFleet } from '../control/in-process.js';
 import { VERSION } from '../control/version.js';
 import { Gateway } from '../gateway/gateway.js';
-import { createLogger, type Logger } from '../observe/log.js';
+import { createLogger, type Logger, writeAfterLogLines } from '../observe/log.js';
 import { demoBackendPorts, demoBanner } from './demo.js';
 import { describeBindError, failWith } from './startup-errors.js';
 
@@ -82,7 +82,9 @@ export async function run(options: RunOptions): Promise<void> {
       const member = chat?.pick(user);
       return member ? [{ user, port: member.backend.port }] : [];
     });
-    process.stdout.write(
+    // Last, after every start-up line (the logger may still hold some).
+    writeAfterLogLines(
+      log,
       demoBanner({
         backendPorts: demoBackendPorts(config),
         plainPort: plain?.port,

@@ -24,11 +24,12 @@ interface SocketFailure {
  */
 function socketFailureOf(err: unknown): SocketFailure | undefined {
   const e = err as Partial<NodeJS.ErrnoException> & { address?: unknown; port?: unknown };
-  if (typeof e.code === 'string' && typeof e.port === 'number') {
-    return { code: e.code, address: typeof e.address === 'string' ? e.address : '', port: e.port };
+  if (typeof e.code === 'string' && (e.syscall === 'listen' || e.syscall === 'bind') && typeof e.address === 'string') {
+    // Node leaves `port` out when it is 0.
+    return { code: e.code, address: e.address, port: typeof e.port === 'number' ? e.port : 0 };
   }
-  const m = /^(?:listen|bind) (E[A-Z]+)\b.* (\S+):(\d+)$/.exec(typeof e.message === 'string' ? e.message : '');
-  return m ? { code: m[1] as string, address: m[2] as string, port: Number(m[3]) } : undefined;
+  const m = /^(?:listen|bind) (E[A-Z]+)\b.* (\S+?)(?::(\d+))?$/.exec(typeof e.message === 'string' ? e.message : '');
+  return m ? { code: m[1] as string, address: m[2] as string, port: Number(m[3] ?? 0) } : undefined;
 }
 
 /** Lookups (getaddrinfo) name the host that did not resolve, not a port. */
