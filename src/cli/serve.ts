@@ -6,7 +6,7 @@ import type { ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join, resolve as resolvePath } from 'node:path';
 import { parseArgs } from 'node:util';
-import { ConfigError, fileProblem, parseConfig } from '../config/load.js';
+import { ConfigError, fileProblem, formatIssueWithSource, parseConfig } from '../config/load.js';
 import type { Config } from '../config/types.js';
 import { VERSION } from '../control/version.js';
 import { DemoBackendsFailed, demoBackendPorts, startDemoBackends } from './demo.js';
@@ -81,7 +81,7 @@ export async function serveCommand(argv: readonly string[], packageRoot: string)
     config = parseConfig(text, file);
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err;
-    process.stderr.write(`${err.message}\n`);
+    process.stderr.write(`wsgate: invalid configuration:\n${err.issues.map(formatIssueWithSource).join('\n')}\n`);
     return 1;
   }
   if (args.values.check) {

@@ -7,7 +7,7 @@ import { dirname, resolve as resolvePath } from 'node:path';
 import { createSecureContext } from 'node:tls';
 import { type Document, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit } from 'yaml';
 import type { z } from 'zod';
-import { closestKey, readerWords, unknownKeyMessage } from './messages.js';
+import { readerWords, unknownKeyMessage } from './messages.js';
 import { configSchema, type RawConfig } from './schema.js';
 import { keysAllowedAt } from './schema-walk.js';
 import type {
@@ -38,7 +38,7 @@ export class ConfigError extends Error {
   readonly code = 'WSG_CONFIG_INVALID';
   readonly issues: readonly ConfigIssue[];
   constructor(issues: readonly ConfigIssue[]) {
-    super(`invalid configuration:\n${issues.map(formatIssueWithSource).join('\n')}`);
+    super(`invalid configuration:\n${issues.map(formatIssue).join('\n')}`);
     this.name = 'ConfigError';
     this.issues = issues;
   }
@@ -50,7 +50,7 @@ export function formatIssue(i: ConfigIssue): string {
   return i.path ? `${where}: ${i.path}: ${i.message}` : `${where}: ${i.message}`;
 }
 
-/** formatIssue, then the offending line with a caret under the column, as compilers show it. */
+/** formatIssue, then the offending line with a caret under the column, as compilers show it (for people). */
 export function formatIssueWithSource(i: ConfigIssue): string {
   const head = formatIssue(i);
   if (i.source === undefined || i.line === undefined || i.column === undefined) return head;
@@ -58,7 +58,7 @@ export function formatIssueWithSource(i: ConfigIssue): string {
   // Tabs stay tabs so the caret lines up whatever the terminal's tab width.
   const pad = i.source.slice(0, i.column - 1).replace(/[^\t]/g, ' ');
   const width = Math.max(1, Math.min(i.width ?? 1, i.source.length - i.column + 1));
-  const bar = `${' '.repeat(gutter + 1)}|`;
+  const bar = `${' '.repeat(gutter + 2)}|`;
   return `${head}\n${bar}\n ${i.line} | ${i.source}\n${bar} ${pad}${'^'.repeat(width)}`;
 }
 
@@ -131,12 +131,7 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
 
   const parsed = configSchema.safeParse(doc.toJS() ?? {}, { error: readerWords });
   if (!parsed.success) {
-    const meant = keysMeant(parsed.error.issues);
-    for (const zi of parsed.error.issues) {
-      // "did you mean `routes`?" already says that `routes` is missing.
-      if (zi.code === 'invalid_type' && zi.input === undefined && meant.has(formatPath(zi.path))) continue;
-      issues.push(...zodIssueToConfigIssues(doc, zi, at));
-    }
+    for (const zi of parsed.error.issues) issues.push(...zodIssueToConfigIssues(doc, zi, at));
     throw new ConfigError(issues);
   }
 
@@ -218,20 +213,6 @@ function rangeOf(doc: Document, path: readonly PropertyKey[], atKey = false): Ra
     } else break;
   }
   return range;
-}
-
-/** Paths of the keys that unknown keys were probably meant to be (what "did you mean" suggests). */
-function keysMeant(zodIssues: readonly z.core.$ZodIssue[]): Set<string> {
-  const meant = new Set<string>();
-  for (const zi of zodIssues) {
-    if (zi.code !== 'unrecognized_keys') continue;
-    const allowed = keysAllowedAt(configSchema, zi.path);
-    for (const key of zi.keys) {
-      const close = closestKey(key, allowed);
-      if (close !== undefined) meant.add(formatPath([...zi.path, close]));
-    }
-  }
-  return meant;
 }
 
 /** Whether a union branch refused the value outright (wrong kind or value) rather than something inside it. */

@@ -57,6 +57,13 @@ describe('wsgate CLI', () => {
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain(`${badFile}:3:`);
     expect(bad.stderr).toContain('routes[0].pool: pool "mian" is not defined');
+    // Then the line itself, with a caret under the value.
+    const lines = bad.stderr.split('\n');
+    const at = lines.findIndex((l) => l.includes('routes[0].pool'));
+    expect(lines[at + 2]).toBe(' 3 | routes: [{ name: main, match: { path: / }, pool: mian }]');
+    expect(lines[at + 3]?.indexOf('^^^^ ')).toBe(-1);
+    expect(lines[at + 3]?.trimEnd().endsWith('^^^^')).toBe(true);
+    expect(lines[at + 3]?.indexOf('^')).toBe(lines[at + 2]?.indexOf('mian'));
   });
 
   it('--help names the commands; connect --help its options', async () => {
