@@ -119,12 +119,14 @@ const limitKeys = {
 const directionLimits = z.strictObject(limitKeys);
 const perConnectionSchema = z.strictObject({
   ...limitKeys,
+  // No zod default: a route's limits inherit the global onExceed unless they set their own (load.ts merges them).
   onExceed: z
     .enum(['close', 'throttle'])
     .optional()
-    .describe(
-      '`close` (default): 1008 to the client at a frame boundary; `throttle`: stop reading until tokens refill.',
-    ),
+    .meta({
+      default: 'close',
+      description: '`close`: 1008 to the client at a frame boundary; `throttle`: stop reading until tokens refill.',
+    }),
   backendToClient: directionLimits
     .optional()
     .describe('The same rate and size keys for backend → client (the others apply to client → backend).'),

@@ -37,6 +37,46 @@ function* schemaNodes(node: Json, path: string): Generator<[string, Json]> {
   for (const option of (node.anyOf as Json[] | undefined) ?? []) yield* schemaNodes(option, path);
 }
 
+/** The schema node of a documented key path (`pools.NAME.outlier.ejectFor`, `listeners[].port`). */
+function nodeAt(schema: Json, key: string): Json | undefined {
+  let node: Json | undefined = schema;
+  for (const part of key.split('.')) {
+    const list = part.endsWith('[]');
+    const name = list ? part.slice(0, -2) : part;
+    node = name === 'NAME' ? (node?.additionalProperties as Json) : (node?.properties as Record<string, Json>)?.[name];
+    if (list) node = node?.items as Json | undefined;
+  }
+  return node;
+}
+
+/**
+ * The configuration reference's rows whose default is a literal (`5s`, or `127.0.0.1` / `8077` for two keys):
+ * wherever the table lives (README.md, or a docs/ page), the header row starting `| key |`.
+ */
+function referenceDefaults(): { key: string; documented: string }[] {
+  const files = [join(ROOT, 'README.md'), ...readdirSync(join(ROOT, 'docs')).map((f) => join(ROOT, 'docs', f))];
+  const rows: { key: string; documented: string }[] = [];
+  for (const file of files.filter((f) => f.endsWith('.md'))) {
+    let inTable = false;
+    for (const line of readFileSync(file, 'utf8').split('\n')) {
+      if (line.startsWith('| key |')) inTable = true;
+      else if (!line.startsWith('|')) inTable = false;
+      if (!inTable) continue;
+      const [keyCell, defaultCell] = line.split(' | ').map((c) => c.replace(/^\| /, ''));
+      const keys = [...(keyCell ?? '').matchAll(/`([^`]+)`/g)].map((m) => m[1] as string);
+      const defaults = (defaultCell ?? '').split(' / ').map((d) => /^`([^`]+)`$/.exec(d.trim())?.[1]);
+      if (keys.length === 0 || defaults.length !== keys.length || defaults.some((d) => d === undefined)) continue;
+      // `a.b` / `.c` names a sibling of a.b.
+      const first = keys[0] as string;
+      const parent = first.slice(0, first.lastIndexOf('.'));
+      keys.forEach((k, i) => {
+        rows.push({ key: k.startsWith('.') ? parent + k : k, documented: defaults[i] as string });
+      });
+    }
+  }
+  return rows;
+}
+
 describe('config.schema.json', () => {
   it('is what `wsgate schema` prints and the code generates', async () => {
     const shipped = readFileSync(join(ROOT, JSON_SCHEMA_FILE), 'utf8');
@@ -64,6 +104,19 @@ describe('config.schema.json', () => {
     const timeouts = (props.timeouts as Json).properties as Record<string, Json>;
     expect(timeouts.drain?.default).toBe('30s');
     expect(((props.admin as Json).properties as Record<string, Json>).port?.default).toBe(8077);
+  });
+
+  it('the configuration reference gives the same defaults', () => {
+    const rows = referenceDefaults();
+    expect(rows.length).toBeGreaterThan(30);
+    const schema = configJsonSchema() as Json;
+    const differing = rows.flatMap(({ key, documented }) => {
+      const inSchema = nodeAt(schema, key)?.default;
+      return String(inSchema) === documented
+        ? []
+        : [`${key}: documented \`${documented}\`, schema ${JSON.stringify(inSchema)}`];
+    });
+    expect(differing).toEqual([]);
   });
 
   it('a real validator accepts it, the example and every YAML snippet of the README and docs/', () => {
