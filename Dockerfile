@@ -1,7 +1,7 @@
 # syntax=docker/dockerfile:1
 # wsgate container image: build the TypeScript in one stage, ship only dist/ and production dependencies.
 #   docker build -t wsgate:latest .
-#   docker run --rm -p 8080:8080 -p 9090:9090 -v "$PWD/my-config.yaml:/etc/wsgate/config.yaml:ro" wsgate:latest
+#   docker run --rm -p 8080:8080 -p 8077:8077 -v "$PWD/my-config.yaml:/etc/wsgate/config.yaml:ro" wsgate:latest
 
 ARG NODE_IMAGE=node:24-slim
 
@@ -32,12 +32,12 @@ COPY config.example.yaml /etc/wsgate/config.yaml
 
 # Ports at or above 1024, so the unprivileged user needs no capabilities.
 USER node
-# 8080 WebSocket/HTTP, 8443 WebSocket over TLS, 9090 admin (metrics, health, reload).
-EXPOSE 8080 8443 9090
+# 8080 WebSocket/HTTP, 8443 WebSocket over TLS, 8077 admin (metrics, health, reload).
+EXPOSE 8080 8443 8077
 
 # node:24-slim has no curl or wget; Node's own fetch does the check.
 HEALTHCHECK --interval=15s --timeout=3s --start-period=10s --retries=3 \
-  CMD ["node", "-e", "fetch('http://127.0.0.1:9090/healthz').then((r)=>process.exit(r.ok?0:1)).catch(()=>process.exit(1))"]
+  CMD ["node", "-e", "fetch('http://127.0.0.1:8077/healthz').then((r)=>process.exit(r.ok?0:1)).catch(()=>process.exit(1))"]
 
 # wsgate drains on SIGTERM (close 1001 to every tunnel, bounded by timeouts.drain) and reloads its config
 # on SIGHUP (`docker kill -s HUP <container>`) or when the mounted file changes. Node runs as PID 1 here,

@@ -1,5 +1,6 @@
-// YAML file → validated, normalised, deeply frozen Config. Every problem is reported with file:line:column and
-// the key path, all at once, so an operator fixes a file in one pass. An invalid file never yields a Config.
+// YAML file → validated, normalised, deeply frozen Config. Every problem is reported with file:line:column, the
+// key path and the line itself, all at once, so an operator fixes a file in one pass. An invalid file never yields
+// a Config.
 
 import { readFileSync } from 'node:fs';
 import { dirname, resolve as resolvePath } from 'node:path';
@@ -7,7 +8,9 @@ import { createSecureContext } from 'node:tls';
 import { type Document, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit } from 'yaml';
 import type { z } from 'zod';
 import { Errors } from '../errors.js';
+import { readerWords, unknownKeyMessage } from './messages.js';
 import { configSchema, type RawConfig } from './schema.js';
+import { keysAllowedAt } from './schema-walk.js';
 import type {
   Config,
   ConnectionLimits,
@@ -26,6 +29,10 @@ export interface ConfigIssue {
   /** Dotted key path, e.g. `routes[0].pool`. Empty for file-level problems. */
   readonly path: string;
   readonly message: string;
+  /** The text of `line`, to show under the message; undefined without a line. */
+  readonly source?: string | undefined;
+  /** How many characters from `column` the offending key or value spans on that line (at least 1). */
+  readonly width?: number | undefined;
 }
 
 export class ConfigError extends Error {
@@ -38,9 +45,22 @@ export class ConfigError extends Error {
   }
 }
 
+/** One line: `file:line:column: key.path: message`. */
 export function formatIssue(i: ConfigIssue): string {
   const where = i.line === undefined ? i.file : `${i.file}:${i.line}:${i.column}`;
   return i.path ? `${where}: ${i.path}: ${i.message}` : `${where}: ${i.message}`;
+}
+
+/** formatIssue, then the offending line with a caret under the column, as compilers show it (for people). */
+export function formatIssueWithSource(i: ConfigIssue): string {
+  const head = formatIssue(i);
+  if (i.source === undefined || i.line === undefined || i.column === undefined) return head;
+  const gutter = String(i.line).length;
+  // Tabs stay tabs so the caret lines up whatever the terminal's tab width.
+  const pad = i.source.slice(0, i.column - 1).replace(/[^\t]/g, ' ');
+  const width = Math.max(1, Math.min(i.width ?? 1, i.source.length - i.column + 1));
+  const bar = `${' '.repeat(gutter + 2)}|`;
+  return `${head}\n${bar}\n ${i.line} | ${i.source}\n${bar} ${pad}${'^'.repeat(width)}`;
 }
 
 type PathSegment = string | number;
@@ -54,6 +74,21 @@ export function formatPath(path: readonly PropertyKey[]): string {
   return out;
 }
 
+/** Why a file could not be read, in a few words ("does not exist", "permission denied"). */
+export function fileProblem(err: NodeJS.ErrnoException): string {
+  switch (err.code) {
+    case 'ENOENT':
+      return 'does not exist';
+    case 'EACCES':
+    case 'EPERM':
+      return 'permission denied';
+    case 'EISDIR':
+      return 'is a directory';
+    default:
+      return err.message;
+  }
+}
+
 /** Reads and validates a config file; throws ConfigError listing every problem. */
 export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): Config {
   const absolute = resolvePath(file);
@@ -61,20 +96,25 @@ export function loadConfig(file: string, env: NodeJS.ProcessEnv = process.env): 
   try {
     text = readFileSync(absolute, 'utf8');
   } catch (err) {
-    throw new ConfigError([issueAt(absolute, undefined, '', `cannot read config file: ${(err as Error).message}`)]);
+    const problem = fileProblem(err as NodeJS.ErrnoException);
+    throw new ConfigError([issueAt(absolute, undefined, '', `cannot read config file: ${problem}`)]);
   }
   return parseConfig(text, absolute, env);
 }
+
+/** A span of the source text: [start, end) offsets. */
+type Range = readonly [number, number];
 
 /** Validates config text as if it were read from `file` (relative TLS paths resolve against its folder). */
 export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv = process.env): Config {
   const lines = new LineCounter();
   const doc = parseDocument(text, { lineCounter: lines, prettyErrors: true, uniqueKeys: true });
-  const pos = (offset: number | undefined) => (offset === undefined ? undefined : lines.linePos(offset));
-  const at = (offset: number | undefined, path: string, message: string): ConfigIssue => {
+  const sourceLine = (line: number) => text.split('\n')[line - 1]?.replace(/\r$/, '');
+  const at = (range: Range | undefined, path: string, message: string): ConfigIssue => {
     // No node to point at only when the document is empty: its first line is where the content should be.
-    const p = pos(offset ?? 0);
-    return issueAt(file, p, path, message);
+    const [start, end] = range ?? [0, 0];
+    const p = lines.linePos(start);
+    return { ...issueAt(file, p, path, message), source: sourceLine(p.line), width: end - start };
   };
 
   const issues: ConfigIssue[] = [];
@@ -82,21 +122,22 @@ export function parseConfig(text: string, file: string, env: NodeJS.ProcessEnv =
   const syntax = doc.errors[0];
   if (syntax) {
     const message = (syntax.message.split('\n')[0] ?? syntax.message).replace(/ at line \d+, column \d+:?$/, '');
-    issues.push(issueAt(file, syntax.linePos?.[0], '', message));
+    const p = syntax.linePos?.[0];
+    issues.push({ ...issueAt(file, p, '', message), source: p && sourceLine(p.line) });
   }
   if (issues.length > 0) throw new ConfigError(issues);
 
-  substituteEnv(doc, env, (offset, path, message) => issues.push(at(offset, path, message)));
+  substituteEnv(doc, env, (range, path, message) => issues.push(at(range, path, message)));
   if (issues.length > 0) throw new ConfigError(issues);
 
-  const parsed = configSchema.safeParse(doc.toJS() ?? {});
+  const parsed = configSchema.safeParse(doc.toJS() ?? {}, { error: readerWords });
   if (!parsed.success) {
     for (const zi of parsed.error.issues) issues.push(...zodIssueToConfigIssues(doc, zi, at));
     throw new ConfigError(issues);
   }
 
   const config = normalise(parsed.data, file, (path, message) => {
-    issues.push(at(offsetOf(doc, path), formatPath(path), message));
+    issues.push(at(rangeOf(doc, path), formatPath(path), message));
   });
   if (issues.length > 0) throw new ConfigError(issues);
   return deepFreeze(config);
@@ -115,7 +156,7 @@ function issueAt(
 function substituteEnv(
   doc: Document,
   env: NodeJS.ProcessEnv,
-  report: (offset: number | undefined, path: string, message: string) => void,
+  report: (range: Range | undefined, path: string, message: string) => void,
 ): void {
   visit(doc, {
     Scalar(_key, node, ancestors) {
@@ -123,7 +164,7 @@ function substituteEnv(
       node.value = node.value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (whole, varName: string) => {
         const value = env[varName];
         if (value !== undefined) return value;
-        report(node.range?.[0], pathOfAncestors([...ancestors, node]), `environment variable ${varName} is not set`);
+        report(rangeOfNode(node), pathOfAncestors([...ancestors, node]), `environment variable ${varName} is not set`);
         return whole;
       });
     },
@@ -144,75 +185,98 @@ function pathOfAncestors(ancestors: readonly unknown[]): string {
   return formatPath(segs);
 }
 
-/** Offset of the YAML node at `path`, or of its nearest existing ancestor (so a missing key points at its parent). */
-function offsetOf(doc: Document, path: readonly PropertyKey[], atKey = false): number | undefined {
+function rangeOfNode(node: unknown): Range | undefined {
+  const range = (node as { range?: readonly number[] } | null)?.range;
+  return range && range[0] !== undefined && range[1] !== undefined ? [range[0], range[1]] : undefined;
+}
+
+/**
+ * Where the YAML node at `path` is (its key, with `atKey`), or its nearest existing ancestor, so a missing key
+ * points at its parent.
+ */
+function rangeOf(doc: Document, path: readonly PropertyKey[], atKey = false): Range | undefined {
   let node: unknown = doc.contents;
-  let offset = (doc.contents as { range?: number[] } | null)?.range?.[0];
+  let range = rangeOfNode(doc.contents);
   for (let i = 0; i < path.length; i++) {
     const seg = path[i];
     if (isMap(node)) {
       const pair = node.items.find((p) => isScalar(p.key) && String(p.key.value) === String(seg));
       if (!pair) break;
-      offset = (pair.key as { range?: number[] }).range?.[0] ?? offset;
+      range = rangeOfNode(pair.key) ?? range;
       if (atKey && i === path.length - 1) break;
       node = pair.value;
-      if (isScalar(node) || isMap(node) || isSeq(node)) offset = node.range?.[0] ?? offset;
+      if (isScalar(node) || isMap(node) || isSeq(node)) range = rangeOfNode(node) ?? range;
     } else if (isSeq(node) && typeof seg === 'number') {
       const item = node.items[seg];
       if (item === undefined) break;
       node = item;
-      offset = (item as { range?: number[] }).range?.[0] ?? offset;
+      range = rangeOfNode(item) ?? range;
     } else break;
   }
-  return offset;
+  return range;
+}
+
+/** Whether a union branch refused the value outright (wrong kind or value) rather than something inside it. */
+function refusedOutright(branch: readonly z.core.$ZodIssue[]): boolean {
+  const first = branch[0];
+  return first !== undefined && first.path.length === 0 && ['invalid_type', 'invalid_value'].includes(first.code);
 }
 
 function zodIssueToConfigIssues(
   doc: Document,
   zi: z.core.$ZodIssue,
-  at: (offset: number | undefined, path: string, message: string) => ConfigIssue,
+  at: (range: Range | undefined, path: string, message: string) => ConfigIssue,
 ): ConfigIssue[] {
   const path = zi.path as PropertyKey[];
   if (zi.code === 'unrecognized_keys') {
-    return zi.keys.map((k) => at(offsetOf(doc, [...path, k], true), formatPath([...path, k]), 'unknown key'));
+    const allowed = keysAllowedAt(configSchema, path);
+    return zi.keys.map((k) =>
+      at(rangeOf(doc, [...path, k], true), formatPath([...path, k]), unknownKeyMessage(k, allowed)),
+    );
   }
   if (zi.code === 'invalid_union') {
-    // Report the most specific branch's first problem rather than "invalid input".
-    const best = zi.errors.map((branch) => branch[0]).find((b) => b && b.code !== 'invalid_type') ?? zi.errors[0]?.[0];
+    // A branch that accepted the kind of value knows what is wrong with it: report its first problem. When every
+    // branch refused the kind, the union's own message says what would do ("must be a number or `auto`").
+    const best = zi.errors.find((branch) => !refusedOutright(branch))?.[0];
     if (best) return zodIssueToConfigIssues(doc, { ...best, path: [...path, ...best.path] } as z.core.$ZodIssue, at);
   }
-  const value = valueAt(doc, path);
-  const message = value === undefined && zi.code === 'invalid_type' ? 'is required' : zi.message;
-  return [at(offsetOf(doc, path), formatPath(path), message)];
-}
-
-function valueAt(doc: Document, path: readonly PropertyKey[]): unknown {
-  return doc.getIn(path as PathSegment[]);
+  if (zi.code === 'invalid_key') {
+    const key = path.at(-1);
+    return [
+      at(rangeOf(doc, path, true), formatPath(path), `\`${String(key)}\` ${zi.issues[0]?.message ?? zi.message}`),
+    ];
+  }
+  return [at(rangeOf(doc, path), formatPath(path), zi.message)];
 }
 
 function normalise(raw: RawConfig, file: string, report: (path: PropertyKey[], message: string) => void): Config {
   const baseDir = dirname(file);
+  const readTlsFile = (file: string, path: PropertyKey[]): string | undefined => {
+    try {
+      return readFileSync(file, 'utf8');
+    } catch (err) {
+      report(path, `cannot read TLS file ${file}: ${fileProblem(err as NodeJS.ErrnoException)}`);
+      return undefined;
+    }
+  };
+  /** The certificate and key named at `path` (an object with `cert` and `key`), checked to belong together. */
   const readTls = (certFile: string, keyFile: string, path: PropertyKey[]): TlsFiles | undefined => {
     const certPath = resolvePath(baseDir, certFile);
     const keyPath = resolvePath(baseDir, keyFile);
-    let files: TlsFiles;
-    try {
-      files = {
-        certFile: certPath,
-        keyFile: keyPath,
-        cert: readFileSync(certPath, 'utf8'),
-        key: readFileSync(keyPath, 'utf8'),
-      };
-    } catch (err) {
-      report(path, `cannot read TLS file: ${(err as Error).message}`);
-      return undefined;
-    }
+    // Both files are read, so a pair that is missing altogether is reported at once, each at its own key.
+    const cert = readTlsFile(certPath, [...path, 'cert']);
+    const key = readTlsFile(keyPath, [...path, 'key']);
+    if (cert === undefined || key === undefined) return undefined;
+    const files: TlsFiles = { certFile: certPath, keyFile: keyPath, cert, key };
     try {
       // What the listener will do with them: OpenSSL checks the PEM and that the key belongs to the certificate,
       // so --check and a reload catch a mismatched pair, not only a start.
       createSecureContext({ cert: files.cert, key: files.key });
     } catch (err) {
-      report(path, `TLS certificate ${certPath} and key ${keyPath} are not usable together: ${(err as Error).message}`);
+      report(
+        [...path, 'cert'],
+        `TLS certificate ${certPath} and key ${keyPath} are not usable together: ${(err as Error).message}`,
+      );
       return undefined;
     }
     return files;
@@ -242,32 +306,26 @@ function normalise(raw: RawConfig, file: string, report: (path: PropertyKey[], m
       address: l.address,
       port: l.port,
       tls: tls && {
-        files: tls.cert && tls.key ? readTls(tls.cert, tls.key, ['listeners', i, 'tls', 'cert']) : undefined,
+        files: tls.cert && tls.key ? readTls(tls.cert, tls.key, ['listeners', i, 'tls']) : undefined,
         minVersion: tls.minVersion,
         ciphers: tls.ciphers,
         unknownSni: tls.unknownSni,
         sni: Object.entries(tls.sni).flatMap(([serverName, pair]) => {
-          const files = readTls(pair.cert, pair.key, ['listeners', i, 'tls', 'sni', serverName, 'cert']);
+          const files = readTls(pair.cert, pair.key, ['listeners', i, 'tls', 'sni', serverName]);
           return files ? [{ ...files, serverName: serverName.toLowerCase() }] : [];
         }),
       },
     };
   });
 
-  const readCa = (file: string, path: PropertyKey[]): string | undefined => {
-    try {
-      return readFileSync(resolvePath(baseDir, file), 'utf8');
-    } catch (err) {
-      report(path, `cannot read TLS file: ${(err as Error).message}`);
-      return undefined;
-    }
-  };
-
   const pools = new Map<string, PoolConfig>();
   for (const [poolName, p] of Object.entries(raw.pools)) {
     const ids = new Set<string>();
     const upstreamTls: UpstreamTls | undefined = p.tls && {
-      ca: p.tls.ca === undefined ? undefined : readCa(p.tls.ca, ['pools', poolName, 'tls', 'ca']),
+      ca:
+        p.tls.ca === undefined
+          ? undefined
+          : readTlsFile(resolvePath(baseDir, p.tls.ca), ['pools', poolName, 'tls', 'ca']),
       serverName: p.tls.serverName,
       rejectUnauthorized: !p.tls.insecureSkipVerify,
     };

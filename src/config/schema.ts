@@ -1,17 +1,33 @@
 // The YAML schema (zod), strict at every level, with transforms that normalise to the narrow runtime types:
-// durations in ms, sizes in bytes, backend URLs parsed, hash-key specs parsed, defaults filled in.
+// durations in ms, sizes in bytes, backend URLs parsed, hash-key specs parsed, defaults filled in. It is also the
+// source of the JSON Schema editors use (json-schema.ts): descriptions and defaults live here, once. Defaults are
+// given as the text a user would write (`prefault`), so the JSON Schema shows `5s`, not 5000.
 
 import { z } from 'zod';
 import { parseHashKeySpec } from '../routing/hash-key.js';
 import { routeHostProblem } from '../routing/router.js';
-import { parseDuration, parseSize } from './units.js';
+import { DURATION_TEXT_SCHEMA, MAX_DURATION_MS, parseDuration, parseSize, SIZE_TEXT_SCHEMA } from './units.js';
 
-const duration = z.union([z.number(), z.string()]).transform((v, ctx) => {
-  const ms = parseDuration(v);
-  if (typeof ms === 'number') return ms;
-  ctx.addIssue({ code: 'custom', message: ms.error });
-  return z.NEVER;
-});
+/** The admin listener's port when `admin.port` is not set: no common tool's default (9090 is Prometheus's, 9901 Envoy's). */
+export const DEFAULT_ADMIN_PORT = 8077;
+
+const DURATION_HELP = 'a duration: 250ms, 5s, 2m, 1h, 1d, or a number of milliseconds';
+const SIZE_HELP = 'a size: 64KiB, 1MiB, 10MB, or a number of bytes';
+
+const duration = z
+  .union([z.number(), z.string()], { error: `must be ${DURATION_HELP}` })
+  .transform((v, ctx) => {
+    const ms = parseDuration(v);
+    if (typeof ms === 'number') return ms;
+    ctx.addIssue({ code: 'custom', message: ms.error });
+    return z.NEVER;
+  })
+  .meta({
+    anyOf: [
+      { type: 'number', minimum: 0, maximum: MAX_DURATION_MS },
+      { type: 'string', ...DURATION_TEXT_SCHEMA },
+    ],
+  });
 
 /** A duration of at least `minMs`: timeouts and intervals where 0 would mean "at once" or "in a tight loop". */
 function durationAtLeast(minMs: number, why: string) {
@@ -21,65 +37,111 @@ const positiveDuration = durationAtLeast(1, 'must be more than 0');
 /** Probes every few ms would be a load of their own on backends and nameservers. */
 const probeInterval = durationAtLeast(100, 'must be at least 100ms');
 
-const size = z.union([z.number(), z.string()]).transform((v, ctx) => {
-  const bytes = parseSize(v);
-  if (typeof bytes === 'number') return bytes;
-  ctx.addIssue({ code: 'custom', message: bytes.error });
-  return z.NEVER;
-});
+const size = z
+  .union([z.number(), z.string()], { error: `must be ${SIZE_HELP}` })
+  .transform((v, ctx) => {
+    const bytes = parseSize(v);
+    if (typeof bytes === 'number') return bytes;
+    ctx.addIssue({ code: 'custom', message: bytes.error });
+    return z.NEVER;
+  })
+  .meta({
+    anyOf: [
+      { type: 'number', minimum: 0 },
+      { type: 'string', ...SIZE_TEXT_SCHEMA },
+    ],
+  });
 
 const name = z.string().regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$/, 'must be 1-63 letters, digits, "-", "_" or "."');
 const port = z.number().int().min(0).max(65535);
 const address = z.string().min(1);
+const pathPrefix = z.string().regex(/^\//, 'must start with "/"');
 
 const tlsVersion = z.enum(['TLSv1.2', 'TLSv1.3']);
-const certPair = z.strictObject({ cert: z.string().min(1), key: z.string().min(1) });
+const certPair = z.strictObject({
+  cert: z.string().min(1).describe('PEM certificate chain for this name (path relative to the config file).'),
+  key: z.string().min(1).describe('PEM private key for this name (path relative to the config file).'),
+});
 const tlsSchema = z
   .strictObject({
-    cert: z.string().min(1).optional(),
-    key: z.string().min(1).optional(),
-    minVersion: tlsVersion.default('TLSv1.2'),
-    ciphers: z.string().min(1).optional(),
-    /** Extra certificates chosen by SNI server name (exact or "*.example.com"). */
-    sni: z.record(z.string().min(1), certPair).default({}),
-    /** What a client gets when its SNI name matches no entry: the default certificate, or a refused handshake. */
-    unknownSni: z.enum(['default', 'refuse']).default('default'),
+    cert: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'PEM certificate chain (path relative to the config file). Omit cert and key for a generated self-signed certificate.',
+      ),
+    key: z.string().min(1).optional().describe('PEM private key (path relative to the config file); given with cert.'),
+    minVersion: tlsVersion
+      .default('TLSv1.2')
+      .describe('Lowest TLS version offered; TLS 1.0 and 1.1 are never offered.'),
+    ciphers: z
+      .string()
+      .min(1)
+      .optional()
+      .describe('OpenSSL cipher list for TLS 1.2 (default: forward-secret AEAD suites).'),
+    sni: z
+      .record(z.string().min(1), certPair)
+      .default({})
+      .describe('Extra certificates chosen by SNI server name (exact or "*.example.com"): name → { cert, key }.'),
+    unknownSni: z
+      .enum(['default', 'refuse'])
+      .default('default')
+      .describe(
+        'A client whose SNI name matches no entry (or that names no host): `default` serves the main certificate, `refuse` fails the TLS handshake unless the main certificate covers the name.',
+      ),
   })
   .refine((t) => (t.cert === undefined) === (t.key === undefined), {
     message: 'cert and key must be given together (omit both for a generated self-signed certificate)',
   });
 
 const listenerSchema = z.strictObject({
-  name,
-  address: address.default('0.0.0.0'),
-  port,
-  tls: tlsSchema.optional(),
+  name: name.describe('Listener name, unique; a label in logs.'),
+  address: address.default('0.0.0.0').describe('Bind address (`::` for IPv6).'),
+  port: port.describe('Port; 0 picks a free one (the `listening` log line says which).'),
+  tls: tlsSchema.optional().describe('Makes the listener wss:// and https://.'),
 });
 
 const limitKeys = {
-  messagesPerSecond: z.number().positive().optional(),
-  burstMessages: z.number().int().positive().optional(),
-  bytesPerSecond: size.optional(),
-  maxMessageBytes: size.optional(),
-  maxFramesPerMessage: z.number().int().positive().optional(),
-  controlFramesPerSecond: z.number().positive().optional(),
+  messagesPerSecond: z.number().positive().optional().describe('Data messages per second (token bucket).'),
+  burstMessages: z.number().int().positive().optional().describe('Token bucket size (default: 2 × messagesPerSecond).'),
+  bytesPerSecond: size.optional().describe('Payload bytes per second (token bucket, burst = one second).'),
+  maxMessageBytes: size
+    .optional()
+    .describe('Largest message across its fragments; 1009 as soon as a frame header declares more.'),
+  maxFramesPerMessage: z.number().int().positive().optional().describe('Most fragments in one message.'),
+  controlFramesPerSecond: z
+    .number()
+    .positive()
+    .optional()
+    .describe('Pings and pongs per second (a close frame and the answer to a proxy keepalive ping never count).'),
 };
 const directionLimits = z.strictObject(limitKeys);
 const perConnectionSchema = z.strictObject({
   ...limitKeys,
-  onExceed: z.enum(['close', 'throttle']).optional(),
-  backendToClient: directionLimits.optional(),
+  // No zod default: a route's limits inherit the global onExceed unless they set their own (load.ts merges them).
+  onExceed: z
+    .enum(['close', 'throttle'])
+    .optional()
+    .meta({
+      default: 'close',
+      description: '`close`: 1008 to the client at a frame boundary; `throttle`: stop reading until tokens refill.',
+    }),
+  backendToClient: directionLimits
+    .optional()
+    .describe('The same rate and size keys for backend → client (the others apply to client → backend).'),
 });
 
 const keepaliveSchema = z.strictObject({
-  interval: positiveDuration,
-  timeout: positiveDuration.default(10_000),
-  peers: z.enum(['client', 'backend', 'both']).default('both'),
+  interval: positiveDuration.describe('Proxy pings toward the peers this often.'),
+  timeout: positiveDuration
+    .prefault('10s')
+    .describe('A peer that does not pong in time is closed (client: 1001; backend: the client gets 1011).'),
+  peers: z.enum(['client', 'backend', 'both']).default('both').describe('Who is pinged.'),
 });
 
 const routeSchema = z.strictObject({
-  name,
-  /** Absent: any host, any path. */
+  name: name.describe('Route name, unique; the `route` metric label.'),
   match: z
     .strictObject({
       host: z
@@ -89,157 +151,286 @@ const routeSchema = z.strictObject({
           const problem = routeHostProblem(host);
           if (problem !== undefined) ctx.addIssue({ code: 'custom', message: problem });
         })
-        .optional(),
-      path: z.string().startsWith('/', 'must start with "/"').default('/'),
+        .optional()
+        .describe('Exact host or "*.example.com"; case-insensitive, port ignored; absent = any host.'),
+      path: pathPrefix
+        .default('/')
+        .describe('Path prefix on a segment boundary (`/chat` matches /chat, /chat/x, /chat?x, not /chatty).'),
     })
-    .default({ path: '/' }),
-  pool: name,
-  origins: z.array(z.string().min(1)).optional(),
-  /** strict: RFC 6455 violations close the connection; lenient: counted and passed; off: no frame scanning. */
-  protocol: z.enum(['strict', 'lenient', 'off']).default('strict'),
-  limits: z.strictObject({ perConnection: perConnectionSchema }).optional(),
-  keepalive: keepaliveSchema.optional(),
+    .prefault({})
+    .describe('What the route takes; absent = any host, any path.'),
+  pool: name.describe('The pool (a key of `pools`) connections go to.'),
+  origins: z
+    .array(z.string().min(1))
+    .optional()
+    .describe('Origin allowlist; absent = any origin, present = upgrades without an allowed Origin get 403.'),
+  protocol: z
+    .enum(['strict', 'lenient', 'off'])
+    .default('strict')
+    .describe(
+      '`strict`: RFC 6455 violations close with 1002; `lenient`: counted and passed; `off`: no frame scanning (no message metrics, limits or keepalive).',
+    ),
+  limits: z
+    .strictObject({
+      perConnection: perConnectionSchema.describe('Overrides limits.perConnection key by key for this route.'),
+    })
+    .optional()
+    .describe('Limits for the tunnels of this route.'),
+  keepalive: keepaliveSchema.optional().describe('Proxy pings toward clients and/or backends.'),
 });
 
-const backendUrl = z.string().transform((text, ctx) => {
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    ctx.addIssue({ code: 'custom', message: `"${text}" is not a URL (use ws://host:port)` });
-    return z.NEVER;
-  }
-  if (url.protocol !== 'ws:' && url.protocol !== 'wss:') {
-    ctx.addIssue({ code: 'custom', message: `"${text}" must use ws:// or wss://` });
-    return z.NEVER;
-  }
-  const tls = url.protocol === 'wss:';
-  const hostname = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
-  return {
-    id: `${url.protocol}//${url.host}`,
-    host: hostname,
-    port: url.port === '' ? (tls ? 443 : 80) : Number(url.port),
-    tls,
-  };
-});
+const backendUrl = z
+  .string()
+  .transform((text, ctx) => {
+    let url: URL;
+    try {
+      url = new URL(text);
+    } catch {
+      ctx.addIssue({ code: 'custom', message: `"${text}" is not a URL (use ws://host:port)` });
+      return z.NEVER;
+    }
+    if (url.protocol !== 'ws:' && url.protocol !== 'wss:') {
+      ctx.addIssue({ code: 'custom', message: `"${text}" must use ws:// or wss://` });
+      return z.NEVER;
+    }
+    const tls = url.protocol === 'wss:';
+    const hostname = url.hostname.startsWith('[') ? url.hostname.slice(1, -1) : url.hostname;
+    return {
+      id: `${url.protocol}//${url.host}`,
+      host: hostname,
+      port: url.port === '' ? (tls ? 443 : 80) : Number(url.port),
+      tls,
+    };
+  })
+  .meta({ pattern: '^[wW][sS][sS]?://' });
 
-const backendSchema = z.union([
-  backendUrl.transform((u) => ({ ...u, weight: 1 })),
-  z.strictObject({ url: backendUrl, weight: z.number().positive().max(100).default(1) }).transform((b) => ({
-    ...b.url,
-    weight: b.weight,
-  })),
-]);
+const backendSchema = z
+  .union(
+    [
+      backendUrl.transform((u) => ({ ...u, weight: 1 })),
+      z
+        .strictObject({
+          url: backendUrl.describe('ws://host:port or wss://host:port.'),
+          weight: z.number().positive().max(100).default(1).describe("Scales the backend's share of the ring."),
+        })
+        .transform((b) => ({ ...b.url, weight: b.weight })),
+    ],
+    { error: 'must be a ws:// or wss:// URL, or { url, weight }' },
+  )
+  .describe('ws://host:port or wss://host:port, or { url, weight }.');
 
-const hashKey = z.string().transform((text, ctx) => {
-  const spec = parseHashKeySpec(text);
-  if ('error' in spec) {
-    ctx.addIssue({ code: 'custom', message: spec.error });
-    return z.NEVER;
-  }
-  return spec;
-});
+const hashKey = z
+  .string()
+  .transform((text, ctx) => {
+    const spec = parseHashKeySpec(text);
+    if ('error' in spec) {
+      ctx.addIssue({ code: 'custom', message: spec.error });
+      return z.NEVER;
+    }
+    return spec;
+  })
+  .meta({ pattern: '^(ip|path|(header|cookie|query):.+)$' });
 
-/** Active checks: an HTTP GET (2xx = pass) or, with `websocket`, a full upgrade and close on `path`. */
 const healthCheckSchema = z.strictObject({
-  path: z.string().startsWith('/', 'must start with "/"').default('/'),
-  interval: probeInterval.default(5000),
-  timeout: positiveDuration.default(2000),
-  healthyThreshold: z.number().int().min(1).max(100).default(2),
-  unhealthyThreshold: z.number().int().min(1).max(100).default(3),
-  websocket: z.boolean().default(false),
+  path: pathPrefix.default('/').describe('Checked path: an HTTP GET (2xx = healthy), or a WebSocket upgrade.'),
+  interval: probeInterval.prefault('5s').describe('Per backend, jittered, never overlapping.'),
+  timeout: positiveDuration.prefault('2s').describe('A check not answered in time fails.'),
+  healthyThreshold: z
+    .number()
+    .int()
+    .min(1)
+    .max(100)
+    .default(2)
+    .describe('Passed checks in a row that make a backend healthy.'),
+  unhealthyThreshold: z
+    .number()
+    .int()
+    .min(1)
+    .max(100)
+    .default(3)
+    .describe('Failed checks in a row that take it out of the ring (its clients get 1014).'),
+  websocket: z.boolean().default(false).describe('Check with a full WebSocket handshake and close instead of a GET.'),
 });
 
-/** Passive ejection after consecutive failed upstream connects/handshakes; repeats double up to maxEjectFor. */
-const outlierDefaults = { consecutiveFailures: 5, ejectFor: 30_000, maxEjectFor: 300_000 };
 const outlierSchema = z.strictObject({
-  consecutiveFailures: z.number().int().min(1).default(outlierDefaults.consecutiveFailures),
-  ejectFor: duration.default(outlierDefaults.ejectFor),
-  maxEjectFor: duration.default(outlierDefaults.maxEjectFor),
+  consecutiveFailures: z
+    .number()
+    .int()
+    .min(1)
+    .default(5)
+    .describe('Failed connects or handshakes in a row that eject a backend.'),
+  ejectFor: duration.prefault('30s').describe('How long an ejection lasts; doubles on repeated ejections.'),
+  maxEjectFor: duration.prefault('5m').describe('The longest an ejection may last.'),
 });
 
-/** DNS A/AAAA discovery (the Kubernetes headless-Service pattern); `nameservers` overrides the system resolver. */
 const discoverySchema = z.strictObject({
-  dns: z.string().min(1),
-  port: port.min(1),
-  /** wss: discovered backends are dialled with TLS, verified as pools.NAME.tls says (the name: the dns name). */
-  scheme: z.enum(['ws', 'wss']).default('ws'),
-  interval: probeInterval.default(10_000),
-  nameservers: z.array(z.string().min(1)).min(1).optional(),
+  dns: z
+    .string()
+    .min(1)
+    .describe('Name whose A/AAAA records are the backends (a Kubernetes headless Service), weight 1 each.'),
+  port: port.min(1).describe('Backend port of the discovered addresses.'),
+  scheme: z
+    .enum(['ws', 'wss'])
+    .default('ws')
+    .describe(
+      '`wss` dials discovered backends with TLS, verified as pools.NAME.tls says (the certificate must name tls.serverName, or else the dns name).',
+    ),
+  interval: probeInterval
+    .prefault('10s')
+    .describe('How often to resolve again; a failed or empty lookup keeps the last good set.'),
+  nameservers: z
+    .array(z.string().min(1))
+    .min(1)
+    .optional()
+    .describe('host[:port] DNS servers instead of the system resolver.'),
 });
 
-const rebalanceDefaults = { mode: 'gradual' as const, maxClosesPerSecond: 50 };
 const rebalanceSchema = z.strictObject({
-  mode: z.enum(['off', 'gradual']).default(rebalanceDefaults.mode),
-  maxClosesPerSecond: z.number().positive().max(100_000).default(rebalanceDefaults.maxClosesPerSecond),
+  mode: z
+    .enum(['off', 'gradual'])
+    .default('gradual')
+    .describe(
+      'When the ring changes, `gradual` closes connections whose key now maps elsewhere with 1012 so they reconnect to the new owner; `off` leaves them.',
+    ),
+  maxClosesPerSecond: z
+    .number()
+    .positive()
+    .max(100_000)
+    .default(50)
+    .describe('Pace of those closes (also used to drain a removed backend).'),
 });
 
 const poolSchema = z.strictObject({
-  hashKey: hashKey.default({ kind: 'ip' }),
-  balanceFactor: z.number().min(1).max(10).optional(),
+  hashKey: hashKey
+    .prefault('ip')
+    .describe(
+      'What keeps a user on one backend: `ip`, `header:NAME`, `cookie:NAME`, `query:NAME` or `path`; a missing key falls back to the client IP.',
+    ),
+  balanceFactor: z
+    .number()
+    .min(1)
+    .max(10)
+    .optional()
+    .describe(
+      'Bounded loads: a backend holding more than ⌈c × average⌉ connections is skipped; absent = plain consistent hashing.',
+    ),
   /** Exactly one of `backends` and `discovery` (checked in load.ts, where the error can name the pool). */
-  backends: z.array(backendSchema).min(1, 'a pool needs at least one backend').optional(),
-  discovery: discoverySchema.optional(),
-  healthCheck: healthCheckSchema.optional(),
-  outlier: outlierSchema.default(outlierDefaults),
-  rebalance: rebalanceSchema.default(rebalanceDefaults),
-  /** Largest fraction of a pool that may be out of the ring for health or ejection at once (Envoy's panic mode). */
-  panicThreshold: z.number().min(0).max(1).default(0.5),
-  /** How wss:// backends are verified: a private CA, the name to check, or (for tests only) no verification. */
+  backends: z
+    .array(backendSchema)
+    .min(1, 'a pool needs at least one backend')
+    .optional()
+    .describe('Static members (give either backends or discovery).'),
+  discovery: discoverySchema.optional().describe('Members from DNS instead of `backends`.'),
+  healthCheck: healthCheckSchema.optional().describe('Active checks; absent = none, members count as healthy.'),
+  outlier: outlierSchema.prefault({}).describe('Passive ejection after failed connects or handshakes.'),
+  rebalance: rebalanceSchema.prefault({}).describe('What happens to connections whose key moved to another backend.'),
+  panicThreshold: z
+    .number()
+    .min(0)
+    .max(1)
+    .default(0.5)
+    .describe(
+      'At most this fraction of the pool may be out of the ring (unhealthy or ejected); past it the rest stay in.',
+    ),
   tls: z
     .strictObject({
-      ca: z.string().min(1).optional(),
-      serverName: z.string().min(1).optional(),
-      insecureSkipVerify: z.boolean().default(false),
+      ca: z
+        .string()
+        .min(1)
+        .optional()
+        .describe('PEM CA bundle to verify wss:// backends with, instead of the system store.'),
+      serverName: z
+        .string()
+        .min(1)
+        .optional()
+        .describe('Name sent as SNI and checked in the backend certificate (default: the backend host).'),
+      insecureSkipVerify: z.boolean().default(false).describe('Accept any backend certificate (labs and tests only).'),
     })
-    .optional(),
+    .optional()
+    .describe('How wss:// backends are verified.'),
 });
 
-export const configSchema = z.strictObject({
-  listeners: z.array(listenerSchema).min(1, 'at least one listener is required'),
-  admin: z
-    .strictObject({
-      address: address.default('127.0.0.1'),
-      port: port.default(9090),
-      token: z.string().min(16, 'use a token of at least 16 characters').optional(),
-    })
-    .default({ address: '127.0.0.1', port: 9090 }),
-  routes: z.array(routeSchema).min(1, 'at least one route is required'),
-  pools: z.record(name, poolSchema),
-  limits: z
-    .strictObject({
-      maxConnections: z.number().int().positive().default(50_000),
-      maxConnectionsPerIp: z.number().int().positive().default(1000),
-      perConnection: perConnectionSchema.optional(),
-    })
-    .default({ maxConnections: 50_000, maxConnectionsPerIp: 1000 }),
-  timeouts: z
-    .strictObject({
-      handshake: positiveDuration.default(5000),
-      idle: duration.default(60_000),
-      drain: duration.default(30_000),
-    })
-    .default({ handshake: 5000, idle: 60_000, drain: 30_000 }),
-  log: z
-    .strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') })
-    .default({ level: 'info' }),
-  /** Processes serving the listeners: a count, or "auto" for one per available CPU. Changing it needs a restart. */
-  workers: z.union([z.literal('auto'), z.number().int().min(1).max(1024)]).default(1),
-  /**
-   * With workers > 1, who accepts connections: "kernel" (every worker accepts from the shared listening socket) or
-   * "primary" (the primary accepts and hands each one to the workers in turn). Changing it needs a restart.
-   */
-  workersAccept: z.enum(['kernel', 'primary']).default('kernel'),
-  shutdown: z
-    .strictObject({
-      /**
-       * After SIGTERM/SIGINT, /readyz answers 503 at once but the listeners keep accepting for this long, so
-       * a load balancer polling /readyz stops sending before connections would be refused. Then the drain
-       * (timeouts.drain) starts.
-       */
-      acceptDelay: duration.default(0),
-    })
-    .default({ acceptDelay: 0 }),
-});
+export const configSchema = z
+  .strictObject({
+    listeners: z.array(listenerSchema).min(1, 'at least one listener is required').describe('Where clients connect.'),
+    admin: z
+      .strictObject({
+        address: address.default('127.0.0.1').describe('Bind address of the admin listener.'),
+        port: port.default(DEFAULT_ADMIN_PORT).describe('Port of the admin listener; changes need a restart.'),
+        token: z
+          .string()
+          .min(16, 'use a token of at least 16 characters')
+          .optional()
+          .describe('Bearer token required for POST /reload and /api/* (probes and /metrics stay open).'),
+      })
+      .prefault({})
+      .describe('Status page /, /api/status, POST /reload, /metrics, /healthz, /readyz.'),
+    routes: z
+      .array(routeSchema)
+      .min(1, 'at least one route is required')
+      .describe('Host and path → pool; the first match wins.'),
+    pools: z.record(name, poolSchema).describe('Backends by pool name.'),
+    limits: z
+      .strictObject({
+        maxConnections: z
+          .number()
+          .int()
+          .positive()
+          .default(50_000)
+          .describe('Cap on what holds a backend connection (503 beyond); per process with workers > 1.'),
+        maxConnectionsPerIp: z.number().int().positive().default(1000).describe('The same per client IP (429 beyond).'),
+        perConnection: perConnectionSchema.optional().describe('Limits on every tunnel (routes may override them).'),
+      })
+      .prefault({})
+      .describe('Connection caps, and limits on every tunnel.'),
+    timeouts: z
+      .strictObject({
+        handshake: positiveDuration
+          .prefault('5s')
+          .describe('Request headers, TLS handshake, and each backend handshake attempt.'),
+        idle: duration.prefault('60s').describe('Close (1001) after no data message in either direction; 0: never.'),
+        drain: duration
+          .prefault('30s')
+          .describe(
+            'Shutdown, and a reload removing a route or pool: how long tunnels have to close (1001) before the rest are cut.',
+          ),
+      })
+      .prefault({})
+      .describe('How long handshakes, idle tunnels and drains may take.'),
+    log: z
+      .strictObject({
+        level: z
+          .enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'])
+          .default('info')
+          .describe(
+            'pino level; JSON lines on stdout (pretty in a terminal). `debug` adds stack traces to start-up errors.',
+          ),
+      })
+      .prefault({})
+      .describe('Logging.'),
+    workers: z
+      .union([z.number().int().min(1).max(1024), z.literal('auto')])
+      .default(1)
+      .describe(
+        'Processes serving the listeners: a number, or `auto` for one per available CPU. Changes need a restart.',
+      ),
+    workersAccept: z
+      .enum(['kernel', 'primary'])
+      .default('kernel')
+      .describe(
+        'With workers > 1, who accepts connections: `kernel` (every worker accepts from the shared socket) or `primary` (the primary hands them out in turn). Changes need a restart.',
+      ),
+    shutdown: z
+      .strictObject({
+        acceptDelay: duration
+          .prefault('0s')
+          .describe(
+            'After SIGTERM/SIGINT, /readyz answers 503 at once but the listeners keep accepting this long; then the drain starts.',
+          ),
+      })
+      .prefault({})
+      .describe('What SIGTERM/SIGINT do before the drain.'),
+  })
+  .meta({ title: 'wsgate configuration' });
 
 export type RawConfig = z.output<typeof configSchema>;

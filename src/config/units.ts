@@ -12,9 +12,12 @@ const SIZE_BYTES: Readonly<Record<string, number>> = {
   gib: 1024 ** 3,
 };
 
+/** Longest quantity text read: anything longer is not a duration or size. */
+const MAX_QUANTITY_CHARS = 64;
+
 /** Splits "12.5 MiB" into its number and unit, or returns undefined. Bounded, no backtracking. */
 function splitQuantity(text: string): { value: number; unit: string } | undefined {
-  if (text.length > 64) return undefined;
+  if (text.length > MAX_QUANTITY_CHARS) return undefined;
   const m = /^\s*(\d+(?:\.\d+)?)\s*([A-Za-z]*)\s*$/.exec(text);
   if (!m) return undefined;
   return { value: Number(m[1]), unit: (m[2] ?? '').toLowerCase() };
@@ -48,3 +51,20 @@ export function parseSize(input: number | string): number | { error: string } {
   if (!q || factor === undefined) return { error: `"${input}" is not a size (use e.g. 64KiB, 1MiB, 1000)` };
   return Math.floor(q.value * factor);
 }
+
+/**
+ * The text forms splitQuantity accepts with one of `units` (any case), as a JSON Schema `pattern` (ECMA-262, no
+ * flags), so an editor flags what the loader would refuse.
+ */
+function quantityPattern(units: Readonly<Record<string, number>>): string {
+  const anyCase = (unit: string) => [...unit].map((c) => `[${c}${c.toUpperCase()}]`).join('');
+  const alternatives = Object.keys(units)
+    .sort((a, b) => b.length - a.length)
+    .map(anyCase)
+    .join('|');
+  return `^\\s*\\d+(?:\\.\\d+)?\\s*(?:${alternatives})?\\s*$`;
+}
+
+/** JSON Schema for a duration or size given as text (numbers are covered by their own branch). */
+export const DURATION_TEXT_SCHEMA = { pattern: quantityPattern(DURATION_MS), maxLength: MAX_QUANTITY_CHARS } as const;
+export const SIZE_TEXT_SCHEMA = { pattern: quantityPattern(SIZE_BYTES), maxLength: MAX_QUANTITY_CHARS } as const;

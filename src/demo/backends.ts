@@ -19,7 +19,11 @@ export function startDemoBackend(id: string, port: number, host = '127.0.0.1'): 
     res.writeHead(200, { 'Content-Type': 'text/plain', 'X-Backend-Id': id });
     res.end(body);
   });
-  const wss = new WebSocketServer({ server, perMessageDeflate: false });
+  // noServer: ws would re-emit the server's errors (a busy port) on itself, where nobody listens.
+  const wss = new WebSocketServer({ noServer: true, perMessageDeflate: false });
+  server.on('upgrade', (req, socket, head) => {
+    wss.handleUpgrade(req, socket, head, (ws) => wss.emit('connection', ws, req));
+  });
   wss.on('connection', (ws, req) => {
     const room = new URL(req.url ?? '/', 'http://demo').searchParams.get('room') ?? 'lobby';
     (ws as unknown as { room: string }).room = room;
@@ -31,7 +35,8 @@ export function startDemoBackend(id: string, port: number, host = '127.0.0.1'): 
       }
       const text = data.toString();
       ws.send(JSON.stringify({ backend: id, event: 'echo', text }));
-      // Chat: everyone else in the same room on this backend hears it too.
+      // Chat: everyone else in the same room on this backend hears it too (so the status page shows more
+      // messages going to clients than coming from them).
       for (const peer of wss.clients) {
         if (peer !== ws && (peer as unknown as { room: string }).room === room && peer.readyState === peer.OPEN) {
           peer.send(JSON.stringify({ backend: id, event: 'chat', room, text }));
@@ -57,16 +62,24 @@ export function startDemoBackend(id: string, port: number, host = '127.0.0.1'): 
   });
 }
 
+/** What the demo child tells its parent: all backends listening, or the first that could not. */
+export type DemoBackendsMessage =
+  | { readonly ready: readonly { readonly id: string; readonly port: number }[] }
+  | { readonly failed: { readonly port: number; readonly code: string | undefined; readonly message: string } };
+
 // Run as a child of `wsgate` in demo mode: `node backends.js 3001 3002 3003`; exits with its parent.
 if (process.argv[1] && import.meta.url.endsWith(process.argv[1].split('/').pop() ?? '') && process.argv[2]) {
   const ports = process.argv.slice(2).map(Number);
-  Promise.all(ports.map((p) => startDemoBackend(demoBackendId(p), p)))
-    .then((started) => {
-      process.send?.({ ready: started.map((b) => ({ id: b.id, port: b.port })) });
-    })
-    .catch((err: Error) => {
-      process.send?.({ error: err.message });
-      process.exit(1);
-    });
+  const send = (message: DemoBackendsMessage, then?: () => void) => process.send?.(message, undefined, {}, then);
+  Promise.allSettled(ports.map((port) => startDemoBackend(demoBackendId(port), port))).then((results) => {
+    const i = results.findIndex((r) => r.status === 'rejected');
+    const failure = results[i];
+    if (failure?.status === 'rejected') {
+      const err = failure.reason as NodeJS.ErrnoException;
+      send({ failed: { port: ports[i] as number, code: err.code, message: err.message } }, () => process.exit(1));
+      return;
+    }
+    send({ ready: results.flatMap((r) => (r.status === 'fulfilled' ? [{ id: r.value.id, port: r.value.port }] : [])) });
+  });
   process.on('disconnect', () => process.exit(0));
 }

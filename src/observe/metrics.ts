@@ -27,6 +27,22 @@ export const MESSAGE_SIZE_BUCKETS: readonly number[] = [
   16, 64, 256, 1024, 4096, 16_384, 65_536, 262_144, 1_048_576, 4_194_304, 16_777_216,
 ];
 
+/**
+ * prom-client's default gauges named like counters (`_total`), which `promtool check metrics` refuses. Each is the
+ * sum of its labelled namesake (`sum(nodejs_active_handles)`), so nothing is lost without them.
+ */
+const COUNTER_NAMED_GAUGES = [
+  'nodejs_active_handles_total',
+  'nodejs_active_requests_total',
+  'nodejs_active_resources_total',
+];
+
+/** prom-client's process and Node.js metrics on `registry`, without the gauges promtool refuses. */
+export function collectProcessMetrics(registry: PromRegistry): void {
+  collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 20 });
+  for (const name of COUNTER_NAMED_GAUGES) registry.removeSingleMetric(name);
+}
+
 /** Hot-path counters of one route: plain numbers and typed arrays, incremented by tunnels, read at scrape. */
 export class RouteStats {
   readonly route: string;
@@ -130,8 +146,7 @@ export class Metrics {
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registry = new Registry();
     this.registry = registry;
-    if (options.defaultMetrics !== false)
-      collectDefaultMetrics({ register: registry, eventLoopMonitoringPrecision: 20 });
+    if (options.defaultMetrics !== false) collectProcessMetrics(registry);
     const registers = [registry];
     const children = this.backendChildren;
     const stats = this.routeStats;

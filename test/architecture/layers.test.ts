@@ -11,7 +11,7 @@ const SRC = join(ROOT, 'src');
 
 /** Top to bottom. A top-level file is its own layer, named by its file name. */
 const LAYERS: readonly (readonly string[])[] = [
-  ['cli.ts', 'demo'],
+  ['cli.ts', 'cli', 'demo'],
   ['control'],
   ['admin'],
   ['gateway'],

@@ -5,9 +5,10 @@ import { mkdtempSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { describe, expect, it } from 'vitest';
+import { beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { startEchoBackend } from '../helpers/backends.js';
+import { ensureBuilt } from '../helpers/child-gateway.js';
 
 const run = promisify(execFile);
 const CLI = join(import.meta.dirname, '..', '..', 'dist', 'src', 'cli.js');
@@ -36,6 +37,8 @@ log: { level: info }
 `;
 
 describe('wsgate CLI', () => {
+  beforeAll(ensureBuilt, 120_000);
+
   it('--help and --version', async () => {
     const help = await wsgate(['--help']);
     expect(help.code).toBe(0);
@@ -54,6 +57,41 @@ describe('wsgate CLI', () => {
     expect(bad.code).toBe(1);
     expect(bad.stderr).toContain(`${badFile}:3:`);
     expect(bad.stderr).toContain('routes[0].pool: pool "mian" is not defined');
+    // Then the line itself, with a caret under the value.
+    const lines = bad.stderr.split('\n');
+    const at = lines.findIndex((l) => l.includes('routes[0].pool'));
+    expect(lines[at + 2]).toBe(' 3 | routes: [{ name: main, match: { path: / }, pool: mian }]');
+    expect(lines[at + 3]?.indexOf('^^^^ ')).toBe(-1);
+    expect(lines[at + 3]?.trimEnd().endsWith('^^^^')).toBe(true);
+    expect(lines[at + 3]?.indexOf('^')).toBe(lines[at + 2]?.indexOf('mian'));
+  });
+
+  it('--help names the commands; connect --help its options', async () => {
+    const help = await wsgate(['--help']);
+    expect(help.stdout).toContain('wsgate connect URL');
+    expect(help.stdout).toContain('wsgate schema');
+    const connect = await wsgate(['connect', '--help']);
+    expect(connect.code).toBe(0);
+    expect(connect.stdout).toContain('--subprotocol NAME');
+  });
+
+  it('schema prints the JSON Schema', async () => {
+    const r = await wsgate(['schema']);
+    expect(r.code).toBe(0);
+    const schema = JSON.parse(r.stdout) as { $schema: string; properties: Record<string, unknown> };
+    expect(schema.$schema).toBe('https://json-schema.org/draft/2020-12/schema');
+    expect(Object.keys(schema.properties)).toContain('listeners');
+  });
+
+  it('npm start -- --check runs the current build, without building', async () => {
+    const file = tempConfig(GOOD.replace('BACKEND', 'ws://127.0.0.1:1'));
+    const path = (process.env.PATH ?? '').split(':').filter((d) => !d.includes('node_modules'));
+    const { stdout, stderr } = await run('npm', ['start', '--silent', '--', '--config', file, '--check'], {
+      cwd: join(import.meta.dirname, '..', '..'),
+      env: { HOME: process.env.HOME, PATH: path.join(':') },
+    });
+    expect(stdout).toBe(`${file}: configuration is valid\n`);
+    expect(stderr).not.toContain('building');
   });
 
   it('an unknown flag exits 2 with usage', async () => {

@@ -56,7 +56,7 @@ describe('valid config', () => {
       { id: 'ws://127.0.0.1:3001', host: '127.0.0.1', port: 3001, tls: false, weight: 1 },
       { id: 'ws://[::1]:3002', host: '::1', port: 3002, tls: false, weight: 2 },
     ]);
-    expect(c.admin).toEqual({ address: '127.0.0.1', port: 9090, token: undefined });
+    expect(c.admin).toEqual({ address: '127.0.0.1', port: 8077, token: undefined });
     expect(c.limits).toEqual({ maxConnections: 100, maxConnectionsPerIp: 1000 });
   });
 
@@ -86,7 +86,9 @@ describe('errors name file, line, column and key path', () => {
   it('an unknown key', () => {
     const issues = issuesOf(VALID.replace('    pool: chat', '    pool: chat\n    pooll: chat'));
     expect(issues).toHaveLength(1);
-    expect(formatIssue(issues[0] as ConfigIssue)).toBe(`${FILE}:7:5: routes[0].pooll: unknown key`);
+    expect(formatIssue(issues[0] as ConfigIssue)).toBe(
+      `${FILE}:7:5: routes[0].pooll: unknown key \`pooll\`; did you mean \`pool\`?`,
+    );
   });
 
   it('a wrong type', () => {

@@ -174,25 +174,11 @@ export async function admin(
 
 export const PROMTOOL = '/usr/bin/promtool';
 
-/**
- * Metrics prom-client's collectDefaultMetrics() exports as gauges with a `_total` suffix, which promtool's linter
- * flags. They are third-party names dashboards rely on, so they are tolerated; any other problem (a wsgate name,
- * a parse error) is returned.
- */
-export const PROM_CLIENT_LINT_EXCEPTIONS = [
-  'nodejs_active_handles_total',
-  'nodejs_active_requests_total',
-  'nodejs_active_resources_total',
-];
-
-/** Problems `promtool check metrics` reports for `text`, minus PROM_CLIENT_LINT_EXCEPTIONS. */
+/** Problems `promtool check metrics` reports for `text` (every line it prints; none means it passed). */
 export function promtoolMetricProblems(text: string): string[] {
   const result = spawnSync(PROMTOOL, ['check', 'metrics'], { input: text, encoding: 'utf8' });
   if (result.error) throw result.error;
   const problems = `${result.stdout}${result.stderr}`.split('\n').filter((l) => l.trim() !== '');
-  const remaining = problems.filter((p) => !PROM_CLIENT_LINT_EXCEPTIONS.some((name) => p.startsWith(`${name} `)));
-  if (remaining.length === 0 && result.status !== 0 && problems.length === 0) {
-    return [`promtool exited ${result.status} without output`];
-  }
-  return remaining;
+  if (result.status !== 0 && problems.length === 0) return [`promtool exited ${result.status} without output`];
+  return problems;
 }

@@ -306,10 +306,10 @@ describe('grafana provisioning and prometheus.yml', () => {
     ]);
   });
 
-  it('scrapes wsgate:9090 and loads alerts.yml', () => {
+  it('scrapes wsgate:8077 and loads alerts.yml', () => {
     expect(prometheus.rule_files).toContain('alerts.yml');
     const job = prometheus.scrape_configs.find((j: { job_name: string }) => j.job_name === 'wsgate');
-    expect(job.static_configs[0].targets).toEqual(['wsgate:9090']);
+    expect(job.static_configs[0].targets).toEqual(['wsgate:8077']);
     // $__rate_interval is derived from the datasource's scrape interval; they must agree.
     expect(datasources.datasources[0].jsonData.timeInterval).toBe(prometheus.global.scrape_interval);
   });
@@ -397,10 +397,10 @@ const ALERT_UNIT_TESTS = [
     name: 'a backend down for a minute pages; a flap does not',
     interval: '1m',
     input_series: [
-      { series: 'wsgate_backend_up{job="wsgate",instance="a:9090",pool="chat",backend="b1"}', values: '1 1 0 0 0 0 0' },
-      { series: 'wsgate_backend_up{job="wsgate",instance="a:9090",pool="chat",backend="b2"}', values: '1 0 1 1 1 1 1' },
+      { series: 'wsgate_backend_up{job="wsgate",instance="a:8077",pool="chat",backend="b1"}', values: '1 1 0 0 0 0 0' },
+      { series: 'wsgate_backend_up{job="wsgate",instance="a:8077",pool="chat",backend="b2"}', values: '1 0 1 1 1 1 1' },
       {
-        series: 'wsgate_pool_backends{job="wsgate",instance="a:9090",pool="chat",state="healthy"}',
+        series: 'wsgate_pool_backends{job="wsgate",instance="a:8077",pool="chat",state="healthy"}',
         values: '2 1 1 1 1 1 1',
       },
     ],
@@ -410,7 +410,7 @@ const ALERT_UNIT_TESTS = [
         eval_time: '5m',
         alertname: 'WsgateBackendDown',
         exp_alerts: [
-          { exp_labels: { severity: 'warning', job: 'wsgate', instance: 'a:9090', pool: 'chat', backend: 'b1' } },
+          { exp_labels: { severity: 'warning', job: 'wsgate', instance: 'a:8077', pool: 'chat', backend: 'b1' } },
         ],
       },
       { eval_time: '5m', alertname: 'WsgateAllBackendsDown', exp_alerts: [] },
@@ -420,19 +420,19 @@ const ALERT_UNIT_TESTS = [
     name: 'a pool with every backend down, or with none discovered, is critical',
     interval: '1m',
     input_series: [
-      { series: 'wsgate_backend_up{job="wsgate",instance="a:9090",pool="chat",backend="b1"}', values: '0x5' },
-      { series: 'wsgate_backend_up{job="wsgate",instance="a:9090",pool="chat",backend="b2"}', values: '0x5' },
-      { series: 'wsgate_pool_backends{job="wsgate",instance="a:9090",pool="chat",state="healthy"}', values: '0x5' },
-      { series: 'wsgate_pool_backends{job="wsgate",instance="a:9090",pool="empty",state="healthy"}', values: '0x5' },
-      { series: 'wsgate_backend_up{job="wsgate",instance="a:9090",pool="fine",backend="b3"}', values: '1x5' },
-      { series: 'wsgate_pool_backends{job="wsgate",instance="a:9090",pool="fine",state="healthy"}', values: '1x5' },
+      { series: 'wsgate_backend_up{job="wsgate",instance="a:8077",pool="chat",backend="b1"}', values: '0x5' },
+      { series: 'wsgate_backend_up{job="wsgate",instance="a:8077",pool="chat",backend="b2"}', values: '0x5' },
+      { series: 'wsgate_pool_backends{job="wsgate",instance="a:8077",pool="chat",state="healthy"}', values: '0x5' },
+      { series: 'wsgate_pool_backends{job="wsgate",instance="a:8077",pool="empty",state="healthy"}', values: '0x5' },
+      { series: 'wsgate_backend_up{job="wsgate",instance="a:8077",pool="fine",backend="b3"}', values: '1x5' },
+      { series: 'wsgate_pool_backends{job="wsgate",instance="a:8077",pool="fine",state="healthy"}', values: '1x5' },
     ],
     alert_rule_test: [
       {
         eval_time: '3m',
         alertname: 'WsgateAllBackendsDown',
         exp_alerts: ['chat', 'empty'].map((pool) => ({
-          exp_labels: { severity: 'critical', job: 'wsgate', instance: 'a:9090', pool },
+          exp_labels: { severity: 'critical', job: 'wsgate', instance: 'a:8077', pool },
         })),
       },
     ],
@@ -441,14 +441,14 @@ const ALERT_UNIT_TESTS = [
     name: 'a failed reload alerts until it leaves the 15m window',
     interval: '1m',
     input_series: [
-      { series: 'wsgate_config_reload_total{job="wsgate",instance="a:9090",result="failure"}', values: '0 0 1x30' },
-      { series: 'wsgate_config_reload_total{job="wsgate",instance="a:9090",result="success"}', values: '1x32' },
+      { series: 'wsgate_config_reload_total{job="wsgate",instance="a:8077",result="failure"}', values: '0 0 1x30' },
+      { series: 'wsgate_config_reload_total{job="wsgate",instance="a:8077",result="success"}', values: '1x32' },
     ],
     alert_rule_test: [
       {
         eval_time: '5m',
         alertname: 'WsgateReloadFailing',
-        exp_alerts: [{ exp_labels: { severity: 'warning', job: 'wsgate', instance: 'a:9090', result: 'failure' } }],
+        exp_alerts: [{ exp_labels: { severity: 'warning', job: 'wsgate', instance: 'a:8077', result: 'failure' } }],
       },
       { eval_time: '25m', alertname: 'WsgateReloadFailing', exp_alerts: [] },
     ],
@@ -460,33 +460,33 @@ const ALERT_UNIT_TESTS = [
       // chat: 2 rejections/s against 1 accepted/s.
       {
         series:
-          'wsgate_handshake_rejections_total{job="wsgate",instance="a:9090",route="chat",status="503",reason="no_healthy_backend"}',
+          'wsgate_handshake_rejections_total{job="wsgate",instance="a:8077",route="chat",status="503",reason="no_healthy_backend"}',
         values: '0+120x15',
       },
       {
-        series: 'wsgate_connections_total{job="wsgate",instance="a:9090",route="chat",pool="chat",backend="b1"}',
+        series: 'wsgate_connections_total{job="wsgate",instance="a:8077",route="chat",pool="chat",backend="b1"}',
         values: '0+60x15',
       },
       // ghost: only rejections, no connection series at all.
       {
         series:
-          'wsgate_handshake_rejections_total{job="wsgate",instance="a:9090",route="ghost",status="403",reason="origin_not_allowed"}',
+          'wsgate_handshake_rejections_total{job="wsgate",instance="a:8077",route="ghost",status="403",reason="origin_not_allowed"}',
         values: '0+300x15',
       },
       // quiet: every attempt rejected, but only 0.5/s.
       {
         series:
-          'wsgate_handshake_rejections_total{job="wsgate",instance="a:9090",route="quiet",status="429",reason="too_many_from_ip"}',
+          'wsgate_handshake_rejections_total{job="wsgate",instance="a:8077",route="quiet",status="429",reason="too_many_from_ip"}',
         values: '0+30x15',
       },
       // busy: 1.5 rejections/s against 100 accepted/s.
       {
         series:
-          'wsgate_handshake_rejections_total{job="wsgate",instance="a:9090",route="busy",status="400",reason="bad_key"}',
+          'wsgate_handshake_rejections_total{job="wsgate",instance="a:8077",route="busy",status="400",reason="bad_key"}',
         values: '0+90x15',
       },
       {
-        series: 'wsgate_connections_total{job="wsgate",instance="a:9090",route="busy",pool="chat",backend="b1"}',
+        series: 'wsgate_connections_total{job="wsgate",instance="a:8077",route="busy",pool="chat",backend="b1"}',
         values: '0+6000x15',
       },
     ],
@@ -496,7 +496,7 @@ const ALERT_UNIT_TESTS = [
         eval_time: '10m',
         alertname: 'WsgateHandshakeRejectionSpike',
         exp_alerts: ['chat', 'ghost'].map((route) => ({
-          exp_labels: { severity: 'warning', job: 'wsgate', instance: 'a:9090', route },
+          exp_labels: { severity: 'warning', job: 'wsgate', instance: 'a:8077', route },
         })),
       },
     ],
@@ -507,20 +507,20 @@ const ALERT_UNIT_TESTS = [
     input_series: [
       {
         series:
-          'wsgate_upstream_errors_total{job="wsgate",instance="a:9090",pool="chat",backend="b1",reason="connect_failed"}',
+          'wsgate_upstream_errors_total{job="wsgate",instance="a:8077",pool="chat",backend="b1",reason="connect_failed"}',
         values: '0+30x15',
       },
       {
-        series: 'wsgate_connections_total{job="wsgate",instance="a:9090",route="chat",pool="chat",backend="b1"}',
+        series: 'wsgate_connections_total{job="wsgate",instance="a:8077",route="chat",pool="chat",backend="b1"}',
         values: '0+60x15',
       },
       {
         series:
-          'wsgate_upstream_errors_total{job="wsgate",instance="a:9090",pool="chat",backend="b2",reason="timeout"}',
+          'wsgate_upstream_errors_total{job="wsgate",instance="a:8077",pool="chat",backend="b2",reason="timeout"}',
         values: '0+3x15',
       },
       {
-        series: 'wsgate_connections_total{job="wsgate",instance="a:9090",route="chat",pool="chat",backend="b2"}',
+        series: 'wsgate_connections_total{job="wsgate",instance="a:8077",route="chat",pool="chat",backend="b2"}',
         values: '0+60x15',
       },
     ],
@@ -529,7 +529,7 @@ const ALERT_UNIT_TESTS = [
         eval_time: '10m',
         alertname: 'WsgateUpstreamErrors',
         exp_alerts: [
-          { exp_labels: { severity: 'warning', job: 'wsgate', instance: 'a:9090', pool: 'chat', backend: 'b1' } },
+          { exp_labels: { severity: 'warning', job: 'wsgate', instance: 'a:8077', pool: 'chat', backend: 'b1' } },
         ],
       },
     ],
@@ -538,10 +538,10 @@ const ALERT_UNIT_TESTS = [
     name: 'event-loop lag alerts for wsgate processes only',
     interval: '1m',
     input_series: [
-      { series: 'nodejs_eventloop_lag_p99_seconds{job="wsgate",instance="a:9090"}', values: '0.2x10' },
-      { series: 'wsgate_config_generation{job="wsgate",instance="a:9090"}', values: '1x10' },
-      { series: 'nodejs_eventloop_lag_p99_seconds{job="wsgate",instance="b:9090"}', values: '0.05x10' },
-      { series: 'wsgate_config_generation{job="wsgate",instance="b:9090"}', values: '1x10' },
+      { series: 'nodejs_eventloop_lag_p99_seconds{job="wsgate",instance="a:8077"}', values: '0.2x10' },
+      { series: 'wsgate_config_generation{job="wsgate",instance="a:8077"}', values: '1x10' },
+      { series: 'nodejs_eventloop_lag_p99_seconds{job="wsgate",instance="b:8077"}', values: '0.05x10' },
+      { series: 'wsgate_config_generation{job="wsgate",instance="b:8077"}', values: '1x10' },
       // Another Node.js service scraped by the same Prometheus.
       { series: 'nodejs_eventloop_lag_p99_seconds{job="other",instance="other:3000"}', values: '0.5x10' },
     ],
@@ -550,7 +550,7 @@ const ALERT_UNIT_TESTS = [
       {
         eval_time: '7m',
         alertname: 'WsgateEventLoopLag',
-        exp_alerts: [{ exp_labels: { severity: 'warning', job: 'wsgate', instance: 'a:9090' } }],
+        exp_alerts: [{ exp_labels: { severity: 'warning', job: 'wsgate', instance: 'a:8077' } }],
       },
     ],
   },

@@ -113,7 +113,7 @@ describe('deploy/kubernetes manifests', () => {
   });
 
   it('ConfigMap embeds a complete wsgate config', () => {
-    expect(embeddedConfig.admin).toEqual({ address: '0.0.0.0', port: 9090 });
+    expect(embeddedConfig.admin).toEqual({ address: '0.0.0.0', port: 8077 });
     expect(embeddedConfig.listeners.map((l) => [l.address, l.port])).toContainEqual(['0.0.0.0', 8080]);
     const chat = embeddedConfig.routes.find((r) => r.name === 'chat');
     expect(chat).toMatchObject({ pool: 'chat' });

@@ -285,7 +285,7 @@ describe('Dockerfile runtime image, reproduced by hand', () => {
       // HEALTHCHECK, as Docker would run it (the admin port substituted), and the probes the Deployment uses.
       const hc = spawnSync(
         'node',
-        healthcheck.slice(1).map((a) => a.replace(':9090/', `:${adminPort}/`)),
+        healthcheck.slice(1).map((a) => a.replace(':8077/', `:${adminPort}/`)),
         { env: envWithNode, encoding: 'utf8', timeout: 3000 },
       );
       expect(hc.status, hc.stderr).toBe(0);

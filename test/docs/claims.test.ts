@@ -888,7 +888,7 @@ describe('config defaults and overrides', () => {
     const j = JSON.parse(JSON.stringify(cfg, (_k, v) => (v instanceof Map ? Object.fromEntries(v) : v)));
     expect(j.listeners[0].address).toBe('0.0.0.0');
     expect(j.listeners[0].tls).toMatchObject({ minVersion: 'TLSv1.2', unknownSni: 'default' });
-    expect(j.admin).toEqual({ address: '127.0.0.1', port: 9090 });
+    expect(j.admin).toEqual({ address: '127.0.0.1', port: 8077 });
     expect(j.routes[0]).toMatchObject({
       pathPrefix: '/',
       protocol: 'strict',

@@ -5,12 +5,13 @@
 // needs no coordination: every worker builds the same ring from the same config.
 
 import { availableParallelism } from 'node:os';
-import { type Aggregator, AggregatorRegistry, collectDefaultMetrics, Registry } from 'prom-client';
+import { type Aggregator, AggregatorRegistry, Registry } from 'prom-client';
 import type { Config } from '../../config/types.js';
 import type { BoundListener, ReloadSummary } from '../../gateway/gateway.js';
 import type { ProcessStatus } from '../../gateway/process-status.js';
 import { type CertificatePair, generateSelfSigned } from '../../listen/tls.js';
 import type { Logger } from '../../observe/log.js';
+import { collectProcessMetrics } from '../../observe/metrics.js';
 import type { Fleet, FleetReports, MetricsText } from '../fleet.js';
 import type { WorkerStatus } from '../status.js';
 import { WorkerRequests } from './requests.js';
@@ -51,7 +52,7 @@ export class ClusterFleet implements Fleet {
     this.file = options.file;
     this.retired = new RetiredMetrics(options.log);
     this.applied = { text: options.text, config: options.config, generation: 1 };
-    collectDefaultMetrics({ register: this.registry, eventLoopMonitoringPrecision: 20 });
+    collectProcessMetrics(this.registry);
     this.supervisor = new Supervisor({
       workers: options.workers,
       accept: options.config.workersAccept,

@@ -61,7 +61,7 @@ export function runWorker(makeLog: (level: string) => Logger): void {
             process.send?.({ type: 'wsgate:ready', generation: gw.generation });
           },
           (err: Error) => {
-            log.error({ err }, 'worker could not start');
+            log.debug({ err }, 'worker could not start');
             failed(err.message);
           },
         );
