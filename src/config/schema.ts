@@ -2,6 +2,7 @@
 // durations in ms, sizes in bytes, backend URLs parsed, hash-key specs parsed, defaults filled in.
 
 import { z } from 'zod';
+import { isToken } from '../handshake/token.js';
 import { parseHashKeySpec } from '../routing/hash-key.js';
 import { routeHostProblem } from '../routing/router.js';
 import { parseDuration, parseSize } from './units.js';
@@ -99,6 +100,8 @@ const routeSchema = z.strictObject({
   protocol: z.enum(['strict', 'lenient', 'off']).default('strict'),
   limits: z.strictObject({ perConnection: perConnectionSchema }).optional(),
   keepalive: keepaliveSchema.optional(),
+  /** Plain (non-upgrade) HTTP requests: proxied to the pool (Socket.IO polling), or refused with 404. */
+  http: z.enum(['proxy', 'refuse']).default('proxy'),
 });
 
 const backendUrl = z.string().transform((text, ctx) => {
@@ -174,6 +177,18 @@ const rebalanceSchema = z.strictObject({
   maxClosesPerSecond: z.number().positive().max(100_000).default(rebalanceDefaults.maxClosesPerSecond),
 });
 
+/** A cookie the proxy sets on the first answer and honours afterwards, pinning the client to its backend. */
+const stickySchema = z.strictObject({
+  cookie: z.string().refine(isToken, "must be a cookie name (an HTTP token: letters, digits, !#$%&'*+-.^_`|~)"),
+  /** 0: a session cookie. */
+  maxAge: duration.default(0),
+  sameSite: z.enum(['Lax', 'Strict', 'None']).default('Lax'),
+  /** auto: Secure on TLS listeners. */
+  secure: z.union([z.literal('auto'), z.boolean()]).default('auto'),
+  /** Keys the cookie values: without it they can be computed by anyone who knows the pool name. */
+  secret: z.string().min(16, 'use a secret of at least 16 characters').optional(),
+});
+
 const poolSchema = z.strictObject({
   hashKey: hashKey.default({ kind: 'ip' }),
   balanceFactor: z.number().min(1).max(10).optional(),
@@ -185,6 +200,7 @@ const poolSchema = z.strictObject({
   rebalance: rebalanceSchema.default(rebalanceDefaults),
   /** Largest fraction of a pool that may be out of the ring for health or ejection at once (Envoy's panic mode). */
   panicThreshold: z.number().min(0).max(1).default(0.5),
+  sticky: stickySchema.optional(),
   /** How wss:// backends are verified: a private CA, the name to check, or (for tests only) no verification. */
   tls: z
     .strictObject({
@@ -218,8 +234,10 @@ export const configSchema = z.strictObject({
       handshake: positiveDuration.default(5000),
       idle: duration.default(60_000),
       drain: duration.default(30_000),
+      /** How long a plain request's body may pause between two reads before it is cut (408). */
+      body: positiveDuration.default(10_000),
     })
-    .default({ handshake: 5000, idle: 60_000, drain: 30_000 }),
+    .default({ handshake: 5000, idle: 60_000, drain: 30_000, body: 10_000 }),
   log: z
     .strictObject({ level: z.enum(['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']).default('info') })
     .default({ level: 'info' }),

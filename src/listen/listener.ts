@@ -24,6 +24,13 @@ export const MAX_HEADER_BYTES = 16 * 1024;
  */
 export const UPGRADE_PARSER: 'wsgate' | 'node' = process.env.WSGATE_UPGRADE_PARSER === 'node' ? 'node' : 'wsgate';
 
+/**
+ * Emitted on a request (with node's error) when its body cannot be read: a parse error in it (a bad chunk line)
+ * or node's requestTimeout while it is incomplete. Whoever proxies the request answers it (400, 408) and lets go
+ * of the backend at once; the connection is then refused as for any client error, if that answer left it open.
+ */
+export const REQUEST_BODY_FAILED = 'wsgate:bodyFailed';
+
 export interface ListenerHandlers {
   upgrade(req: UpgradeRequest, socket: Duplex, head: Buffer, secure: boolean): void;
   request(req: IncomingMessage, res: ServerResponse, secure: boolean): void;
@@ -170,6 +177,9 @@ export class Listener {
       // A bad request pipelined behind good ones is answered (and counted) after them, not across their responses
       // (node's own default would not answer at all once one has started), and not at all if one of them closes
       // the connection. Until then its parser, which can only repeat the error, reads nothing more.
+      // The error may lie in the body of a request already handed out: that request hears it first.
+      const reading = (socket as HttpSocket).parser?.incoming;
+      if (reading && !reading.complete) reading.emit(REQUEST_BODY_FAILED, err);
       if ((socket as HttpSocket)._httpMessage) socket.pause();
       inTurn(socket, null, refuse, socket, clientErrorEntry(err), err.code ?? err.message);
     });
@@ -259,8 +269,14 @@ export class Listener {
   }
 }
 
-/** `_httpMessage` is node:http's response in progress on a socket (internal, long-standing); null when none is. */
-type HttpSocket = Duplex & { _httpMessage?: ServerResponse | null };
+/**
+ * `_httpMessage` is node:http's response in progress on a socket, `parser.incoming` the request its parser reads
+ * (both internal, long-standing); null when there is none.
+ */
+type HttpSocket = Duplex & {
+  _httpMessage?: ServerResponse | null;
+  parser?: { incoming?: IncomingMessage | null } | null;
+};
 
 /**
  * Calls `proceed(...args)` when it is the turn of the request whose response is `own` (null for an upgrade, which
