@@ -13,7 +13,8 @@ import { latin1Headers } from '../http/headers.js';
 import { RequestBody } from '../http/request-body.js';
 import { UpstreamClient, type UpstreamSettings } from '../http/upstream-client.js';
 import type { BodyErrorReason } from '../observe/metrics.js';
-import type { Member } from '../pool/pool.js';
+import { MAX_ATTEMPTS, type Member } from '../pool/pool.js';
+import { hashString } from '../routing/hash.js';
 import { hashKeyOf, normaliseIp } from '../routing/hash-key.js';
 import { isSuspiciousPath } from '../routing/router.js';
 import { endToEndHeaders, forwardedHeaders } from '../upstream/request.js';
@@ -91,20 +92,18 @@ export class PlainHttpProxy {
       return;
     }
     const pool = route.pool;
+    const { key } = hashKeyOf(
+      { headers: req.headers, rawHeaders: req.rawHeaders, url, remoteAddress: ip },
+      pool.config.hashKey,
+    );
+    const keyHash = hashString(key);
     const affinity = affinityOf(ctx, pool, req.rawHeaders);
-    let member = affinity?.pinned;
-    if (!member) {
-      const { key } = hashKeyOf(
-        { headers: req.headers, rawHeaders: req.rawHeaders, url, remoteAddress: ip },
-        pool.config.hashKey,
-      );
-      member = pool.pick(key);
-    }
+    const member = affinity?.pinned ?? pool.pickHash(keyHash);
     if (!member) {
       refuse(ctx, who, channel, Errors.NO_HEALTHY_BACKEND);
       return;
     }
-    const exchange = new Exchange(this, ctx, route, member, req, res, ip, secure, affinity);
+    const exchange = new Exchange(this, ctx, route, { member, keyHash, affinity }, req, res, ip, secure);
     exchange.send();
   }
 
@@ -133,23 +132,35 @@ export class PlainHttpProxy {
 const kExchange = Symbol('wsgate.exchange');
 type ExchangeResponse = ServerResponse & { [kExchange]?: Exchange };
 
+/** The backend picked for a request, and what a pick of another one needs. */
+interface Pick {
+  readonly member: Member;
+  readonly keyHash: number;
+  readonly affinity: Affinity | undefined;
+}
+
 /**
  * One plain request on its way, and undici's handler for it. What went wrong decides the answer and the metric,
  * as on the upgrade path: the backend silent for timeouts.idle (a long poll's wait included) is 504 "timeout"; a
- * failed dial 502 "connect" (counted toward passive ejection); a reset or close after it 502 "reset"; an answer
- * node cannot pass on 502 "bad_response". A request body that breaks or stalls is the client's doing: 400 or 408,
- * nothing counted against the backend. Each exchange ends once (`over`); undici's later callbacks are ignored.
+ * failed dial 502 "connect" (counted toward passive ejection; a request without a body tries the next ring member,
+ * up to MAX_ATTEMPTS backends); a reset or close after it 502 "reset"; an answer node cannot pass on 502
+ * "bad_response". A request body that breaks or stalls is the client's doing: 400 or 408, nothing counted against
+ * the backend. Each exchange ends once (`over`); undici's later callbacks are ignored.
  */
 class Exchange implements Dispatcher.DispatchHandler {
   private readonly proxy: PlainHttpProxy;
   private readonly ctx: ProxyContext;
   private readonly route: RouteRuntime;
-  private readonly member: Member;
+  private readonly pick: Pick;
   private readonly req: IncomingMessage;
   private readonly res: ExchangeResponse;
   private readonly ip: string;
-  private readonly setCookie: string | undefined;
+  private readonly secure: boolean;
   private readonly headers: string[];
+  /** The backend this attempt goes to; the ones tried before it are in `tried`. */
+  private member: Member;
+  private tried: Member[] | undefined = undefined;
+  private setCookie: string | undefined;
   private readonly body: RequestBody | undefined;
   private controller: Dispatcher.DispatchController | undefined = undefined;
   /** The backend connection was up (undici calls onRequestStart on a connected socket). */
@@ -164,22 +175,23 @@ class Exchange implements Dispatcher.DispatchHandler {
     proxy: PlainHttpProxy,
     ctx: ProxyContext,
     route: RouteRuntime,
-    member: Member,
+    pick: Pick,
     req: IncomingMessage,
     res: ServerResponse,
     ip: string,
     secure: boolean,
-    affinity: Affinity | undefined,
   ) {
     this.proxy = proxy;
     this.ctx = ctx;
     this.route = route;
-    this.member = member;
+    this.pick = pick;
+    this.member = pick.member;
     this.req = req;
     this.res = res as ExchangeResponse;
     this.ip = ip;
+    this.secure = secure;
     const pool = route.pool;
-    this.setCookie = setCookieFor(pool, affinity, member, secure);
+    this.setCookie = setCookieFor(pool, pick.affinity, pick.member, secure);
     this.headers = forwardedHeaders(req, { clientAddress: ip, secure, stickyCookie: pool.sticky?.spec.cookie });
     const repeatable = isRepeatable(req);
     // A request without a body can be sent again as it is; one with a body streams from the client.
@@ -268,7 +280,7 @@ class Exchange implements Dispatcher.DispatchHandler {
       refuse(this.ctx, this.who(), { response: this.res }, Errors.BAD_REQUEST, err.message);
       return;
     }
-    if (!this.connected) this.failed(Errors.UPSTREAM_CONNECT_FAILED, 'connect', err);
+    if (!this.connected) this.connectFailed(err);
     else if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
       this.failed(Errors.UPSTREAM_TIMEOUT, 'timeout', err);
     } else if (isBadAnswer(code)) this.failed(Errors.UPSTREAM_BAD_RESPONSE, 'bad_response', err);
@@ -284,12 +296,39 @@ class Exchange implements Dispatcher.DispatchHandler {
     } else this.failed(Errors.UPSTREAM_BAD_RESPONSE, 'reset', err);
   }
 
+  /**
+   * The backend could not be reached: the request was not sent, so one without a body goes to the next ring
+   * member (the hash's pick, whatever a cookie said; the answer then re-sets the cookie), as on the upgrade path.
+   */
+  private connectFailed(err: Error): void {
+    this.countFailure('connect', err);
+    const next = this.body === undefined ? this.nextMember() : undefined;
+    if (next === undefined) {
+      this.answerFailure(Errors.UPSTREAM_CONNECT_FAILED, err);
+      return;
+    }
+    this.member = next;
+    this.setCookie = setCookieFor(this.route.pool, this.pick.affinity, next, this.secure);
+    this.controller = undefined;
+    this.send();
+  }
+
+  private nextMember(): Member | undefined {
+    const tried = this.tried ?? [this.pick.member];
+    this.tried = tried;
+    if (tried.length >= Math.min(MAX_ATTEMPTS, this.route.pool.members.length)) return undefined;
+    const next = this.route.pool.pickHash(this.pick.keyHash, tried.map(indexOf));
+    if (next !== undefined) tried.push(next);
+    return next;
+  }
+
   /** The backend failed this request: counted, logged, answered (or the client's connection cut mid-answer). */
   private failed(entry: CatalogueEntry, reason: string, err: Error): void {
-    if (this.over) return;
-    this.over = true;
-    this.body?.detach();
-    this.controller?.abort(err);
+    this.countFailure(reason, err);
+    this.answerFailure(entry, err);
+  }
+
+  private countFailure(reason: string, err: Error): void {
     const pool = this.route.pool;
     const backend = this.member.backend.id;
     this.ctx.metrics.upstreamErrors.inc({ pool: pool.name, backend, reason });
@@ -300,6 +339,13 @@ class Exchange implements Dispatcher.DispatchHandler {
       { event: 'upstream_failed', backend, reason, detail: err.message, client: this.ip, path: this.pathForLog() },
       'plain HTTP request to backend failed',
     );
+  }
+
+  private answerFailure(entry: CatalogueEntry, err: Error): void {
+    if (this.over) return;
+    this.over = true;
+    this.body?.detach();
+    this.controller?.abort(err);
     if (!this.res.headersSent) answerWithEntry(this.res, entry);
     else this.res.destroy();
   }
@@ -341,6 +387,10 @@ class Exchange implements Dispatcher.DispatchHandler {
   private pathForLog(): string {
     return (this.req.url ?? '/').slice(0, 200);
   }
+}
+
+function indexOf(member: Member): number {
+  return member.index;
 }
 
 function onResponseClose(this: ExchangeResponse): void {
