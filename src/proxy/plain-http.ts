@@ -142,8 +142,8 @@ interface Pick {
 /**
  * One plain request on its way, and undici's handler for it. What went wrong decides the answer and the metric,
  * as on the upgrade path: the backend silent for timeouts.idle (a long poll's wait included) is 504 "timeout"; a
- * failed dial 502 "connect" (counted toward passive ejection; a request without a body tries the next ring member,
- * up to MAX_ATTEMPTS backends); a reset or close after it 502 "reset"; an answer node cannot pass on 502
+ * failed dial 502 "connect" (counted toward passive ejection; a request without a body and not pinned by its
+ * affinity cookie tries the next ring member, up to MAX_ATTEMPTS backends); a reset or close after it 502 "reset"; an answer node cannot pass on 502
  * "bad_response". A request body that breaks or stalls is the client's doing: 400 or 408, nothing counted against
  * the backend. Each exchange ends once (`over`); undici's later callbacks are ignored.
  */
@@ -298,11 +298,13 @@ class Exchange implements Dispatcher.DispatchHandler {
 
   /**
    * The backend could not be reached: the request was not sent, so one without a body goes to the next ring
-   * member (the hash's pick, whatever a cookie said; the answer then re-sets the cookie), as on the upgrade path.
+   * member, as on the upgrade path. Not one its affinity cookie pinned: its session lives on that backend, and
+   * another could only answer "unknown session"; it gets 502, and once the failures eject the backend the cookie
+   * is stale and the next request is pinned anew.
    */
   private connectFailed(err: Error): void {
     this.countFailure('connect', err);
-    const next = this.body === undefined ? this.nextMember() : undefined;
+    const next = this.body === undefined && this.pick.affinity?.pinned === undefined ? this.nextMember() : undefined;
     if (next === undefined) {
       this.answerFailure(Errors.UPSTREAM_CONNECT_FAILED, err);
       return;

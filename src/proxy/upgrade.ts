@@ -84,10 +84,10 @@ export async function handleUpgrade(
   const tried: Member[] = [];
   let last: AttemptResult | undefined;
   let member: Member | undefined;
-  const attempts = Math.min(MAX_ATTEMPTS, pool.members.length);
+  // A connection its affinity cookie pinned goes to that backend or fails: its session lives there.
+  const attempts = affinity?.pinned ? 1 : Math.min(MAX_ATTEMPTS, pool.members.length);
   for (let i = 0; i < attempts && !client[kGone]; i++) {
-    // The ring leaves unhealthy and ejected members out (within the panic threshold), so picks skip them. A valid
-    // affinity cookie picks first; should its backend fail, the hash picks among the others.
+    // The ring leaves unhealthy and ejected members out (within the panic threshold), so picks skip them.
     member =
       tried.length === 0
         ? (affinity?.pinned ?? pool.pickHash(keyHash, NOTHING_TRIED))

@@ -7,6 +7,7 @@ import { stringify } from 'yaml';
 import { parseConfig } from '../../src/config/load.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
 import { metricValue, startGatewayFor } from '../helpers/gateway.js';
+import { rawUpgrade } from '../helpers/raw-client.js';
 import {
   affinityPair,
   COOKIE,
@@ -18,6 +19,13 @@ import {
 } from '../helpers/sticky.js';
 
 const cleanups = cleanupAfterEach();
+
+/** stickyConfig whose pool ejects a backend at its first failed connect. */
+function ejectingConfig(urls: string[]) {
+  const config = stickyConfig(urls);
+  (config.pools as Record<string, Record<string, unknown>>).main!.outlier = { consecutiveFailures: 1, ejectFor: '1m' };
+  return config;
+}
 
 const threeBackends = () => namedBackends(['b1', 'b2', 'b3'], cleanups);
 const get = (port: number, headers: Record<string, string> = {}, tls = false) => plainGet(port, cleanups, headers, tls);
@@ -73,12 +81,15 @@ describe('plain HTTP (long polling)', () => {
     expect(await stickyCount(gw, 'stale')).toBe(1);
   });
 
-  it('a pinned backend that refuses connections: the poll goes to the next backend and its answer re-sets the cookie', async () => {
+  it('a pinned backend that refuses connections: 502, not another backend (the session lives there); once ejected, the next poll is pinned anew', async () => {
     const backends = await threeBackends();
-    const gw = await startGatewayFor(cleanups, stickyConfig(backends.map((b) => b.url)));
+    const gw = await startGatewayFor(cleanups, ejectingConfig(backends.map((b) => b.url)));
     const first = await get(gw.port, { 'X-User-Id': 'alice' });
     const pair = affinityPair(first.setCookie) as string;
     await backends.find((b) => b.id === first.body)?.stop();
+    const failed = await get(gw.port, { 'X-User-Id': 'alice', Cookie: pair });
+    expect(failed.status).toBe(502);
+    expect(backends.flatMap((b) => b.cookies)).toHaveLength(1);
     const next = await get(gw.port, { 'X-User-Id': 'alice', Cookie: pair });
     expect(next.status).toBe(200);
     expect(next.body).not.toBe(first.body);
@@ -88,6 +99,18 @@ describe('plain HTTP (long polling)', () => {
     expect((await get(gw.port, { Cookie: moved })).body).toBe(next.body);
     const text = await gw.metrics();
     expect(metricValue(text, 'wsgate_upstream_errors_total', { reason: 'connect' })).toBe(1);
+    expect(await stickyCount(gw, 'stale')).toBe(1);
+  });
+
+  it('a request without a cookie whose backend refuses connections goes to the next ring member', async () => {
+    const backends = await threeBackends();
+    const gw = await startGatewayFor(cleanups, stickyConfig(backends.map((b) => b.url)));
+    const first = await get(gw.port, { 'X-User-Id': 'alice' });
+    await backends.find((b) => b.id === first.body)?.stop();
+    const next = await get(gw.port, { 'X-User-Id': 'alice' });
+    expect(next.status).toBe(200);
+    expect(next.body).not.toBe(first.body);
+    expect(affinityPair(next.setCookie)).toBeDefined();
   });
 
   it('secure: auto marks the cookie Secure on a TLS listener, not on a plain one', async () => {
@@ -140,12 +163,15 @@ describe('WebSocket upgrades', () => {
     }
   });
 
-  it('a pinned backend that refuses connections: the next one is tried and the 101 re-sets the cookie', async () => {
+  it('a pinned backend that refuses connections: 502; once ejected, the next upgrade lands elsewhere and the 101 re-sets the cookie', async () => {
     const backends = await threeBackends();
-    const gw = await startGatewayFor(cleanups, stickyConfig(backends.map((b) => b.url)));
+    const gw = await startGatewayFor(cleanups, ejectingConfig(backends.map((b) => b.url)));
     const first = await get(gw.port, { 'X-User-Id': 'alice' });
     const pair = affinityPair(first.setCookie) as string;
     await backends.find((b) => b.id === first.body)?.stop();
+    const failed = await rawUpgrade(gw.port, { headers: { Cookie: pair } });
+    failed.socket.destroy();
+    expect(failed.status).toBe(502);
     const ws = await upgrade(gw.port, { Cookie: pair });
     expect(ws.status).toBe(101);
     expect(ws.firstMessage).not.toBe(first.body);
