@@ -280,6 +280,14 @@ class Exchange implements Dispatcher.DispatchHandler {
       refuse(this.ctx, this.who(), { response: this.res }, Errors.BAD_REQUEST, err.message);
       return;
     }
+    if (code === 'UND_ERR_DESTROYED') {
+      // The pools were destroyed: the gateway is stopping and this request outlived the drain.
+      this.over = true;
+      this.body?.detach();
+      if (this.res.headersSent) this.res.destroy();
+      else refuse(this.ctx, this.who(), { response: this.res }, Errors.SHUTTING_DOWN, err.message);
+      return;
+    }
     if (!this.connected) this.connectFailed(err);
     else if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
       this.failed(Errors.UPSTREAM_TIMEOUT, 'timeout', err);
