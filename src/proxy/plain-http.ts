@@ -245,7 +245,6 @@ class Exchange implements Dispatcher.DispatchHandler {
       // undici accepts reason phrases node:http will not write (a control character): a bad answer, 502, never an
       // exception out of this handler.
       this.res.statusMessage = ''; // writeHead kept the bad one: our own 502 must not reuse it
-      this.answered = false;
       this.failed(Errors.UPSTREAM_BAD_RESPONSE, 'bad_response', err as Error);
       return;
     }
