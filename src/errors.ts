@@ -38,6 +38,11 @@ export const Errors = Object.freeze({
   NO_HEALTHY_BACKEND: entry('WSG_NO_HEALTHY_BACKEND', 'no backend available in pool', 503),
   SHUTTING_DOWN: entry('WSG_SHUTTING_DOWN', 'proxy is shutting down', 503),
 
+  // Plain (non-upgrade) HTTP requests on a route.
+  WEBSOCKET_ONLY: entry('WSG_WEBSOCKET_ONLY', 'this route accepts WebSocket upgrades only', 404),
+  BAD_BODY: entry('WSG_BAD_BODY', 'malformed request body', 400),
+  BODY_TIMEOUT: entry('WSG_BODY_TIMEOUT', 'request body not received in time', 408),
+
   // Upstream handshake.
   UPSTREAM_CONNECT_FAILED: entry('WSG_UPSTREAM_CONNECT_FAILED', 'could not connect to any backend', 502),
   UPSTREAM_BAD_RESPONSE: entry('WSG_UPSTREAM_BAD_RESPONSE', 'backend sent an invalid handshake response', 502),

@@ -319,6 +319,7 @@ function normalise(raw: RawConfig, file: string, report: (path: PropertyKey[], m
   });
 
   const pools = new Map<string, PoolConfig>();
+  const stickyCookies = new Map<string, string>();
   for (const [poolName, p] of Object.entries(raw.pools)) {
     const ids = new Set<string>();
     const upstreamTls: UpstreamTls | undefined = p.tls && {
@@ -338,6 +339,20 @@ function normalise(raw: RawConfig, file: string, report: (path: PropertyKey[], m
       report(['pools', poolName, 'discovery'], 'give either backends or discovery, not both');
     } else if (!p.backends && !p.discovery) {
       report(['pools', poolName], 'a pool needs backends or discovery');
+    }
+    const sticky = p.sticky;
+    if (sticky) {
+      const where = ['pools', poolName, 'sticky', 'cookie'];
+      const other = stickyCookies.get(sticky.cookie);
+      // The same name on one site would flip between two pools' values, each refused by the other pool.
+      if (other !== undefined) report(where, `cookie "${sticky.cookie}" is also the sticky cookie of pool "${other}"`);
+      stickyCookies.set(sticky.cookie, poolName);
+      if (p.hashKey.kind === 'cookie' && p.hashKey.name === sticky.cookie) {
+        report(where, `the hash key reads this cookie; hash on something the client sends on its first request`);
+      }
+      if (sticky.sameSite === 'None' && sticky.secure === false) {
+        report(['pools', poolName, 'sticky', 'secure'], 'sameSite "None" needs a Secure cookie (browsers drop it)');
+      }
     }
     const hc = p.healthCheck;
     pools.set(poolName, {
@@ -375,6 +390,13 @@ function normalise(raw: RawConfig, file: string, report: (path: PropertyKey[], m
       },
       rebalance: p.rebalance,
       panicThreshold: p.panicThreshold,
+      sticky: sticky && {
+        cookie: sticky.cookie,
+        maxAgeMs: sticky.maxAge,
+        sameSite: sticky.sameSite,
+        secure: sticky.secure,
+        secret: sticky.secret,
+      },
     });
   }
 
@@ -408,6 +430,7 @@ function normalise(raw: RawConfig, file: string, report: (path: PropertyKey[], m
         client: r.keepalive.peers !== 'backend',
         backend: r.keepalive.peers !== 'client',
       },
+      http: r.http,
     };
   });
 
@@ -422,6 +445,7 @@ function normalise(raw: RawConfig, file: string, report: (path: PropertyKey[], m
       handshakeMs: raw.timeouts.handshake,
       idleMs: raw.timeouts.idle,
       drainMs: raw.timeouts.drain,
+      bodyMs: raw.timeouts.body,
     },
     log: { level: raw.log.level },
     workers: raw.workers,

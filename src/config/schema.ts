@@ -4,6 +4,7 @@
 // given as the text a user would write (`prefault`), so the JSON Schema shows `5s`, not 5000.
 
 import { z } from 'zod';
+import { isToken } from '../handshake/token.js';
 import { parseHashKeySpec } from '../routing/hash-key.js';
 import { routeHostProblem } from '../routing/router.js';
 import { DURATION_TEXT_SCHEMA, MAX_DURATION_MS, parseDuration, parseSize, SIZE_TEXT_SCHEMA } from './units.js';
@@ -120,13 +121,10 @@ const directionLimits = z.strictObject(limitKeys);
 const perConnectionSchema = z.strictObject({
   ...limitKeys,
   // No zod default: a route's limits inherit the global onExceed unless they set their own (load.ts merges them).
-  onExceed: z
-    .enum(['close', 'throttle'])
-    .optional()
-    .meta({
-      default: 'close',
-      description: '`close`: 1008 to the client at a frame boundary; `throttle`: stop reading until tokens refill.',
-    }),
+  onExceed: z.enum(['close', 'throttle']).optional().meta({
+    default: 'close',
+    description: '`close`: 1008 to the client at a frame boundary; `throttle`: stop reading until tokens refill.',
+  }),
   backendToClient: directionLimits
     .optional()
     .describe('The same rate and size keys for backend → client (the others apply to client → backend).'),
@@ -177,6 +175,12 @@ const routeSchema = z.strictObject({
     .optional()
     .describe('Limits for the tunnels of this route.'),
   keepalive: keepaliveSchema.optional().describe('Proxy pings toward clients and/or backends.'),
+  http: z
+    .enum(['proxy', 'refuse'])
+    .default('proxy')
+    .describe(
+      'Plain (non-upgrade) HTTP requests on the route: `proxy` sends them to the pool (Socket.IO polling), `refuse` answers 404 WSG_WEBSOCKET_ONLY.',
+    ),
 });
 
 const backendUrl = z
@@ -300,6 +304,24 @@ const rebalanceSchema = z.strictObject({
     .describe('Pace of those closes (also used to drain a removed backend).'),
 });
 
+const stickySchema = z.strictObject({
+  cookie: z
+    .string()
+    .refine(isToken, "must be a cookie name (an HTTP token: letters, digits, !#$%&'*+-.^_`|~)")
+    .describe('Name of the affinity cookie the proxy sets on the first answer and honours afterwards.'),
+  maxAge: duration.prefault('0s').describe('Cookie lifetime; 0 = a session cookie.'),
+  sameSite: z.enum(['Lax', 'Strict', 'None']).default('Lax').describe('SameSite attribute (None implies Secure).'),
+  secure: z
+    .union([z.literal('auto'), z.boolean()])
+    .default('auto')
+    .describe('Secure attribute; `auto` = on TLS listeners.'),
+  secret: z
+    .string()
+    .min(16, 'use a secret of at least 16 characters')
+    .optional()
+    .describe('Keys the cookie values; without it anyone who knows the pool name can compute them.'),
+});
+
 const poolSchema = z.strictObject({
   hashKey: hashKey
     .prefault('ip')
@@ -332,6 +354,9 @@ const poolSchema = z.strictObject({
     .describe(
       'At most this fraction of the pool may be out of the ring (unhealthy or ejected); past it the rest stay in.',
     ),
+  sticky: stickySchema
+    .optional()
+    .describe('A proxy-set cookie pins each client to its backend (Socket.IO long polling); absent = none.'),
   tls: z
     .strictObject({
       ca: z
@@ -394,6 +419,9 @@ export const configSchema = z
           .describe(
             'Shutdown, and a reload removing a route or pool: how long tunnels have to close (1001) before the rest are cut.',
           ),
+        body: positiveDuration
+          .prefault('10s')
+          .describe("How long a plain request's body may pause between two reads before it is cut (408)."),
       })
       .prefault({})
       .describe('How long handshakes, idle tunnels and drains may take.'),

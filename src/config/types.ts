@@ -1,6 +1,7 @@
 // The normalised, deeply frozen configuration the rest of wsgate sees: ms, bytes, parsed URLs, no optional noise.
 
 import type { HashKeySpec } from '../routing/hash-key.js';
+import type { StickySpec } from '../routing/sticky.js';
 
 export interface TlsFiles {
   readonly certFile: string;
@@ -58,6 +59,8 @@ export interface RouteConfig {
   readonly protocol: 'strict' | 'lenient' | 'off';
   readonly limits: ConnectionLimits;
   readonly keepalive: KeepaliveConfig | undefined;
+  /** Plain (non-upgrade) HTTP requests: proxied to the pool, or refused with 404 (a WebSocket-only route). */
+  readonly http: 'proxy' | 'refuse';
 }
 
 /** How a wss:// backend's certificate is checked (pools.NAME.tls). */
@@ -128,6 +131,8 @@ export interface PoolConfig {
   readonly rebalance: RebalanceConfig;
   /** Largest fraction (0–1) of members that may be out of the ring for health or ejection at once. */
   readonly panicThreshold: number;
+  /** A cookie the proxy sets to keep a client on its backend; undefined: none. */
+  readonly sticky: StickySpec | undefined;
 }
 
 export interface Config {
@@ -138,7 +143,13 @@ export interface Config {
   readonly routes: readonly RouteConfig[];
   readonly pools: ReadonlyMap<string, PoolConfig>;
   readonly limits: { readonly maxConnections: number; readonly maxConnectionsPerIp: number };
-  readonly timeouts: { readonly handshakeMs: number; readonly idleMs: number; readonly drainMs: number };
+  readonly timeouts: {
+    readonly handshakeMs: number;
+    readonly idleMs: number;
+    readonly drainMs: number;
+    /** A plain request's body may pause this long between two reads before it is cut (408). */
+    readonly bodyMs: number;
+  };
   readonly log: { readonly level: string };
   /** Worker processes: a count, or 'auto' (one per available CPU, resolved at start). */
   readonly workers: number | 'auto';

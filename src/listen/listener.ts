@@ -29,6 +29,16 @@ import { inTurn, responsePending } from './turns.js';
 /** Request heads above this many bytes get 431 (node's parser enforces it). */
 export const MAX_HEADER_BYTES = 16 * 1024;
 
+/**
+ * Emitted on a request (with node's error) when its body cannot be read: a parse error in it (a bad chunk line)
+ * or node's requestTimeout while it is incomplete. Whoever proxies the request answers it (400, 408) and lets go
+ * of the backend at once; the connection is then refused as for any client error, if that answer left it open.
+ */
+export const REQUEST_BODY_FAILED = 'wsgate:bodyFailed';
+
+/** Each connection's latest request: a client error while its body is still incomplete is that body's. */
+const latestRequest = new WeakMap<Duplex, IncomingMessage>();
+
 export interface ListenerHandlers {
   upgrade(req: UpgradeRequest, socket: Duplex, head: Buffer, secure: boolean): void;
   request(req: IncomingMessage, res: ServerResponse, secure: boolean): void;
@@ -151,6 +161,7 @@ export class Listener {
     };
     this.http.on('request', (req: IncomingMessage, res: ServerResponse) => {
       this.firstRequest.settled(req.socket);
+      latestRequest.set(req.socket, req);
       // A pipelined request is served once the responses before it are out, so nothing is proxied on a connection
       // an earlier answer closed, and our raw refusals (reject.ts) cannot overtake them.
       inTurn(req.socket, res, requestInTurn, req, res);
@@ -188,6 +199,9 @@ export class Listener {
       // A bad request pipelined behind good ones is answered (and counted) after them, not across their responses
       // (node's own default would not answer at all once one has started), and not at all if one of them closes
       // the connection. Until then its parser, which can only repeat the error, reads nothing more.
+      // The error may lie in the body of a request already handed out: that request hears it first.
+      const reading = latestRequest.get(socket);
+      if (reading && !reading.complete) reading.emit(REQUEST_BODY_FAILED, err);
       if (responsePending(socket)) socket.pause();
       inTurn(socket, null, refuse, socket, clientErrorEntry(err), err.code ?? err.message);
     };

@@ -17,6 +17,13 @@ export const TYPE_TEXT = 0;
 export const TYPE_BINARY = 1;
 export const TYPE_CONTROL = 2;
 
+/** What a request's affinity cookie did (the `result` label of wsgate_sticky_total). */
+export const STICKY_RESULTS = ['hit', 'set', 'stale', 'forged'] as const;
+export type StickyResult = (typeof STICKY_RESULTS)[number];
+
+/** Why a plain request's body was cut (the `reason` label of wsgate_request_body_errors_total). */
+export type BodyErrorReason = 'malformed' | 'timeout';
+
 /** Upper bounds (seconds) of the upstream handshake histogram buckets. */
 export const HANDSHAKE_SECONDS_BUCKETS: readonly number[] = [
   0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
@@ -99,6 +106,20 @@ export class HandshakeTimes {
   }
 }
 
+/** Affinity cookie outcomes of one pool, by STICKY_RESULTS index: counted per request, published at scrape. */
+export class StickyCounts {
+  readonly pool: string;
+  readonly counts = new Float64Array(STICKY_RESULTS.length);
+  readonly published = new Float64Array(STICKY_RESULTS.length);
+  constructor(pool: string) {
+    this.pool = pool;
+  }
+
+  count(result: StickyResult): void {
+    this.counts[STICKY_RESULTS.indexOf(result)]!++;
+  }
+}
+
 /**
  * Counts of one (route, pool, backend) triple, made once and shared by every connection on it: tunnels change the
  * numbers, scrapes publish them (wsgate_connections_active, wsgate_connections_total).
@@ -134,6 +155,8 @@ export class Metrics {
   readonly limitExceeded: Counter<'route' | 'limit' | 'action'>;
   readonly keepaliveTimeouts: Counter<'route' | 'peer'>;
   readonly acceptErrors: Counter;
+  readonly sticky: Counter<'pool' | 'result'>;
+  readonly requestBodyErrors: Counter<'route' | 'reason'>;
 
   private readonly routeStats = new Map<string, RouteStats>();
   /** What was already published per route, to turn running totals into counter increments. */
@@ -142,6 +165,7 @@ export class Metrics {
   /** Keys (backendKey) of the (route, pool, backend) triples configured now; undefined: keep every series. */
   private configured: (() => ReadonlySet<string>) | undefined;
   private readonly handshakeTimes = new Map<string, HandshakeTimes>();
+  private readonly stickyCounts = new Map<string, StickyCounts>();
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registry = new Registry();
@@ -241,6 +265,32 @@ export class Metrics {
       registers,
     });
 
+    const stickyCounts = this.stickyCounts;
+    this.sticky = new Counter({
+      name: 'wsgate_sticky_total',
+      help:
+        'Requests to pools with a sticky cookie, by what the cookie did: hit (honoured), set (none sent), stale ' +
+        '(its backend left or is down) or forged; the last three are answered with a new cookie.',
+      labelNames: ['pool', 'result'],
+      registers,
+      collect() {
+        for (const s of stickyCounts.values()) {
+          for (let i = 0; i < STICKY_RESULTS.length; i++) {
+            this.inc({ pool: s.pool, result: STICKY_RESULTS[i]! }, s.counts[i]! - s.published[i]!);
+            s.published[i] = s.counts[i]!;
+          }
+        }
+      },
+    });
+    this.requestBodyErrors = new Counter({
+      name: 'wsgate_request_body_errors_total',
+      help:
+        'Plain HTTP requests whose body was cut: malformed (e.g. a bad chunk line; answered 400) or timeout ' +
+        '(paused longer than timeouts.body; answered 408). Not counted against the backend.',
+      labelNames: ['route', 'reason'],
+      registers,
+    });
+
     const published = this.published;
     const publishedFor = (s: RouteStats) => {
       let p = published.get(s);
@@ -300,6 +350,17 @@ export class Metrics {
       this.routeStats.set(route, s);
       for (const direction of DIRECTIONS) this.bytes.inc({ route, direction }, 0);
       this.hashKeyFallbacks.inc({ route }, 0);
+    }
+    return s;
+  }
+
+  /** Shared affinity cookie counts of a pool; created once, also making its series visible at 0. */
+  stickyFor(pool: string): StickyCounts {
+    let s = this.stickyCounts.get(pool);
+    if (!s) {
+      s = new StickyCounts(pool);
+      this.stickyCounts.set(pool, s);
+      for (const result of STICKY_RESULTS) this.sticky.inc({ pool, result }, 0);
     }
     return s;
   }

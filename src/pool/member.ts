@@ -26,6 +26,8 @@ export class Member<T extends PooledTunnel = Tunnel> {
   active = 0;
   /** The live tunnels themselves: what a dead backend's clients or rebalancing must close. */
   readonly tunnels = new Set<T>();
+  /** The tunnels among them that an affinity cookie pinned here: rebalancing leaves them where they are. */
+  readonly pinned = new Set<T>();
 
   /** Verdict of the active checks; stays true when checks are off. */
   healthy = true;

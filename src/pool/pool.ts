@@ -11,7 +11,8 @@
 // - a member that left because it is unhealthy gets its tunnels closed with 1014 at once (they are likely dead);
 // - an ejected member keeps its tunnels (ejection judges new connects, not live connections);
 // - with `rebalance.mode: gradual`, tunnels whose key now maps to another member are closed with 1012
-//   "reconnect" at most `maxClosesPerSecond` (rebalance.ts), and only those.
+//   "reconnect" at most `maxClosesPerSecond` (rebalance.ts), and only those; tunnels a valid affinity cookie
+//   pinned (pools.NAME.sticky) are not moved, since their client would come back to the same member.
 //
 // `update(config)` is how a reload changes a live pool: Member objects (with their tunnels and loads) are kept
 // for backends whose id is unchanged, new ones are added, removed ones are drained (1012, paced so they all
@@ -23,8 +24,10 @@ import { pino } from 'pino';
 import type { BackendConfig, PoolConfig } from '../config/types.js';
 import { Endings } from '../errors.js';
 import type { Logger } from '../observe/log.js';
+import type { StickyResult } from '../observe/metrics.js';
 import { hashString } from '../routing/hash.js';
 import { Ring } from '../routing/ring.js';
+import { StickyCookies } from '../routing/sticky.js';
 import type { Tunnel } from '../tunnel/tunnel.js';
 import { type AddressResolver, DnsDiscovery, systemResolver } from './discovery.js';
 import { HealthChecker, recordCheck } from './health.js';
@@ -64,6 +67,8 @@ export class Pool<T extends PooledTunnel = Tunnel> {
   loads: Int32Array = new Int32Array(0);
   /** Live tunnels on all members, removed ones included. */
   totalActive = 0;
+  /** The affinity cookies of pools.NAME.sticky; undefined when the pool sets none. */
+  sticky: StickyCookies | undefined;
 
   private readonly log: Logger;
   private readonly metrics: PoolMetrics | undefined;
@@ -77,6 +82,8 @@ export class Pool<T extends PooledTunnel = Tunnel> {
   private readonly ejectionTimers = new Map<Member<T>, NodeJS.Timeout>();
   /** Members the `ring` indexes: the member array as it was when the ring was built. */
   private ringMembers: readonly Member<T>[] = [];
+  /** Affinity cookie value → member, for the members in the ring: whom a valid cookie still pins to. */
+  private pinnable = new Map<string, Member<T>>();
   private discovery: DnsDiscovery | undefined;
   private started = false;
   /** Once stopped, the pool publishes no metrics: stop() withdrew its series for good. */
@@ -94,6 +101,7 @@ export class Pool<T extends PooledTunnel = Tunnel> {
     this.health.configure(config.healthCheck);
     this.rebalancer = new ClosePacer(config.rebalance.maxClosesPerSecond, (m) => this.closeMoved(m));
     this.drainer = new ClosePacer(config.rebalance.maxClosesPerSecond, (d) => this.closeDrained(d));
+    this.sticky = config.sticky && new StickyCookies(config.name, config.sticky);
     this.setBackends(config.backends, false);
   }
 
@@ -135,6 +143,9 @@ export class Pool<T extends PooledTunnel = Tunnel> {
     this.config = config;
     this.health.configure(config.healthCheck);
     this.rebalancer.setRate(config.rebalance.maxClosesPerSecond);
+    if (JSON.stringify(previous.sticky) !== JSON.stringify(config.sticky)) {
+      this.sticky = config.sticky && new StickyCookies(config.name, config.sticky);
+    }
     if (JSON.stringify(previous.discovery) !== JSON.stringify(config.discovery)) {
       this.discovery?.stop();
       this.discovery = undefined;
@@ -163,8 +174,26 @@ export class Pool<T extends PooledTunnel = Tunnel> {
     return index < 0 ? undefined : this.members[index];
   }
 
-  acquire(member: Member<T>, tunnel: T): void {
+  /**
+   * The member a request's affinity cookie values (pools.NAME.sticky) name, when it is in the ring; otherwise why
+   * none: 'set' (no value), 'stale' (a value of this pool's key for a backend gone or out of the ring), 'forged'.
+   */
+  pinnedBy(values: readonly string[]): Member<T> | Exclude<StickyResult, 'hit'> {
+    const sticky = this.sticky;
+    if (sticky === undefined || values.length === 0) return 'set';
+    let stale = false;
+    for (const value of values) {
+      const member = this.pinnable.get(value);
+      if (member) return member;
+      stale ||= sticky.isAuthentic(value);
+    }
+    return stale ? 'stale' : 'forged';
+  }
+
+  /** Counts a tunnel on `member`; `pinned`: its client's affinity cookie chose the member (rebalancing skips it). */
+  acquire(member: Member<T>, tunnel: T, pinned = false): void {
     member.tunnels.add(tunnel);
+    if (pinned) member.pinned.add(tunnel);
     member.active++;
     if (member.index >= 0) this.loads[member.index] = member.active;
     this.totalActive++;
@@ -174,6 +203,7 @@ export class Pool<T extends PooledTunnel = Tunnel> {
 
   release(member: Member<T>, tunnel: T): void {
     if (!member.tunnels.delete(tunnel)) return;
+    member.pinned.delete(tunnel);
     member.active--;
     if (member.index >= 0) this.loads[member.index] = member.active;
     this.totalActive--;
@@ -307,6 +337,7 @@ export class Pool<T extends PooledTunnel = Tunnel> {
     }
     this.ring = Ring.build(this.members.map((m) => ({ id: m.backend.id, weight: m.inRing ? m.backend.weight : 0 })));
     this.ringMembers = this.members;
+    this.pinnable = pinnableMembers(this.members, this.sticky);
     this.publishStates(now);
 
     for (const m of left) {
@@ -318,7 +349,9 @@ export class Pool<T extends PooledTunnel = Tunnel> {
       for (const tunnel of [...m.tunnels]) tunnel.closeWith(Endings.BACKEND_UNHEALTHY);
     }
     if (this.config.rebalance.mode === 'gradual') {
-      const moved = movedTunnels(before, { ring: this.ring, members: this.members });
+      const moved = movedTunnels(before, { ring: this.ring, members: this.members }).filter(
+        (m) => !m.member.pinned.has(m.tunnel),
+      );
       if (moved.length > 0) {
         this.log.info(
           { event: 'rebalance', connections: moved.length, perSecond: this.config.rebalance.maxClosesPerSecond },
@@ -352,6 +385,17 @@ export class Pool<T extends PooledTunnel = Tunnel> {
     this.rebalanceCloses?.inc();
     return true;
   }
+}
+
+/** Cookie value → member for the members in the ring; empty without sticky cookies. */
+function pinnableMembers<T extends PooledTunnel>(
+  members: readonly Member<T>[],
+  sticky: StickyCookies | undefined,
+): Map<string, Member<T>> {
+  const byValue = new Map<string, Member<T>>();
+  if (sticky === undefined) return byValue;
+  for (const m of members) if (m.inRing) byValue.set(sticky.valueOf(m.backend.id), m);
+  return byValue;
 }
 
 /**

@@ -1,33 +1,32 @@
-// Plain (non-upgrade) HTTP on a WebSocket route, e.g. Socket.IO long-polling: proxied to the backend the same hash
-// key picks, so a client's polling and WebSocket transports land on one backend. Each request is one node:http
-// client request whose head is built like the upgrade path's (src/upstream/request.ts): the target byte-exact
-// (RFC 9110 §7.7), hop-by-hop headers dropped both ways, the forwarding headers ours, a chunked body sent chunked
-// (never re-framed), and the client's X-Forwarded-* never trusted.
+// Plain (non-upgrade) HTTP on a WebSocket route, e.g. Socket.IO long-polling: the stages of the upgrade path
+// (route, origin, admission, pick: the affinity cookie, else the hash key), then the request goes to the backend
+// through the undici pool of src/http/upstream-client.ts. Its head is built like the upgrade path's
+// (src/upstream/request.ts): the target byte-exact (RFC 9110 §7.7), hop-by-hop headers dropped both ways, the
+// forwarding headers ours, and the client's X-Forwarded-* never trusted. Bodies stream both ways with
+// backpressure; the response side is a node:http ServerResponse written from undici's callbacks.
 
-import { Agent, request as httpRequest, type IncomingMessage, type ServerResponse } from 'node:http';
-import { Agent as HttpsAgent, request as httpsRequest } from 'node:https';
-import type { Socket } from 'node:net';
-import type { BackendConfig, UpstreamTls } from '../config/types.js';
-import { Errors } from '../errors.js';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Dispatcher } from 'undici';
+import { type CatalogueEntry, Errors } from '../errors.js';
 import { isValidHost, originAllowed } from '../handshake/validate.js';
-import type { Member } from '../pool/pool.js';
+import { latin1Headers } from '../http/headers.js';
+import { RequestBody } from '../http/request-body.js';
+import { UpstreamClient, type UpstreamSettings } from '../http/upstream-client.js';
+import type { BodyErrorReason } from '../observe/metrics.js';
+import { MAX_ATTEMPTS, type Member } from '../pool/pool.js';
+import { hashString } from '../routing/hash.js';
 import { hashKeyOf, normaliseIp } from '../routing/hash-key.js';
 import { isSuspiciousPath } from '../routing/router.js';
 import { endToEndHeaders, forwardedHeaders } from '../upstream/request.js';
-import { upstreamTlsOptions } from '../upstream/tls.js';
+import { type Affinity, affinityOf, setCookieFor } from './affinity.js';
 import type { ProxyContext } from './context.js';
 import { answerWithEntry, type RefusalChannel, type Refused, refuse } from './refuse.js';
 import type { RouteRuntime } from './runtime.js';
 
 export class PlainHttpProxy {
-  // No maxSockets cap (node's default is none; nginx has none either). A long poll holds its backend socket until
-  // the backend answers (Socket.IO: up to pingInterval, 25 s), and a request queued behind a cap has no socket, so
-  // no timeout runs for it: with 256 polls held, the 257th request would wait as long as they do. The sockets are
-  // bounded anyway: node:http serves one request per client connection at a time, each request takes an admission
-  // slot (limits.maxConnections, maxConnectionsPerIp), and idle kept-alive sockets are capped by maxFreeSockets.
-  private readonly httpAgent = new Agent({ keepAlive: true });
-  private readonly httpsAgent = new HttpsAgent({ keepAlive: true });
-  private readonly tlsAgents = new Map<UpstreamTls, HttpsAgent>();
+  private readonly upstream = new UpstreamClient();
+  /** Pools are built with these; a new object only when the config's values change (see upstreamSettings). */
+  private settings: UpstreamSettings = { maxConnections: 0, connectTimeoutMs: 0 };
 
   handle(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse, secure: boolean): void {
     const url = req.url ?? '/';
@@ -73,6 +72,10 @@ export class PlainHttpProxy {
       refuse(ctx, who, channel, Errors.NO_ROUTE);
       return;
     }
+    if (route.config.http === 'refuse') {
+      refuse(ctx, who, channel, Errors.WEBSOCKET_ONLY);
+      return;
+    }
     // The route's Origin list holds here too, for what a browser marks as cross-site (it sends Origin); a request
     // without one passes, since browsers send none on same-origin GETs (a Socket.IO long poll).
     const origin = req.headers.origin;
@@ -93,175 +96,328 @@ export class PlainHttpProxy {
       { headers: req.headers, rawHeaders: req.rawHeaders, url, remoteAddress: ip },
       pool.config.hashKey,
     );
-    const member = pool.pick(key);
+    const keyHash = hashString(key);
+    const affinity = affinityOf(ctx, pool, req.rawHeaders);
+    const member = affinity?.pinned ?? pool.pickHash(keyHash);
     if (!member) {
       refuse(ctx, who, channel, Errors.NO_HEALTHY_BACKEND);
       return;
     }
-    this.forward({ ctx, route, member, req, res, ip, url, secure }, true);
+    const exchange = new Exchange(this, ctx, route, { member, keyHash, affinity }, req, res, ip, secure);
+    exchange.send();
   }
 
-  /**
-   * One request to the backend. A kept-alive backend socket the backend closed just as it was reused fails with a
-   * reset before any answer: a request that has no body and is safe to repeat (RFC 9110 §9.2.2) is then sent once
-   * more on a fresh connection (node's documented use of request.reusedSocket; nginx does the same), instead of
-   * answering 502 for a race the client had no part in.
-   */
-  private forward(x: Exchange, mayRetry: boolean): void {
-    const { ctx, route, member, req, res, ip, url } = x;
-    const pool = route.pool;
-    const b = member.backend;
-    const upstream = (b.tls ? httpsRequest : httpRequest)({
-      host: b.host,
-      port: b.port,
-      method: req.method,
-      path: url,
-      // An array is sent as it is (node adds only its own Connection: keep-alive): nothing merged or re-cased.
-      headers: forwardedHeaders(req, { clientAddress: ip, secure: x.secure }),
-      agent: b.tls ? this.httpsAgentFor(b) : this.httpAgent,
-    });
-
-    // What went wrong decides the answer and the metric, as on the upgrade path: the backend connection idle for
-    // timeouts.idle (a long poll's wait included) is 504; a failed dial 502 "connect"; a reset after it 502 "reset".
-    let connected = false;
-    let timedOut = false;
-    let badAnswer = false;
-    let answered = false;
-    let done = false;
-    const fail = (err: Error) => {
-      if (done) return;
-      done = true;
-      upstream.destroy();
-      if (mayRetry && upstream.reusedSocket && !answered && !timedOut && isRepeatable(req)) {
-        this.forward(x, false);
-        return;
-      }
-      const [entry, reason] = timedOut
-        ? [Errors.UPSTREAM_TIMEOUT, 'timeout']
-        : badAnswer
-          ? [Errors.UPSTREAM_BAD_RESPONSE, 'bad_response']
-          : connected
-            ? [Errors.UPSTREAM_BAD_RESPONSE, 'reset']
-            : [Errors.UPSTREAM_CONNECT_FAILED, 'connect'];
-      ctx.metrics.upstreamErrors.inc({ pool: pool.name, backend: b.id, reason });
-      // A backend that cannot be reached counts toward its passive ejection, as on the upgrade path. A timeout does
-      // not: a long poll may rightly keep its backend quiet for as long as the backend's poll interval.
-      if (reason === 'connect') pool.reportFailure(member);
-      route.log.warn(
-        { event: 'upstream_failed', backend: b.id, reason, detail: err.message, client: ip, path: url.slice(0, 200) },
-        'plain HTTP request to backend failed',
-      );
-      if (!res.headersSent) answerWithEntry(res, entry);
-      else res.destroy();
-    };
-    upstream.on('socket', (socket: Socket) => {
-      // A kept-alive socket is connected already; a new one once its TCP (and TLS) handshake is done.
-      if (!socket.connecting) connected = true;
-      else socket.once(b.tls ? 'secureConnect' : 'connect', () => (connected = true));
-    });
-    const timeoutMs = ctx.runtime.config.timeouts.idleMs;
-    const onTimeout = () => {
-      // Quiet because the client reads slowly (the answer is paused until it drains), not because the backend is:
-      // wait another period.
-      if (res.writableNeedDrain) {
-        upstream.setTimeout(timeoutMs, onTimeout);
-        return;
-      }
-      timedOut = true;
-      upstream.destroy(new Error(`no data from the backend for ${timeoutMs} ms`));
-    };
-    upstream.setTimeout(timeoutMs, onTimeout);
-    upstream.on('error', fail);
-    upstream.on('response', (answer: IncomingMessage) => {
-      answered = true;
-      try {
-        res.writeHead(
-          answer.statusCode ?? 502,
-          answer.statusMessage,
-          endToEndHeaders(answer.rawHeaders, answer.headers.connection),
-        );
-      } catch (err) {
-        // node's client accepts status lines its server will not write (a status below 100, a control character
-        // in the reason): a bad answer, 502, never an exception out of this handler (it would end the process).
-        badAnswer = true;
-        res.statusMessage = ''; // writeHead kept the bad one: our own 502 must not reuse it
-        answer.destroy();
-        fail(err as Error);
-        return;
-      }
-      pool.reportSuccess(member);
-      // pipe, not stream.pipeline: pipeline aborts an AbortController of its own when it ends, which builds a
-      // DOMException with its stack on every request.
-      answer.on('error', fail);
-      answer.on('end', () => {
-        done = true;
-      });
-      answer.pipe(res);
-    });
-    // The client went away (reset, or closed before the whole answer): nobody to answer, and the backend's
-    // socket, mid-exchange, cannot be reused: drop it. Not counted as a backend failure.
-    res.on('close', () => {
-      // Answered before the client finished its body (a 401 or 413 before reading it): the rest of the upload is
-      // for nobody. The backend connection must not outlive the request's admission slot, and what the client
-      // still sends is read and dropped, as node does for a request nobody reads (the connection stays usable).
-      if (!upstream.writableFinished) {
-        req.unpipe(upstream);
-        req.resume();
-        upstream.destroy();
-      }
-      if (res.writableFinished || done) return;
-      done = true;
-      upstream.destroy();
-    });
-    if (isRepeatable(req)) {
-      // No body: nothing to stream, so the request can be sent again as it is.
-      req.resume();
-      upstream.end();
-      return;
-    }
-    // A client reset mid-body is seen by res 'close' above; the request stream's own error adds nothing.
-    req.on('error', ignoreClientAbort);
-    req.pipe(upstream);
-  }
-
-  /**
-   * Agents carry the TLS settings (node merges agent options over request options), so the SNI name and CA of
-   * pools.NAME.tls apply here too; one agent per pool TLS setting, the shared one without.
-   */
-  private httpsAgentFor(b: BackendConfig): HttpsAgent {
-    const settings = b.tlsOptions;
-    if (settings === undefined) return this.httpsAgent;
-    let agent = this.tlsAgents.get(settings);
-    if (!agent) {
-      const tls = upstreamTlsOptions(b);
-      agent = new HttpsAgent({
-        keepAlive: true,
-        rejectUnauthorized: tls.rejectUnauthorized,
-        ...(tls.ca === undefined ? {} : { ca: tls.ca }),
-        ...(tls.servername === undefined ? {} : { servername: tls.servername }),
-      });
-      this.tlsAgents.set(settings, agent);
-    }
-    return agent;
+  /** The undici pool for `member`, built with the current config's limits. */
+  poolFor(ctx: ProxyContext, member: Member): Dispatcher {
+    return this.upstream.poolFor(member, this.upstreamSettings(ctx));
   }
 
   close(): void {
-    this.httpAgent.destroy();
-    this.httpsAgent.destroy();
-    for (const agent of this.tlsAgents.values()) agent.destroy();
+    this.upstream.close();
+  }
+
+  private upstreamSettings(ctx: ProxyContext): UpstreamSettings {
+    const config = ctx.runtime.config;
+    const current = this.settings;
+    if (
+      current.maxConnections !== config.limits.maxConnections ||
+      current.connectTimeoutMs !== config.timeouts.handshakeMs
+    ) {
+      this.settings = { maxConnections: config.limits.maxConnections, connectTimeoutMs: config.timeouts.handshakeMs };
+    }
+    return this.settings;
   }
 }
 
-/** One plain request on its way: what forward() needs to send it, and again for a retry. */
-interface Exchange {
-  readonly ctx: ProxyContext;
-  readonly route: RouteRuntime;
+const kExchange = Symbol('wsgate.exchange');
+type ExchangeResponse = ServerResponse & { [kExchange]?: Exchange };
+
+/** The backend picked for a request, and what a pick of another one needs. */
+interface Pick {
   readonly member: Member;
-  readonly req: IncomingMessage;
-  readonly res: ServerResponse;
-  readonly ip: string;
-  readonly url: string;
-  readonly secure: boolean;
+  readonly keyHash: number;
+  readonly affinity: Affinity | undefined;
+}
+
+/**
+ * One plain request on its way, and undici's handler for it. What went wrong decides the answer and the metric,
+ * as on the upgrade path: the backend silent for timeouts.idle (a long poll's wait included) is 504 "timeout"; a
+ * failed dial 502 "connect" (counted toward passive ejection; a request without a body and not pinned by its
+ * affinity cookie tries the next ring member, up to MAX_ATTEMPTS backends); a reset or close after it 502 "reset"; an answer node cannot pass on 502
+ * "bad_response". A request body that breaks or stalls is the client's doing: 400 or 408, nothing counted against
+ * the backend. Each exchange ends once (`over`); undici's later callbacks are ignored.
+ */
+class Exchange implements Dispatcher.DispatchHandler {
+  private readonly proxy: PlainHttpProxy;
+  private readonly ctx: ProxyContext;
+  private readonly route: RouteRuntime;
+  private readonly pick: Pick;
+  private readonly req: IncomingMessage;
+  private readonly res: ExchangeResponse;
+  private readonly ip: string;
+  private readonly secure: boolean;
+  private readonly headers: string[];
+  /** The backend this attempt goes to; the ones tried before it are in `tried`. */
+  private member: Member;
+  private tried: Member[] | undefined = undefined;
+  private setCookie: string | undefined;
+  private readonly body: RequestBody | undefined;
+  private controller: Dispatcher.DispatchController | undefined = undefined;
+  /** The backend connection was up (undici calls onRequestStart on a connected socket). */
+  private connected = false;
+  /** The backend's answer head was passed on. */
+  private answered = false;
+  private over = false;
+  private mayRetry: boolean;
+  private drainListening = false;
+
+  constructor(
+    proxy: PlainHttpProxy,
+    ctx: ProxyContext,
+    route: RouteRuntime,
+    pick: Pick,
+    req: IncomingMessage,
+    res: ServerResponse,
+    ip: string,
+    secure: boolean,
+  ) {
+    this.proxy = proxy;
+    this.ctx = ctx;
+    this.route = route;
+    this.pick = pick;
+    this.member = pick.member;
+    this.req = req;
+    this.res = res as ExchangeResponse;
+    this.ip = ip;
+    this.secure = secure;
+    const pool = route.pool;
+    this.setCookie = setCookieFor(pool, pick.affinity, pick.member, secure);
+    this.headers = forwardedHeaders(req, { clientAddress: ip, secure, stickyCookie: pool.sticky?.spec.cookie });
+    const repeatable = isRepeatable(req);
+    // A request without a body can be sent again as it is; one with a body streams from the client.
+    this.mayRetry = repeatable;
+    if (repeatable) req.resume();
+    else this.body = new RequestBody(req, ctx.runtime.config.timeouts.bodyMs, (r, d) => this.bodyFailed(r, d));
+    this.res[kExchange] = this;
+    res.on('close', onResponseClose);
+  }
+
+  send(): void {
+    const idleMs = this.ctx.runtime.config.timeouts.idleMs;
+    this.proxy.poolFor(this.ctx, this.member).dispatch(
+      {
+        method: this.req.method ?? 'GET',
+        path: this.req.url ?? '/',
+        headers: this.headers,
+        body: this.body ?? null,
+        headersTimeout: idleMs,
+        bodyTimeout: idleMs,
+      },
+      this,
+    );
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.controller = controller;
+    // Gone while its connection was being made: the request is not sent at all.
+    if (this.over) controller.abort(new Error('exchange over'));
+    else this.connected = true;
+  }
+
+  onResponseStart(
+    controller: Dispatcher.DispatchController,
+    statusCode: number,
+    headers: Record<string, string | string[] | undefined>,
+    statusMessage?: string,
+  ): void {
+    // Interim answers (100, 103) stay between us and the backend: the client's 100 Continue came from our server.
+    if (statusCode < 200 || this.over) return;
+    this.answered = true;
+    const connection = headers.connection;
+    const out = endToEndHeaders(
+      latin1Headers((controller.rawHeaders ?? []) as (Buffer | string)[]),
+      typeof connection === 'string' ? connection : undefined,
+    );
+    if (this.setCookie !== undefined) out.push('Set-Cookie', this.setCookie);
+    try {
+      this.res.writeHead(statusCode, statusMessage, out);
+    } catch (err) {
+      // undici accepts reason phrases node:http will not write (a control character): a bad answer, 502, never an
+      // exception out of this handler.
+      this.res.statusMessage = ''; // writeHead kept the bad one: our own 502 must not reuse it
+      this.failed(Errors.UPSTREAM_BAD_RESPONSE, 'bad_response', err as Error);
+      return;
+    }
+    this.route.pool.reportSuccess(this.member);
+  }
+
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.over || this.res.write(chunk)) return;
+    // The client reads slower than the backend sends: undici stops reading (and its body timeout waits) until
+    // the client drains.
+    controller.pause();
+    if (!this.drainListening) {
+      this.drainListening = true;
+      this.res.on('drain', onResponseDrain);
+    }
+  }
+
+  onResponseEnd(): void {
+    if (this.over) return;
+    this.over = true;
+    this.res.end();
+  }
+
+  onResponseError(_controller: Dispatcher.DispatchController, err: Error): void {
+    if (this.over) return;
+    const code = (err as { code?: string }).code ?? '';
+    if (code === 'UND_ERR_INVALID_ARG' || code === 'UND_ERR_NOT_SUPPORTED') {
+      // Something in the request undici will not send (node's parser let it through): the client's, not the
+      // backend's, problem.
+      this.over = true;
+      this.body?.detach();
+      refuse(this.ctx, this.who(), { response: this.res }, Errors.BAD_REQUEST, err.message);
+      return;
+    }
+    if (code === 'UND_ERR_DESTROYED') {
+      // The pools were destroyed: the gateway is stopping and this request outlived the drain.
+      this.over = true;
+      this.body?.detach();
+      if (this.res.headersSent) this.res.destroy();
+      else refuse(this.ctx, this.who(), { response: this.res }, Errors.SHUTTING_DOWN, err.message);
+      return;
+    }
+    if (!this.connected) this.connectFailed(err);
+    else if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') {
+      this.failed(Errors.UPSTREAM_TIMEOUT, 'timeout', err);
+    } else if (isBadAnswer(code)) this.failed(Errors.UPSTREAM_BAD_RESPONSE, 'bad_response', err);
+    else if (this.mayRetry && !this.answered) {
+      // A kept-alive backend connection the backend closed just as it was reused fails before any answer: a
+      // request without a body that is safe to repeat (RFC 9110 §9.2.2) is sent once more (nginx does the same),
+      // instead of answering 502 for a race the client had no part in. undici does not say whether the connection
+      // was a reused one, so a fresh one that fails alike gets the one retry too.
+      this.mayRetry = false;
+      this.connected = false;
+      this.controller = undefined;
+      this.send();
+    } else this.failed(Errors.UPSTREAM_BAD_RESPONSE, 'reset', err);
+  }
+
+  /**
+   * The backend could not be reached: the request was not sent, so one without a body goes to the next ring
+   * member, as on the upgrade path. Not one its affinity cookie pinned: its session lives on that backend, and
+   * another could only answer "unknown session"; it gets 502, and once the failures eject the backend the cookie
+   * is stale and the next request is pinned anew.
+   */
+  private connectFailed(err: Error): void {
+    this.countFailure('connect', err);
+    const next = this.body === undefined && this.pick.affinity?.pinned === undefined ? this.nextMember() : undefined;
+    if (next === undefined) {
+      this.answerFailure(Errors.UPSTREAM_CONNECT_FAILED, err);
+      return;
+    }
+    this.member = next;
+    this.setCookie = setCookieFor(this.route.pool, this.pick.affinity, next, this.secure);
+    this.controller = undefined;
+    this.send();
+  }
+
+  private nextMember(): Member | undefined {
+    const tried = this.tried ?? [this.pick.member];
+    this.tried = tried;
+    if (tried.length >= Math.min(MAX_ATTEMPTS, this.route.pool.members.length)) return undefined;
+    const next = this.route.pool.pickHash(this.pick.keyHash, tried.map(indexOf));
+    if (next !== undefined) tried.push(next);
+    return next;
+  }
+
+  /** The backend failed this request: counted, logged, answered (or the client's connection cut mid-answer). */
+  private failed(entry: CatalogueEntry, reason: string, err: Error): void {
+    this.countFailure(reason, err);
+    this.answerFailure(entry, err);
+  }
+
+  private countFailure(reason: string, err: Error): void {
+    const pool = this.route.pool;
+    const backend = this.member.backend.id;
+    this.ctx.metrics.upstreamErrors.inc({ pool: pool.name, backend, reason });
+    // A backend that cannot be reached counts toward its passive ejection, as on the upgrade path. A timeout does
+    // not: a long poll may rightly keep its backend quiet for as long as the backend's poll interval.
+    if (reason === 'connect') pool.reportFailure(this.member);
+    this.route.log.warn(
+      { event: 'upstream_failed', backend, reason, detail: err.message, client: this.ip, path: this.pathForLog() },
+      'plain HTTP request to backend failed',
+    );
+  }
+
+  private answerFailure(entry: CatalogueEntry, err: Error): void {
+    if (this.over) return;
+    this.over = true;
+    this.body?.detach();
+    this.controller?.abort(err);
+    if (!this.res.headersSent) answerWithEntry(this.res, entry);
+    else this.res.destroy();
+  }
+
+  /** The client's body broke or stalled: its answer is ours (400, 408), the backend is let go and not blamed. */
+  private bodyFailed(reason: BodyErrorReason, detail: string): void {
+    if (this.over) return;
+    this.over = true;
+    this.controller?.abort(new Error(`request body ${reason}`));
+    this.ctx.metrics.requestBodyErrors.inc({ route: this.route.name, reason });
+    if (this.res.headersSent) {
+      this.res.destroy();
+      return;
+    }
+    const entry = reason === 'timeout' ? Errors.BODY_TIMEOUT : Errors.BAD_BODY;
+    refuse(this.ctx, this.who(), { response: this.res }, entry, detail);
+  }
+
+  /**
+   * The response closed: answered, or the client went away (reset, or closed before the whole answer). Nobody is
+   * left to answer, and a backend connection mid-exchange cannot be reused: undici drops it. The client's body,
+   * if it still comes (the backend answered before reading it all), is read and dropped. Not a backend failure.
+   */
+  responseClosed(): void {
+    this.body?.detach();
+    if (this.over) return;
+    this.over = true;
+    this.controller?.abort(new Error('client went away'));
+  }
+
+  resumeAnswer(): void {
+    this.controller?.resume();
+  }
+
+  private who(): Refused {
+    return { route: this.route, client: this.ip, path: this.req.url ?? '/' };
+  }
+
+  private pathForLog(): string {
+    return (this.req.url ?? '/').slice(0, 200);
+  }
+}
+
+function indexOf(member: Member): number {
+  return member.index;
+}
+
+function onResponseClose(this: ExchangeResponse): void {
+  this[kExchange]?.responseClosed();
+}
+
+function onResponseDrain(this: ExchangeResponse): void {
+  this[kExchange]?.resumeAnswer();
+}
+
+/** undici's codes for an answer that is not valid HTTP/1.1 or does not match its own framing. */
+function isBadAnswer(code: string): boolean {
+  return (
+    code.startsWith('HPE_') ||
+    code === 'UND_ERR_RES_CONTENT_LENGTH_MISMATCH' ||
+    code === 'UND_ERR_HEADERS_OVERFLOW' ||
+    code === 'UND_ERR_RES_EXCEEDED_MAX_SIZE'
+  );
 }
 
 /** Safe to send twice and without a body (RFC 9110 §9.2.1): GET, HEAD and OPTIONS with no Content-Length above 0. */
@@ -271,8 +427,6 @@ function isRepeatable(req: IncomingMessage): boolean {
   const length = req.headers['content-length'];
   return req.headers['transfer-encoding'] === undefined && (length === undefined || length === '0');
 }
-
-function ignoreClientAbort(): void {}
 
 /** How many lines of header `name` (lower-case) a request has. */
 function countHeader(raw: readonly string[], name: string): number {

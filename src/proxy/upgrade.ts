@@ -1,5 +1,6 @@
 // One WebSocket connection's way through wsgate, stage by stage: validate (RFC 6455 §4.2.1) → route → origin →
-// admission → pick backend by hash key → upstream handshake (retrying the next ring member) → tunnel.
+// admission → pick backend (affinity cookie, else hash key) → upstream handshake (retrying the next ring member)
+// → tunnel.
 // A stage that refuses answers the client itself with a real status, logs one line, bumps one counter.
 
 import type { Socket } from 'node:net';
@@ -8,6 +9,7 @@ import { Endings, Errors, reasonLabel } from '../errors.js';
 import { acceptFor } from '../handshake/accept.js';
 import type { UpgradeRequest } from '../handshake/upgrade-head.js';
 import { originAllowed, validateUpgrade } from '../handshake/validate.js';
+import { withHeaderLine } from '../http/headers.js';
 import { directWriteFd, writeChunk } from '../platform/socket-io.js';
 import { MAX_ATTEMPTS, type Member } from '../pool/pool.js';
 import { hashString } from '../routing/hash.js';
@@ -16,6 +18,7 @@ import { isSuspiciousPath } from '../routing/router.js';
 import { Tunnel } from '../tunnel/tunnel.js';
 import { type AttemptResult, attemptUpstream } from '../upstream/handshake.js';
 import { upstreamRequestHead } from '../upstream/request.js';
+import { affinityOf, setCookieFor } from './affinity.js';
 import type { ProxyContext } from './context.js';
 import { bodyFraming, relayRefusal } from './refusal-relay.js';
 import { type Refused, refuse } from './refuse.js';
@@ -69,19 +72,25 @@ export async function handleUpgrade(
   if (hashKey.fellBack && pool.config.hashKey.kind !== 'ip') ctx.metrics.hashKeyFallbacks.inc({ route: route.name });
   // Header strings hold the bytes as latin1 (one char per byte): encoding back as latin1 forwards them
   // byte-exact (utf8 would turn one obs-text byte such as 0xE9 into two). Encoded once for all attempts.
-  const requestHead = Buffer.from(upstreamRequestHead(req, { clientAddress: ip, secure }), 'latin1');
+  const stickyCookie = pool.sticky?.spec.cookie;
+  const requestHead = Buffer.from(upstreamRequestHead(req, { clientAddress: ip, secure, stickyCookie }), 'latin1');
   const expectedAccept = acceptFor(check.key);
   const timeoutMs = runtime.config.timeouts.handshakeMs;
 
   const keyHash = hashString(hashKey.key);
+  const affinity = affinityOf(ctx, pool, req.rawHeaders);
   // Members, not indexes: a reload or a DNS answer during the attempts renumbers the pool's members.
   const tried: Member[] = [];
   let last: AttemptResult | undefined;
   let member: Member | undefined;
-  const attempts = Math.min(MAX_ATTEMPTS, pool.members.length);
+  // A connection its affinity cookie pinned goes to that backend or fails: its session lives there.
+  const attempts = affinity?.pinned ? 1 : Math.min(MAX_ATTEMPTS, pool.members.length);
   for (let i = 0; i < attempts && !client[kGone]; i++) {
     // The ring leaves unhealthy and ejected members out (within the panic threshold), so picks skip them.
-    member = pool.pickHash(keyHash, tried.length === 0 ? NOTHING_TRIED : tried.map(indexOf));
+    member =
+      tried.length === 0
+        ? (affinity?.pinned ?? pool.pickHash(keyHash, NOTHING_TRIED))
+        : pool.pickHash(keyHash, tried.map(indexOf));
     if (!member) break;
     tried.push(member);
     const started = performance.now();
@@ -125,7 +134,9 @@ export async function handleUpgrade(
   // Verified 101: answer the client with the backend's own head, then tunnel.
   const backendSocket = last.socket;
   const selected = member as Member;
-  writeChunk(client, directWriteFd(client), last.head.raw);
+  const setCookie = setCookieFor(pool, affinity, selected, secure);
+  const answer = setCookie === undefined ? last.head.raw : withHeaderLine(last.head.raw, 'Set-Cookie', setCookie);
+  writeChunk(client, directWriteFd(client), answer);
   const binding = bindingFor(ctx, route, pool, selected);
   const children = binding.current();
   children.active++;
@@ -142,7 +153,7 @@ export async function handleUpgrade(
     idleMs: runtime.config.timeouts.idleMs,
     keepalive: routeConfig.keepalive,
   });
-  pool.acquire(selected, tunnel);
+  pool.acquire(selected, tunnel, affinity?.pinned === selected);
   ctx.tunnels.add(tunnel);
   // The tunnel handles errors now; one listener per event keeps the emitter from growing an array per socket.
   client.removeListener('error', ignoreError);

@@ -3,6 +3,7 @@
 // The hop-by-hop rule also filters the backend's answer to a plain HTTP request.
 
 import type { UpgradeRequest } from '../handshake/upgrade-head.js';
+import { withoutCookie } from '../routing/sticky.js';
 
 /**
  * RFC 9110 §7.6.1 hop-by-hop headers (and Proxy-Authorization, meant for a proxy): they describe one connection,
@@ -23,17 +24,25 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
 const REWRITTEN = ['host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded'];
 
 /**
- * Not copied on a plain HTTP request. Content-Length and Transfer-Encoding stay: node's http client reads them
- * to frame the body it writes (it re-chunks a chunked body), which is how Transfer-Encoding gets replaced.
+ * Not copied on a plain HTTP request. Content-Length stays: the body is sent with that length. A body of unknown
+ * length is sent chunked by the client that writes it (undici), which is how Transfer-Encoding gets replaced;
+ * Expect was answered by our own server (its 100 Continue), so the backend is not asked again.
  */
-const NOT_COPIED: ReadonlySet<string> = new Set([...HOP_BY_HOP, ...REWRITTEN]);
+const NOT_COPIED: ReadonlySet<string> = new Set([...HOP_BY_HOP, ...REWRITTEN, 'transfer-encoding', 'expect']);
 
 /** Not copied on an upgrade: it has no body (validateUpgrade), so no framing headers either. */
-const NOT_COPIED_ON_UPGRADE: ReadonlySet<string> = new Set([...NOT_COPIED, 'transfer-encoding', 'content-length']);
+const NOT_COPIED_ON_UPGRADE: ReadonlySet<string> = new Set([
+  ...HOP_BY_HOP,
+  ...REWRITTEN,
+  'transfer-encoding',
+  'content-length',
+]);
 
 export interface ForwardInfo {
   readonly clientAddress: string;
   readonly secure: boolean;
+  /** The pool's sticky cookie: the proxy's own, so the client's cookies of that name are not passed on. */
+  readonly stickyCookie?: string | undefined;
 }
 
 /**
@@ -60,7 +69,10 @@ export function forwardedHeaders(
     if (nominated?.has(lower)) continue;
     if (lower === 'x-forwarded-for') xff = xff === undefined ? value : `${xff}, ${value}`;
     else if (lower === 'forwarded') forwarded = forwarded === undefined ? value : `${forwarded}, ${value}`;
-    else if (!notCopied.has(lower)) out.push(name, value);
+    else if (lower === 'cookie' && info.stickyCookie !== undefined) {
+      const kept = withoutCookie(value, info.stickyCookie);
+      if (kept !== undefined) out.push(name, kept);
+    } else if (!notCopied.has(lower)) out.push(name, value);
   }
   const proto = info.secure ? 'https' : 'http';
   const client = info.clientAddress;

@@ -30,6 +30,7 @@ export function poolConfig(backends: readonly BackendConfig[], overrides: Partia
     outlier: { consecutiveFailures: 5, ejectForMs: 30_000, maxEjectForMs: 300_000 },
     rebalance: { mode: 'gradual', maxClosesPerSecond: 50 },
     panicThreshold: 0.5,
+    sticky: undefined,
     ...overrides,
   };
 }

@@ -52,7 +52,7 @@ describe('upstreamRequestHead', () => {
 });
 
 describe('forwardedHeaders (plain HTTP)', () => {
-  it('keeps the body framing headers node re-frames, drops hop-by-hop ones, a lone nominated one included', () => {
+  it('keeps Content-Length, drops Transfer-Encoding (the sender frames the body) and hop-by-hop ones, a lone nominated one included', () => {
     const headers = forwardedHeaders(
       request('/poll', [
         ['Host', 'a.example'],
@@ -60,6 +60,8 @@ describe('forwardedHeaders (plain HTTP)', () => {
         ['X-Solo', 'drop me'],
         ['TE', 'trailers'],
         ['Transfer-Encoding', 'chunked'],
+        ['Content-Length', '5'],
+        ['Expect', '100-continue'],
         ['Content-Type', 'text/plain'],
       ]),
       { clientAddress: '192.0.2.1', secure: false },
@@ -67,8 +69,8 @@ describe('forwardedHeaders (plain HTTP)', () => {
     expect(headers).toEqual([
       'Host',
       'a.example',
-      'Transfer-Encoding',
-      'chunked',
+      'Content-Length',
+      '5',
       'Content-Type',
       'text/plain',
       'X-Forwarded-For',
@@ -94,6 +96,21 @@ describe('forwardedHeaders (plain HTTP)', () => {
     );
     expect(headers.slice(0, 4)).toEqual(['Host', 'a.example', 'Content-Length', '30']);
     expect(headers).not.toContain('X-Hop');
+  });
+});
+
+describe('forwardedHeaders: the sticky cookie of the pool', () => {
+  it('is taken out of every Cookie line; other cookies stay, a line left empty goes', () => {
+    const headers = forwardedHeaders(
+      request('/poll', [
+        ['Host', 'a.example'],
+        ['Cookie', 'a=1; SRV=x; b=2'],
+        ['Cookie', 'SRV=y'],
+      ]),
+      { clientAddress: '192.0.2.1', secure: false, stickyCookie: 'SRV' },
+    );
+    expect(headers.slice(0, 4)).toEqual(['Host', 'a.example', 'Cookie', 'a=1; b=2']);
+    expect(headers.filter((h) => h.includes('SRV'))).toEqual([]);
   });
 });
 
