@@ -309,7 +309,7 @@ const stickySchema = z.strictObject({
     .string()
     .refine(isToken, "must be a cookie name (an HTTP token: letters, digits, !#$%&'*+-.^_`|~)")
     .describe('Name of the affinity cookie the proxy sets on the first answer and honours afterwards.'),
-  maxAge: duration.prefault('0s').describe('Cookie lifetime; 0 = a session cookie.'),
+  maxAge: duration.prefault(0).describe('Cookie lifetime; 0 = a session cookie.'),
   sameSite: z.enum(['Lax', 'Strict', 'None']).default('Lax').describe('SameSite attribute (None implies Secure).'),
   secure: z
     .union([z.literal('auto'), z.boolean()])
