@@ -22,6 +22,9 @@ import type {
   UpstreamTls,
 } from './types.js';
 
+/** A TLS session ticket key: 16 bytes of name, 16 of HMAC secret, 16 of AES key (node:tls setTicketKeys). */
+export const TICKET_KEY_BYTES = 48;
+
 export interface ConfigIssue {
   readonly file: string;
   readonly line: number | undefined;
@@ -282,6 +285,26 @@ function normalise(raw: RawConfig, file: string, report: (path: PropertyKey[], m
     return files;
   };
 
+  /** A ticket key file: one base64 line of exactly 48 bytes (what node:tls's setTicketKeys takes). */
+  const readTicketKeys = (file: string, path: PropertyKey[]): { file: string; base64: string } | undefined => {
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8').trim();
+    } catch (err) {
+      report(path, `cannot read the ticket key file ${file}: ${fileProblem(err as NodeJS.ErrnoException)}`);
+      return undefined;
+    }
+    const bytes = /^[A-Za-z0-9+/]+={0,2}$/.test(text) ? Buffer.from(text, 'base64') : undefined;
+    if (bytes === undefined || bytes.length !== TICKET_KEY_BYTES) {
+      report(
+        path,
+        `${file} must hold one base64 line of ${TICKET_KEY_BYTES} bytes (openssl rand ${TICKET_KEY_BYTES} | base64 -w0)`,
+      );
+      return undefined;
+    }
+    return { file, base64: bytes.toString('base64') };
+  };
+
   const seenListeners = new Set<string>();
   const seenEndpoints = new Map<string, string>();
   const listeners: ListenerConfig[] = raw.listeners.map((l, i) => {
@@ -301,15 +324,31 @@ function normalise(raw: RawConfig, file: string, report: (path: PropertyKey[], m
         report(['listeners', i, 'tls', 'ciphers'], `not a usable cipher list: ${(err as Error).message}`);
       }
     }
+    const clientAddress = l.clientAddress;
+    if (clientAddress.forwardedFor && (clientAddress.trustedProxies ?? []).length === 0) {
+      report(
+        ['listeners', i, 'clientAddress', 'forwardedFor'],
+        'forwardedFor needs trustedProxies: only the forwarding headers of a trusted proxy are believed',
+      );
+    }
     return {
       name: l.name,
       address: l.address,
       port: l.port,
+      clientAddress: {
+        proxyProtocol: clientAddress.proxyProtocol,
+        forwardedFor: clientAddress.forwardedFor,
+        trustedProxies: clientAddress.trustedProxies ?? [],
+      },
       tls: tls && {
         files: tls.cert && tls.key ? readTls(tls.cert, tls.key, ['listeners', i, 'tls']) : undefined,
         minVersion: tls.minVersion,
         ciphers: tls.ciphers,
         unknownSni: tls.unknownSni,
+        sessionTicketKeys:
+          tls.sessionTicketKeys === undefined
+            ? undefined
+            : readTicketKeys(resolvePath(baseDir, tls.sessionTicketKeys), ['listeners', i, 'tls', 'sessionTicketKeys']),
         sni: Object.entries(tls.sni).flatMap(([serverName, pair]) => {
           const files = readTls(pair.cert, pair.key, ['listeners', i, 'tls', 'sni', serverName]);
           return files ? [{ ...files, serverName: serverName.toLowerCase() }] : [];
@@ -330,7 +369,12 @@ function normalise(raw: RawConfig, file: string, report: (path: PropertyKey[], m
       serverName: p.tls.serverName,
       rejectUnauthorized: !p.tls.insecureSkipVerify,
     };
-    const backends = (p.backends ?? []).map((b) => (b.tls && upstreamTls ? { ...b, tlsOptions: upstreamTls } : b));
+    const proxyProtocol = p.proxyProtocol === 'off' ? undefined : p.proxyProtocol;
+    const backends = (p.backends ?? []).map((b) => ({
+      ...b,
+      ...(b.tls && upstreamTls ? { tlsOptions: upstreamTls } : {}),
+      ...(proxyProtocol ? { proxyProtocol } : {}),
+    }));
     backends.forEach((b, i) => {
       if (ids.has(b.id)) report(['pools', poolName, 'backends', i], `duplicate backend ${b.id}`);
       ids.add(b.id);
@@ -372,6 +416,7 @@ function normalise(raw: RawConfig, file: string, report: (path: PropertyKey[], m
                 rejectUnauthorized: upstreamTls?.rejectUnauthorized ?? true,
               }
             : undefined,
+        proxyProtocol,
         intervalMs: p.discovery.interval,
         nameservers: p.discovery.nameservers,
       },
@@ -390,6 +435,7 @@ function normalise(raw: RawConfig, file: string, report: (path: PropertyKey[], m
       },
       rebalance: p.rebalance,
       panicThreshold: p.panicThreshold,
+      proxyProtocol: p.proxyProtocol,
       sticky: sticky && {
         cookie: sticky.cookie,
         maxAgeMs: sticky.maxAge,

@@ -5,6 +5,7 @@
 
 import { z } from 'zod';
 import { isToken } from '../handshake/token.js';
+import { parseCidr } from '../net/cidr.js';
 import { parseHashKeySpec } from '../routing/hash-key.js';
 import { routeHostProblem } from '../routing/router.js';
 import { DURATION_TEXT_SCHEMA, MAX_DURATION_MS, parseDuration, parseSize, SIZE_TEXT_SCHEMA } from './units.js';
@@ -85,6 +86,13 @@ const tlsSchema = z
       .record(z.string().min(1), certPair)
       .default({})
       .describe('Extra certificates chosen by SNI server name (exact or "*.example.com"): name → { cert, key }.'),
+    sessionTicketKeys: z
+      .string()
+      .min(1)
+      .optional()
+      .describe(
+        'A file holding one base64 line of 48 random bytes (`openssl rand 48 | base64 -w0`): the TLS session ticket key, shared by every worker and instance given the same file, so a client resumes wherever it reconnects; re-read on change. Absent: a key made at start for the process tree, rotated every 12 hours.',
+      ),
     unknownSni: z
       .enum(['default', 'refuse'])
       .default('default')
@@ -96,11 +104,40 @@ const tlsSchema = z
     message: 'cert and key must be given together (omit both for a generated self-signed certificate)',
   });
 
+const cidr = z.string().superRefine((text, ctx) => {
+  const parsed = parseCidr(text);
+  if (!parsed.ok) ctx.addIssue({ code: 'custom', message: parsed.error });
+});
+
+const clientAddressSchema = z.strictObject({
+  proxyProtocol: z
+    .enum(['off', 'v1', 'v2', 'any'])
+    .default('off')
+    .describe(
+      'Every connection must start with a PROXY protocol header of this version (an L4 load balancer in front: `send-proxy-v2`, a cloud NLB); it says who the client is. `off`: none expected.',
+    ),
+  forwardedFor: z
+    .boolean()
+    .default(false)
+    .describe(
+      'Take the client from X-Forwarded-For (or RFC 7239 Forwarded) added by trusted proxies, walked from the right; needs trustedProxies.',
+    ),
+  trustedProxies: z
+    .array(cidr)
+    .optional()
+    .describe(
+      'CIDR blocks (IPv4 and IPv6) of the balancers whose PROXY header or forwarding headers are believed; with proxyProtocol, a connection from anywhere else is closed.',
+    ),
+});
+
 const listenerSchema = z.strictObject({
   name: name.describe('Listener name, unique; a label in logs.'),
   address: address.default('0.0.0.0').describe('Bind address (`::` for IPv6).'),
   port: port.describe('Port; 0 picks a free one (the `listening` log line says which).'),
   tls: tlsSchema.optional().describe('Makes the listener wss:// and https://.'),
+  clientAddress: clientAddressSchema
+    .prefault({})
+    .describe('Who the client is behind a load balancer: PROXY protocol, trusted X-Forwarded-For.'),
 });
 
 const limitKeys = {
@@ -353,6 +390,12 @@ const poolSchema = z.strictObject({
     .default(0.5)
     .describe(
       'At most this fraction of the pool may be out of the ring (unhealthy or ejected); past it the rest stay in.',
+    ),
+  proxyProtocol: z
+    .enum(['off', 'v1', 'v2'])
+    .default('off')
+    .describe(
+      "Send a PROXY protocol header first on every backend connection, naming the client (health checks send LOCAL); backends' plain HTTP connections then serve one client each.",
     ),
   sticky: stickySchema
     .optional()

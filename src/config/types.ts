@@ -17,6 +17,19 @@ export interface TlsConfig {
   readonly ciphers: string | undefined;
   readonly sni: readonly (TlsFiles & { readonly serverName: string })[];
   readonly unknownSni: 'default' | 'refuse';
+  /** The shared session ticket key (48 bytes, base64) and its file; undefined: one made for the process tree. */
+  readonly sessionTicketKeys: { readonly file: string; readonly base64: string } | undefined;
+}
+
+export type ProxyProtocolIn = 'off' | 'v1' | 'v2' | 'any';
+export type ProxyProtocolOut = 'off' | 'v1' | 'v2';
+
+/** Who the client is behind load balancers (listeners[].clientAddress). */
+export interface ClientAddressConfig {
+  readonly proxyProtocol: ProxyProtocolIn;
+  readonly forwardedFor: boolean;
+  /** CIDR blocks; empty: none given (PROXY headers are then taken from any peer, forwarding headers from none). */
+  readonly trustedProxies: readonly string[];
 }
 
 export interface ListenerConfig {
@@ -24,6 +37,7 @@ export interface ListenerConfig {
   readonly address: string;
   readonly port: number;
   readonly tls: TlsConfig | undefined;
+  readonly clientAddress: ClientAddressConfig;
 }
 
 /** Limits for one direction of a tunnel; Infinity means "no limit". */
@@ -81,6 +95,8 @@ export interface BackendConfig {
   readonly weight: number;
   /** For wss:// backends of a pool with `tls`: how to verify them (default: system CAs, the host's name). */
   readonly tlsOptions?: UpstreamTls;
+  /** pools.NAME.proxyProtocol: the PROXY header sent first on each connection; absent: none. */
+  readonly proxyProtocol?: 'v1' | 'v2';
 }
 
 export interface HealthCheckConfig {
@@ -108,6 +124,8 @@ export interface DiscoveryConfig {
    * defaults to `dns` (what a headless Service's certificates carry) unless pools.NAME.tls.serverName says otherwise.
    */
   readonly tlsOptions: UpstreamTls | undefined;
+  /** Given to every discovered backend (BackendConfig.proxyProtocol). */
+  readonly proxyProtocol: 'v1' | 'v2' | undefined;
   readonly intervalMs: number;
   /** "host" or "host:port" nameservers; undefined = the system's. */
   readonly nameservers: readonly string[] | undefined;
@@ -133,6 +151,7 @@ export interface PoolConfig {
   readonly panicThreshold: number;
   /** A cookie the proxy sets to keep a client on its backend; undefined: none. */
   readonly sticky: StickySpec | undefined;
+  readonly proxyProtocol: ProxyProtocolOut;
 }
 
 export interface Config {

@@ -89,11 +89,12 @@ export class ReloadController {
     return settled;
   }
 
-  /** The config file and every TLS file the running config reads: what a watcher should watch. */
+  /** The config file and every TLS file (certificates, keys, ticket keys) the running config reads: what a watcher watches. */
   watchedFiles(): string[] {
     const files = new Set([this.file]);
     for (const l of this.current.listeners) {
       if (l.tls?.files) files.add(l.tls.files.certFile).add(l.tls.files.keyFile);
+      if (l.tls?.sessionTicketKeys) files.add(l.tls.sessionTicketKeys.file);
       for (const s of l.tls?.sni ?? []) files.add(s.certFile).add(s.keyFile);
     }
     return [...files];

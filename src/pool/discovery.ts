@@ -56,12 +56,19 @@ async function settled<T>(query: () => Promise<T>): Promise<T> {
 /** The backend a discovered address stands for (every discovered backend weighs 1). */
 export function backendAt(
   address: string,
-  discovery: Pick<DiscoveryConfig, 'port' | 'scheme' | 'tlsOptions'>,
+  discovery: Pick<DiscoveryConfig, 'port' | 'scheme' | 'tlsOptions' | 'proxyProtocol'>,
 ): BackendConfig {
   const host = address.includes(':') ? `[${address}]` : address;
-  const { port, scheme, tlsOptions } = discovery;
-  const backend = { id: `${scheme}://${host}:${port}`, host: address, port, tls: scheme === 'wss', weight: 1 };
-  return tlsOptions === undefined ? backend : { ...backend, tlsOptions };
+  const { port, scheme, tlsOptions, proxyProtocol } = discovery;
+  return {
+    id: `${scheme}://${host}:${port}`,
+    host: address,
+    port,
+    tls: scheme === 'wss',
+    weight: 1,
+    ...(tlsOptions === undefined ? {} : { tlsOptions }),
+    ...(proxyProtocol === undefined ? {} : { proxyProtocol }),
+  };
 }
 
 export class DnsDiscovery {

@@ -120,7 +120,7 @@ describe('unknown keys', () => {
   it('without a close key, lists what is allowed there', () => {
     const issue = onlyIssue(VALID.replace('    hashKey: query:user\n', '    hashKey: query:user\n    frobnicate: 1\n'));
     expect(issue.message).toBe(
-      'unknown key `frobnicate`; allowed here: `backends`, `balanceFactor`, `discovery`, `hashKey`, `healthCheck`, `outlier`, `panicThreshold`, `rebalance`, `sticky`, `tls`',
+      'unknown key `frobnicate`; allowed here: `backends`, `balanceFactor`, `discovery`, `hashKey`, `healthCheck`, `outlier`, `panicThreshold`, `proxyProtocol`, `rebalance`, `sticky`, `tls`',
     );
   });
 

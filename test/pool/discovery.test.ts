@@ -41,18 +41,20 @@ describe('lookupAddresses', () => {
   it('merges both families, sorted; NODATA for one family is an answer', async () => {
     const r = tableResolver(new Map([['chat.svc', ['10.0.0.2', '10.0.0.1', 'fd00::1']]]));
     expect(await lookupAddresses(r, 'chat.svc')).toEqual({ ok: true, addresses: ['10.0.0.1', '10.0.0.2', 'fd00::1'] });
-    expect(backendAt('fd00::1', { port: 3000, scheme: 'ws', tlsOptions: undefined })).toEqual({
-      id: 'ws://[fd00::1]:3000',
-      host: 'fd00::1',
-      port: 3000,
-      tls: false,
-      weight: 1,
-    });
+    expect(backendAt('fd00::1', { port: 3000, scheme: 'ws', tlsOptions: undefined, proxyProtocol: undefined })).toEqual(
+      {
+        id: 'ws://[fd00::1]:3000',
+        host: 'fd00::1',
+        port: 3000,
+        tls: false,
+        weight: 1,
+      },
+    );
   });
 
   it('wss discovery dials TLS and verifies the name it was told to (not the address)', () => {
     const tlsOptions = { ca: 'PEM', serverName: 'chat.svc', rejectUnauthorized: true };
-    expect(backendAt('10.0.0.7', { port: 8443, scheme: 'wss', tlsOptions })).toEqual({
+    expect(backendAt('10.0.0.7', { port: 8443, scheme: 'wss', tlsOptions, proxyProtocol: undefined })).toEqual({
       id: 'wss://10.0.0.7:8443',
       host: '10.0.0.7',
       port: 8443,
@@ -89,6 +91,7 @@ describe('a discovery pool', () => {
     tlsOptions: undefined,
     intervalMs: 50,
     nameservers: undefined,
+    proxyProtocol: undefined,
   };
 
   it('adds and removes members as the records change, keeping members by id', async () => {

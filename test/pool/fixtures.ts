@@ -31,6 +31,7 @@ export function poolConfig(backends: readonly BackendConfig[], overrides: Partia
     rebalance: { mode: 'gradual', maxClosesPerSecond: 50 },
     panicThreshold: 0.5,
     sticky: undefined,
+    proxyProtocol: 'off',
     ...overrides,
   };
 }
