@@ -10,6 +10,7 @@ import { isDeepStrictEqual } from 'node:util';
 import type { Config, ListenerConfig } from '../config/types.js';
 import { type CatalogueEntry, type Ending, Endings } from '../errors.js';
 import type { UpgradeRequest } from '../handshake/upgrade-head.js';
+import type { ConnectionInfo } from '../listen/client-address.js';
 import { Listener, type ListenerHandlers } from '../listen/listener.js';
 import { type CertificatePair, generateSelfSigned, tlsServerOptions } from '../listen/tls.js';
 import { createLogger, type Logger } from '../observe/log.js';
@@ -22,7 +23,6 @@ import { refuse } from '../proxy/refuse.js';
 import { type NameDiff, Runtime } from '../proxy/runtime.js';
 import { routeOfTunnel } from '../proxy/tunnel-binding.js';
 import { handleUpgrade } from '../proxy/upgrade.js';
-import { normaliseIp } from '../routing/hash-key.js';
 import { type DrainResult, drainTunnels } from '../tunnel/drain.js';
 import { sweepPeriodFor, TunnelSweeper } from '../tunnel/sweeper.js';
 import type { Tunnel } from '../tunnel/tunnel.js';
@@ -58,6 +58,8 @@ export interface ListenerDiff {
   readonly rebound: string[];
   /** Certificates or TLS settings changed: new handshakes use them, live sessions keep theirs. */
   readonly tlsUpdated: string[];
+  /** Other settings changed in place (clientAddress): new connections and requests use them. */
+  readonly updated: string[];
   readonly unchanged: string[];
 }
 
@@ -110,16 +112,16 @@ export class Gateway implements ProxyContext {
     this.fallbackCert = options.fallbackCert;
     this.generation = options.generation ?? 1;
     this.handlers = {
-      upgrade: (req: UpgradeRequest, socket: Duplex, head: Buffer, secure: boolean) => {
-        handleUpgrade(this, req, socket, head, secure).catch((err: Error) => {
+      upgrade: (req: UpgradeRequest, socket: Duplex, head: Buffer, connection: ConnectionInfo) => {
+        handleUpgrade(this, req, socket, head, connection).catch((err: Error) => {
           this.log.error({ err }, 'upgrade handler failed');
           socket.destroy();
         });
       },
-      request: (req: IncomingMessage, res: ServerResponse, secure: boolean) =>
-        this.plainHttp.handle(this, req, res, secure),
+      request: (req: IncomingMessage, res: ServerResponse, connection: ConnectionInfo) =>
+        this.plainHttp.handle(this, req, res, connection),
       clientError: (entry: CatalogueEntry, detail: string, client: string) =>
-        refuse(this, { route: undefined, client: normaliseIp(client) }, { answered: true }, entry, detail),
+        refuse(this, { route: undefined, client }, { answered: true }, entry, detail),
       // The per-IP tunnel cap bounds connections waiting for their first head as well.
       waitingPerIp: () => this.runtime.config.limits.maxConnectionsPerIp,
       acceptError: (err: NodeJS.ErrnoException, logCount: number | undefined) => {
@@ -240,7 +242,7 @@ export class Gateway implements ProxyContext {
 
   /** Brings the listeners in line with `config`; on a bind failure closes what it bound and rethrows. */
   private async reconcileListeners(config: Config): Promise<ListenerDiff> {
-    const diff: ListenerDiff = { added: [], removed: [], rebound: [], tlsUpdated: [], unchanged: [] };
+    const diff: ListenerDiff = { added: [], removed: [], rebound: [], tlsUpdated: [], updated: [], unchanged: [] };
     const oldByName = new Map(this.listeners.map((l) => [l.config.name, l]));
     const keep = new Map<string, Listener>();
     const toBind: ListenerConfig[] = [];
@@ -294,9 +296,15 @@ export class Gateway implements ProxyContext {
           diff.unchanged.push(lc.name);
           continue;
         }
-        listener.updateTls(lc, this.fallbackCert);
-        diff.tlsUpdated.push(lc.name);
-        this.log.info({ listener: lc.name }, 'TLS settings updated for new handshakes');
+        const tlsChanged = !isDeepStrictEqual(listener.config.tls, lc.tls);
+        listener.update(lc, this.fallbackCert);
+        if (tlsChanged) {
+          diff.tlsUpdated.push(lc.name);
+          this.log.info({ listener: lc.name }, 'TLS settings updated for new handshakes');
+        } else {
+          diff.updated.push(lc.name);
+          this.log.info({ listener: lc.name }, 'client address settings updated for new connections');
+        }
       }
     } catch (err) {
       for (const l of fresh) await l.stopAccepting();
@@ -410,9 +418,15 @@ export class Gateway implements ProxyContext {
   }
 }
 
-/** Same socket: same address, port and plain/TLS (TLS details can change in place). */
+/** Same socket: same address, port, plain/TLS and PROXY protocol on/off (the rest can change in place). */
 function sameSocket(a: ListenerConfig, b: ListenerConfig): boolean {
-  return a.address === b.address && a.port === b.port && (a.tls === undefined) === (b.tls === undefined);
+  return (
+    a.address === b.address &&
+    a.port === b.port &&
+    (a.tls === undefined) === (b.tls === undefined) &&
+    // With a PROXY header expected, the server bound to the port is a plain TCP one even for TLS.
+    (a.clientAddress.proxyProtocol === 'off') === (b.clientAddress.proxyProtocol === 'off')
+  );
 }
 
 function delay(ms: number): Promise<void> {

@@ -11,6 +11,7 @@
 
 import type { Socket } from 'node:net';
 import { parseUpgradeHead, type UpgradeRequest } from '../handshake/upgrade-head.js';
+import { clientOfConnection } from './client-address.js';
 
 /** Hands a new connection to node:http; called with the reader's `server` as `this`. */
 export type ConnectionHandler = (this: unknown, socket: Socket) => void;
@@ -85,7 +86,7 @@ export class FirstRequestReader {
    */
   watch(socket: Socket): boolean {
     const s = socket as WaitingSocket;
-    const ip = socket.remoteAddress ?? '';
+    const ip = clientOfConnection(socket);
     let count = this.waitingFrom.get(ip) ?? 0;
     if (count >= this.handlers.waitingPerIp()) {
       // Sockets node:http closed without an event (a CONNECT nobody handles) are forgotten only by the next check:

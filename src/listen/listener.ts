@@ -22,6 +22,7 @@ import { isLingering, rejectHandshake } from '../handshake/reject.js';
 import { toOriginForm } from '../handshake/request-target.js';
 import type { UpgradeRequest } from '../handshake/upgrade-head.js';
 import { adoptConnections, UPGRADE_PARSER } from '../platform/connection-adoption.js';
+import { ClientAddressPolicy, type ConnectionInfo, clientOfConnection } from './client-address.js';
 import { FirstRequestReader } from './first-request.js';
 import { type CertificatePair, tlsServerOptions } from './tls.js';
 import { inTurn, responsePending } from './turns.js';
@@ -40,11 +41,11 @@ export const REQUEST_BODY_FAILED = 'wsgate:bodyFailed';
 const latestRequest = new WeakMap<Duplex, IncomingMessage>();
 
 export interface ListenerHandlers {
-  upgrade(req: UpgradeRequest, socket: Duplex, head: Buffer, secure: boolean): void;
-  request(req: IncomingMessage, res: ServerResponse, secure: boolean): void;
+  upgrade(req: UpgradeRequest, socket: Duplex, head: Buffer, connection: ConnectionInfo): void;
+  request(req: IncomingMessage, res: ServerResponse, connection: ConnectionInfo): void;
   /**
    * A request that never became one: malformed, too large, too slow (the socket is already answered). `client` is
-   * the peer's address, for the log line.
+   * the client's address (as a PROXY header gave it, else the peer's), for the log line.
    */
   clientError(entry: CatalogueEntry, detail: string, client: string): void;
   /**
@@ -60,7 +61,7 @@ export interface ListenerHandlers {
 type SniCallback = (name: string, cb: (err: Error | null, ctx?: SecureContext) => void) => void;
 
 export class Listener {
-  /** Replaced by updateTls on reload; address, port and plain/TLS never change for one Listener. */
+  /** Replaced by update() on reload; address, port and plain/TLS never change for one Listener. */
   config: ListenerConfig;
   /** The server bound to the port: ours (net or tls), or node:http's own (`http` itself) when it reads every head. */
   readonly server: NetServer;
@@ -70,6 +71,8 @@ export class Listener {
   selfSigned: boolean;
   /** The current SNI chooser; node fixes a server's SNICallback at creation, so it calls through this field. */
   private sni: SniCallback | undefined;
+  /** Who the client is (listeners[].clientAddress); replaced by update() on reload. */
+  private policy: ClientAddressPolicy;
   /** Reads each connection's first head before node:http does, or (when node:http reads them all) watches it. */
   private readonly firstRequest: FirstRequestReader;
 
@@ -81,6 +84,7 @@ export class Listener {
   ) {
     this.config = config;
     this.secure = config.tls !== undefined;
+    this.policy = new ClientAddressPolicy(config.clientAddress);
     // How often node (and the first-request reader) check header deadlines; node's default (30 s) would let a
     // slowloris outlive the timeout.
     const checkIntervalMs = Math.max(250, Math.min(1000, Math.floor(handshakeTimeoutMs / 4)));
@@ -117,7 +121,7 @@ export class Listener {
     }
     const secure = this.secure;
     const refuse = (socket: Duplex, entry: CatalogueEntry, detail: string) => {
-      handlers.clientError(entry, detail, peerAddress(socket));
+      handlers.clientError(entry, detail, clientOfConnection(socket));
       rejectHandshake(socket, entry);
     };
     const badTarget = (req: UpgradeRequest, socket: Duplex): boolean => {
@@ -126,7 +130,9 @@ export class Listener {
       return true;
     };
     const upgrade = (req: UpgradeRequest, socket: Duplex, head: Buffer) => {
-      if (!badTarget(req, socket)) handlers.upgrade(req, socket, head, secure);
+      if (!badTarget(req, socket)) {
+        handlers.upgrade(req, socket, head, this.policy.connectionOf(socket, req.rawHeaders, secure));
+      }
     };
     const reader = firstRequestReader(this.http, upgrade, handlers, handshakeTimeoutMs, checkIntervalMs);
     this.firstRequest = reader;
@@ -157,7 +163,9 @@ export class Listener {
         refuse(req.socket, Errors.BAD_HTTP_VERSION, `HTTP/${req.httpVersion}`);
         return;
       }
-      if (!badTarget(req, req.socket)) handlers.request(req, res, secure);
+      if (!badTarget(req, req.socket)) {
+        handlers.request(req, res, this.policy.connectionOf(req.socket, req.rawHeaders, secure));
+      }
     };
     this.http.on('request', (req: IncomingMessage, res: ServerResponse) => {
       this.firstRequest.settled(req.socket);
@@ -192,7 +200,7 @@ export class Listener {
         // A failed TLS handshake (https routes tlsClientError here). No HTTP answer can be read on such a socket,
         // and a lingering close would keep it 2 s past the handshake timeout: count it and drop it now.
         const tlsEntry = err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT' ? Errors.HANDSHAKE_TIMEOUT : Errors.BAD_REQUEST;
-        handlers.clientError(tlsEntry, err.code ?? err.message, peerAddress(socket));
+        handlers.clientError(tlsEntry, err.code ?? err.message, clientOfConnection(socket));
         socket.destroy();
         return;
       }
@@ -240,15 +248,21 @@ export class Listener {
   }
 
   /**
-   * New certificates, SNI entries, ciphers or minimum version for new TLS handshakes; sessions already
-   * established keep theirs. Throws (leaving the old settings) when the key does not match the certificate.
+   * A reloaded config for the same socket: the client-address policy for new requests, and new certificates, SNI
+   * entries, ciphers or minimum version for new TLS handshakes (sessions already established keep theirs). Throws
+   * (leaving the old settings) when a key does not match its certificate.
    */
-  updateTls(config: ListenerConfig, fallbackCert?: CertificatePair): void {
-    if (!config.tls || !this.secure) throw new Error(`listener ${config.name}: plain/TLS cannot change in place`);
-    const { SNICallback, ...options } = tlsServerOptions(config.tls, fallbackCert).options;
-    (this.server as TlsServer).setSecureContext(options);
-    this.sni = SNICallback;
-    this.selfSigned = config.tls.files === undefined;
+  update(config: ListenerConfig, fallbackCert?: CertificatePair): void {
+    if ((config.tls === undefined) !== !this.secure) {
+      throw new Error(`listener ${config.name}: plain/TLS cannot change in place`);
+    }
+    if (config.tls) {
+      const { SNICallback, ...options } = tlsServerOptions(config.tls, fallbackCert).options;
+      (this.server as TlsServer).setSecureContext(options);
+      this.sni = SNICallback;
+      this.selfSigned = config.tls.files === undefined;
+    }
+    this.policy = new ClientAddressPolicy(config.clientAddress);
     this.config = config;
   }
 }
@@ -270,7 +284,7 @@ function firstRequestReader(
         handlers.clientError(
           Errors.HANDSHAKE_TIMEOUT,
           `no complete request head within ${timeoutMs} ms`,
-          peerAddress(socket),
+          clientOfConnection(socket),
         );
         rejectHandshake(socket, Errors.HANDSHAKE_TIMEOUT);
       },
@@ -293,10 +307,6 @@ function expectationFailed(res: ServerResponse): void {
 }
 
 function ignoreError(): void {}
-
-function peerAddress(socket: Duplex): string {
-  return (socket as Socket).remoteAddress ?? '';
-}
 
 /** Accept errors come in bursts (every pending connection fails alike): one log line per second at most. */
 const ACCEPT_ERROR_REPORT_INTERVAL_MS = 1000;

@@ -12,10 +12,11 @@ import { isValidHost, originAllowed } from '../handshake/validate.js';
 import { latin1Headers } from '../http/headers.js';
 import { RequestBody } from '../http/request-body.js';
 import { UpstreamClient, type UpstreamSettings } from '../http/upstream-client.js';
+import type { ConnectionInfo } from '../listen/client-address.js';
 import type { BodyErrorReason } from '../observe/metrics.js';
 import { MAX_ATTEMPTS, type Member } from '../pool/pool.js';
 import { hashString } from '../routing/hash.js';
-import { hashKeyOf, normaliseIp } from '../routing/hash-key.js';
+import { hashKeyOf } from '../routing/hash-key.js';
 import { isSuspiciousPath } from '../routing/router.js';
 import { endToEndHeaders, forwardedHeaders } from '../upstream/request.js';
 import { type Affinity, affinityOf, setCookieFor } from './affinity.js';
@@ -28,10 +29,10 @@ export class PlainHttpProxy {
   /** Pools are built with these; a new object only when the config's values change (see upstreamSettings). */
   private settings: UpstreamSettings = { maxConnections: 0, connectTimeoutMs: 0 };
 
-  handle(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse, secure: boolean): void {
+  handle(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse, connection: ConnectionInfo): void {
     const url = req.url ?? '/';
     const route = ctx.runtime.router.match(req.headers.host, url);
-    const ip = normaliseIp(req.socket.remoteAddress ?? '');
+    const { secure, client: ip } = connection;
     const who: Refused = { route, client: ip, path: url };
     const channel: RefusalChannel = { response: res };
     if (ctx.draining) {

@@ -10,10 +10,11 @@ import { acceptFor } from '../handshake/accept.js';
 import type { UpgradeRequest } from '../handshake/upgrade-head.js';
 import { originAllowed, validateUpgrade } from '../handshake/validate.js';
 import { withHeaderLine } from '../http/headers.js';
+import type { ConnectionInfo } from '../listen/client-address.js';
 import { directWriteFd, writeChunk } from '../platform/socket-io.js';
 import { MAX_ATTEMPTS, type Member } from '../pool/pool.js';
 import { hashString } from '../routing/hash.js';
-import { hashKeyOf, normaliseIp } from '../routing/hash-key.js';
+import { hashKeyOf } from '../routing/hash-key.js';
 import { isSuspiciousPath } from '../routing/router.js';
 import { Tunnel } from '../tunnel/tunnel.js';
 import { type AttemptResult, attemptUpstream } from '../upstream/handshake.js';
@@ -30,12 +31,12 @@ export async function handleUpgrade(
   req: UpgradeRequest,
   socket: Duplex,
   head: Buffer,
-  secure: boolean,
+  connection: ConnectionInfo,
 ): Promise<void> {
   const client = socket as ClientSocket;
   client.on('error', ignoreError);
   const runtime = ctx.runtime;
-  const ip = normaliseIp(client.remoteAddress ?? '');
+  const { secure, client: ip } = connection;
   const url = req.url ?? '/';
   const route = runtime.router.match(req.headers.host, url);
   const who: Refused = { route, client: ip, path: url };
