@@ -13,6 +13,7 @@ const CORE_ON_FALLBACKS = [
   'test/security/tls.test.ts',
   'test/tunnel/tunnel.test.ts',
   'test/integration/proxy.test.ts',
+  'test/listen/client-address.test.ts',
 ];
 
 // Tests run against real sockets and child processes; give them room on a 2-core machine.

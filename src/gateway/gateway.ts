@@ -23,6 +23,7 @@ import { refuse } from '../proxy/refuse.js';
 import { type NameDiff, Runtime } from '../proxy/runtime.js';
 import { routeOfTunnel } from '../proxy/tunnel-binding.js';
 import { handleUpgrade } from '../proxy/upgrade.js';
+import { normaliseIp } from '../routing/hash-key.js';
 import { type DrainResult, drainTunnels } from '../tunnel/drain.js';
 import { sweepPeriodFor, TunnelSweeper } from '../tunnel/sweeper.js';
 import type { Tunnel } from '../tunnel/tunnel.js';
@@ -124,6 +125,15 @@ export class Gateway implements ProxyContext {
         refuse(this, { route: undefined, client }, { answered: true }, entry, detail),
       // The per-IP tunnel cap bounds connections waiting for their first head as well.
       waitingPerIp: () => this.runtime.config.limits.maxConnectionsPerIp,
+      clientAddressRejected: (listener, reason, detail, peer) => {
+        this.metrics.clientAddressRejections.inc({ listener, reason });
+        // A balancer's TCP health check opens and closes without a header every few seconds: not worth a line.
+        if (reason === 'closed') return;
+        this.log.info(
+          { event: 'rejected', listener, reason, peer: normaliseIp(peer), detail },
+          'PROXY protocol header refused',
+        );
+      },
       acceptError: (err: NodeJS.ErrnoException, logCount: number | undefined) => {
         this.metrics.acceptErrors.inc();
         if (logCount !== undefined) {

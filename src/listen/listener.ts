@@ -24,6 +24,7 @@ import type { UpgradeRequest } from '../handshake/upgrade-head.js';
 import { adoptConnections, UPGRADE_PARSER } from '../platform/connection-adoption.js';
 import { ClientAddressPolicy, type ConnectionInfo, clientOfConnection } from './client-address.js';
 import { FirstRequestReader } from './first-request.js';
+import { type ClientAddressRejection, readProxyHeader } from './proxy-stage.js';
 import { type CertificatePair, tlsServerOptions } from './tls.js';
 import { inTurn, responsePending } from './turns.js';
 
@@ -56,6 +57,8 @@ export interface ListenerHandlers {
   acceptError?(err: NodeJS.ErrnoException, logCount: number | undefined): void;
   /** How many connections one client address may have waiting for their first request head (default: no cap). */
   waitingPerIp?(): number;
+  /** A connection closed at the PROXY protocol stage (listeners[].clientAddress.proxyProtocol). */
+  clientAddressRejected?(listener: string, reason: ClientAddressRejection, detail: string, peer: string): void;
 }
 
 type SniCallback = (name: string, cb: (err: Error | null, ctx?: SecureContext) => void) => void;
@@ -63,8 +66,13 @@ type SniCallback = (name: string, cb: (err: Error | null, ctx?: SecureContext) =
 export class Listener {
   /** Replaced by update() on reload; address, port and plain/TLS never change for one Listener. */
   config: ListenerConfig;
-  /** The server bound to the port: ours (net or tls), or node:http's own (`http` itself) when it reads every head. */
+  /**
+   * The server bound to the port: ours (net or tls), or node:http's own (`http` itself) when it reads every head;
+   * behind a PROXY protocol balancer a plain TCP one, which hands each connection to `front` after its header.
+   */
   readonly server: NetServer;
+  /** The server a new connection reaches (after its PROXY header, if one is expected). */
+  private readonly front: NetServer;
   /** node:http's server: parses the connections the first-request reader leaves to it, or all of them. */
   readonly http: Server;
   readonly secure: boolean;
@@ -112,12 +120,39 @@ export class Listener {
     }
     if (!ownServer) {
       this.http = tlsOptions ? createHttpsServer({ ...httpOptions, ...tlsOptions }) : createHttpServer(httpOptions);
-      this.server = this.http;
+      this.front = this.http;
     } else {
       this.http = createHttpServer(httpOptions);
       adoptConnections(this.http);
       // The socket options node:http's and node:https's servers would give their connections.
-      this.server = tlsOptions ? createTlsServer(tlsOptions) : createNetServer({ allowHalfOpen: true, noDelay: true });
+      this.front = tlsOptions ? createTlsServer(tlsOptions) : createNetServer({ allowHalfOpen: true, noDelay: true });
+    }
+    if (config.clientAddress.proxyProtocol === 'off') {
+      this.server = this.front;
+    } else {
+      // The PROXY header comes first, before TLS: the port is a plain TCP server's, and `front` (which never listens)
+      // gets each connection once its header is read. (sameSocket in gateway.ts rebinds when this choice changes.)
+      this.server = createNetServer({ allowHalfOpen: true, noDelay: true });
+      const front = this.front;
+      this.server.on('connection', (socket: Socket) => {
+        const clientAddress = this.config.clientAddress;
+        if (clientAddress.proxyProtocol === 'off') {
+          front.emit('connection', socket);
+          return;
+        }
+        readProxyHeader(socket, {
+          version: clientAddress.proxyProtocol,
+          trusted: (peer) => this.policy.trusted.empty || this.policy.isTrusted(peer),
+          timeoutMs: handshakeTimeoutMs,
+          accepted: (s) => {
+            // TLS takes the socket over as a stream: nothing may flow past it meanwhile.
+            if (this.secure) s.pause();
+            front.emit('connection', s);
+          },
+          rejected: (s, reason, detail) =>
+            handlers.clientAddressRejected?.(this.config.name, reason, detail, s.remoteAddress ?? ''),
+        });
+      });
     }
     const secure = this.secure;
     const refuse = (socket: Duplex, entry: CatalogueEntry, detail: string) => {
@@ -137,10 +172,10 @@ export class Listener {
     const reader = firstRequestReader(this.http, upgrade, handlers, handshakeTimeoutMs, checkIntervalMs);
     this.firstRequest = reader;
     const connectionEvent = this.secure ? 'secureConnection' : 'connection';
-    if (ownServer) this.server.on(connectionEvent, (socket: Socket) => reader.accept(socket));
+    if (ownServer) this.front.on(connectionEvent, (socket: Socket) => reader.accept(socket));
     // On node:http's own server, ahead of its connection handler, the reader only keeps the first-head deadline and
     // the per-address count of connections waiting for one.
-    else this.server.prependListener(connectionEvent, (socket: Socket) => reader.watch(socket));
+    else this.front.prependListener(connectionEvent, (socket: Socket) => reader.watch(socket));
     // node:http emits 'upgrade' as soon as the head is parsed, even while it still writes the responses to requests
     // pipelined before it. Deferring the upgrade until they are out is safe: node has let go of the socket (no
     // parser, its listeners removed, nobody reading), so what follows the head waits in the socket meanwhile.
@@ -214,7 +249,7 @@ export class Listener {
       inTurn(socket, null, refuse, socket, clientErrorEntry(err), err.code ?? err.message);
     };
     this.http.on('clientError', clientError);
-    if (this.server !== this.http) this.server.on('tlsClientError', clientError);
+    if (this.front !== this.http) this.front.on('tlsClientError', clientError);
   }
 
   listen(): Promise<AddressInfo> {
@@ -258,7 +293,7 @@ export class Listener {
     }
     if (config.tls) {
       const { SNICallback, ...options } = tlsServerOptions(config.tls, fallbackCert).options;
-      (this.server as TlsServer).setSecureContext(options);
+      (this.front as TlsServer).setSecureContext(options);
       this.sni = SNICallback;
       this.selfSigned = config.tls.files === undefined;
     }

@@ -155,6 +155,8 @@ export class Metrics {
   readonly limitExceeded: Counter<'route' | 'limit' | 'action'>;
   readonly keepaliveTimeouts: Counter<'route' | 'peer'>;
   readonly acceptErrors: Counter;
+  readonly clientAddressRejections: Counter<'listener' | 'reason'>;
+  readonly tlsHandshakes: Counter<'listener' | 'resumed'>;
   readonly sticky: Counter<'pool' | 'result'>;
   readonly requestBodyErrors: Counter<'route' | 'reason'>;
 
@@ -262,6 +264,20 @@ export class Metrics {
       help:
         'Accept errors node reported (EMFILE/ENFILE: out of file descriptors). Connections libuv sheds itself ' +
         '(accepted and closed at once with its reserve descriptor) are not seen, so not counted.',
+      registers,
+    });
+    this.clientAddressRejections = new Counter({
+      name: 'wsgate_client_address_rejections_total',
+      help:
+        'Connections closed at the PROXY protocol stage, by reason: untrusted (peer outside trustedProxies), ' +
+        'invalid (malformed header), timeout (no whole header in time), closed (ended before one).',
+      labelNames: ['listener', 'reason'],
+      registers,
+    });
+    this.tlsHandshakes = new Counter({
+      name: 'wsgate_tls_handshakes_total',
+      help: 'Completed TLS handshakes by listener; resumed="true" for a resumed session (ticket or session cache).',
+      labelNames: ['listener', 'resumed'],
       registers,
     });
 
