@@ -4,10 +4,13 @@
 import { randomBytes } from 'node:crypto';
 import { request as httpRequest } from 'node:http';
 import { request as httpsRequest } from 'node:https';
+import type { Socket } from 'node:net';
+import { connect as tlsConnect } from 'node:tls';
 import type { BackendConfig, HealthCheckConfig } from '../config/types.js';
 import { acceptFor } from '../handshake/accept.js';
 import { CLOSE_CODES, encodeCloseFrame } from '../tunnel/close-frame.js';
-import { attemptUpstream } from '../upstream/handshake.js';
+import { attemptUpstream, tcpWithPreamble } from '../upstream/handshake.js';
+import { localProxyHeader } from '../upstream/proxy-header.js';
 import { upstreamTlsOptions } from '../upstream/tls.js';
 
 /** Also the `result` label of `wsgate_backend_health_checks_total`. */
@@ -26,6 +29,12 @@ function hostHeader(backend: BackendConfig): string {
   return `${backend.host.includes(':') ? `[${backend.host}]` : backend.host}:${backend.port}`;
 }
 
+/** A connection to `backend` that starts with `preamble`, TLS on top for a wss:// backend. */
+function connectWith(backend: BackendConfig, preamble: Buffer): Socket {
+  const tcp = tcpWithPreamble(backend, preamble);
+  return backend.tls ? tlsConnect({ socket: tcp, host: backend.host, ALPNProtocols: ['http/1.1'], ...upstreamTlsOptions(backend) }) : tcp;
+}
+
 function httpProbe(backend: BackendConfig, check: HealthCheckConfig): Promise<ProbeResult> {
   return new Promise((resolve) => {
     let settled = false;
@@ -36,15 +45,18 @@ function httpProbe(backend: BackendConfig, check: HealthCheckConfig): Promise<Pr
       req.destroy();
       resolve(result);
     };
+    const local = backend.proxyProtocol === undefined ? undefined : localProxyHeader(backend.proxyProtocol);
     const req = (backend.tls ? httpsRequest : httpRequest)(
       {
         host: backend.host,
         port: backend.port,
         path: check.path,
         method: 'GET',
-        agent: false,
         headers: { host: hostHeader(backend), 'user-agent': USER_AGENT, connection: 'close' },
         ...(backend.tls ? upstreamTlsOptions(backend) : {}),
+        // A connection of its own for each check (no agent); a backend behind PROXY protocol expects a header on
+        // every connection: LOCAL, "no client behind this" (node uses createConnection only without an agent).
+        ...(local === undefined ? { agent: false } : { createConnection: () => connectWith(backend, local) }),
       },
       (res) => {
         const status = res.statusCode ?? 0;
@@ -64,7 +76,8 @@ async function websocketProbe(backend: BackendConfig, check: HealthCheckConfig):
   const head =
     `GET ${check.path} HTTP/1.1\r\nHost: ${hostHeader(backend)}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n` +
     `Sec-WebSocket-Key: ${key}\r\nSec-WebSocket-Version: 13\r\nUser-Agent: ${USER_AGENT}\r\n\r\n`;
-  const attempt = await attemptUpstream(backend, Buffer.from(head, 'latin1'), acceptFor(key), check.timeoutMs);
+  const local = backend.proxyProtocol === undefined ? undefined : localProxyHeader(backend.proxyProtocol);
+  const attempt = await attemptUpstream(backend, Buffer.from(head, 'latin1'), acceptFor(key), check.timeoutMs, local);
   if (attempt.kind === 'failed') return attempt.reason === 'timeout' ? 'timeout' : 'failure';
   const socket = attempt.socket;
   if (attempt.kind === 'refused') {

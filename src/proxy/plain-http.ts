@@ -18,6 +18,7 @@ import { MAX_ATTEMPTS, type Member } from '../pool/pool.js';
 import { hashString } from '../routing/hash.js';
 import { hashKeyOf } from '../routing/hash-key.js';
 import { isSuspiciousPath } from '../routing/router.js';
+import { proxyHeaderToBackend } from '../upstream/proxy-header.js';
 import { endToEndHeaders, forwardedHeaders } from '../upstream/request.js';
 import { type Affinity, affinityOf, setCookieFor } from './affinity.js';
 import type { ProxyContext } from './context.js';
@@ -104,13 +105,23 @@ export class PlainHttpProxy {
       refuse(ctx, who, channel, Errors.NO_HEALTHY_BACKEND);
       return;
     }
-    const exchange = new Exchange(this, ctx, route, { member, keyHash, affinity }, req, res, ip, secure);
+    const exchange = new Exchange(this, ctx, route, { member, keyHash, affinity }, req, res, connection);
     exchange.send();
   }
 
-  /** The undici pool for `member`, built with the current config's limits. */
-  poolFor(ctx: ProxyContext, member: Member): Dispatcher {
-    return this.upstream.poolFor(member, this.upstreamSettings(ctx));
+  /**
+   * What sends a request of `req`'s connection to `member`: the backend's undici pool, built with the current
+   * config's limits, or (pools.NAME.proxyProtocol) connections of that client connection's own.
+   */
+  dispatcherFor(ctx: ProxyContext, member: Member, req: IncomingMessage, connection: ConnectionInfo): Dispatcher {
+    const settings = this.upstreamSettings(ctx);
+    const preamble = proxyHeaderToBackend(
+      member.backend,
+      { address: connection.client, port: connection.clientPort ?? 0 },
+      connection.destination,
+    );
+    if (preamble === undefined) return this.upstream.poolFor(member, settings);
+    return this.upstream.privateFor(member, settings, req.socket, preamble);
   }
 
   close(): void {
@@ -155,6 +166,7 @@ class Exchange implements Dispatcher.DispatchHandler {
   private readonly pick: Pick;
   private readonly req: IncomingMessage;
   private readonly res: ExchangeResponse;
+  private readonly connection: ConnectionInfo;
   private readonly ip: string;
   private readonly secure: boolean;
   private readonly headers: string[];
@@ -179,9 +191,10 @@ class Exchange implements Dispatcher.DispatchHandler {
     pick: Pick,
     req: IncomingMessage,
     res: ServerResponse,
-    ip: string,
-    secure: boolean,
+    connection: ConnectionInfo,
   ) {
+    const { client: ip, secure } = connection;
+    this.connection = connection;
     this.proxy = proxy;
     this.ctx = ctx;
     this.route = route;
@@ -205,7 +218,7 @@ class Exchange implements Dispatcher.DispatchHandler {
 
   send(): void {
     const idleMs = this.ctx.runtime.config.timeouts.idleMs;
-    this.proxy.poolFor(this.ctx, this.member).dispatch(
+    this.proxy.dispatcherFor(this.ctx, this.member, this.req, this.connection).dispatch(
       {
         method: this.req.method ?? 'GET',
         path: this.req.url ?? '/',

@@ -18,6 +18,7 @@ import { hashKeyOf } from '../routing/hash-key.js';
 import { isSuspiciousPath } from '../routing/router.js';
 import { Tunnel } from '../tunnel/tunnel.js';
 import { type AttemptResult, attemptUpstream } from '../upstream/handshake.js';
+import { proxyHeaderToBackend } from '../upstream/proxy-header.js';
 import { upstreamRequestHead } from '../upstream/request.js';
 import { affinityOf, setCookieFor } from './affinity.js';
 import type { ProxyContext } from './context.js';
@@ -79,6 +80,7 @@ export async function handleUpgrade(
   const timeoutMs = runtime.config.timeouts.handshakeMs;
 
   const keyHash = hashString(hashKey.key);
+  const clientEndpoint = { address: ip, port: connection.clientPort ?? 0 };
   const affinity = affinityOf(ctx, pool, req.rawHeaders);
   // Members, not indexes: a reload or a DNS answer during the attempts renumbers the pool's members.
   const tried: Member[] = [];
@@ -95,7 +97,8 @@ export async function handleUpgrade(
     if (!member) break;
     tried.push(member);
     const started = performance.now();
-    last = await attemptUpstream(member.backend, requestHead, expectedAccept, timeoutMs);
+    const preamble = proxyHeaderToBackend(member.backend, clientEndpoint, connection.destination);
+    last = await attemptUpstream(member.backend, requestHead, expectedAccept, timeoutMs, preamble);
     if (last.kind === 'failed') {
       pool.reportFailure(member);
       ctx.metrics.upstreamErrors.inc({ pool: pool.name, backend: member.backend.id, reason: last.reason });

@@ -39,29 +39,47 @@ export type AttemptResult =
       readonly detail: string;
     };
 
+/**
+ * Dials `backend` and sends the upgrade request `requestHead`; `proxyHeader` (pools.NAME.proxyProtocol) goes first
+ * on the TCP connection, before TLS.
+ */
 export function attemptUpstream(
   backend: BackendConfig,
   requestHead: Buffer,
   expectedAccept: string,
   timeoutMs: number,
+  proxyHeader?: Buffer,
 ): Promise<AttemptResult> {
   return new Promise((resolve) => {
     const socket = backend.tls
       ? tlsConnect({
-          host: backend.host,
-          port: backend.port,
+          ...(proxyHeader === undefined
+            ? { host: backend.host, port: backend.port }
+            : // `host` still names the backend whose certificate is checked.
+              { socket: tcpWithPreamble(backend, proxyHeader), host: backend.host }),
           ALPNProtocols: ['http/1.1'],
           ...upstreamTlsOptions(backend),
         }).setNoDelay(true)
       : // As an option, TCP_NODELAY is set once, when connected (setNoDelay() now would set it twice).
         netConnect({ host: backend.host, port: backend.port, noDelay: true });
-    const attempt = new Attempt(socket, requestHead, expectedAccept, timeoutMs, resolve);
+    const head = proxyHeader !== undefined && !backend.tls ? Buffer.concat([proxyHeader, requestHead]) : requestHead;
+    const attempt = new Attempt(socket, head, expectedAccept, timeoutMs, resolve);
     (socket as AttemptSocket)[kAttempt] = attempt;
     socket.once(backend.tls ? 'secureConnect' : 'connect', onConnect);
     socket.on('data', onData);
     socket.on('error', onError);
     socket.on('close', onClose);
   });
+}
+
+/**
+ * A TCP connection to `backend` that sends `preamble` first (a PROXY header before TLS). Its failures end the TLS
+ * socket wrapped around it, which reports them.
+ */
+export function tcpWithPreamble(backend: BackendConfig, preamble: Buffer): Socket {
+  const socket = netConnect({ host: backend.host, port: backend.port, noDelay: true });
+  socket.write(preamble);
+  return socket;
 }
 
 const kAttempt = Symbol('wsgate.upstreamAttempt');

@@ -42,6 +42,18 @@ export function proxyHeaderFor(version: ProxyProtocolOut, source: Endpoint, dest
   return header;
 }
 
+/**
+ * What goes first on a connection to `backend` for a client at `source` that connected to `destination`: its PROXY
+ * header when the backend's pool sends one, else undefined.
+ */
+export function proxyHeaderToBackend(
+  backend: { readonly proxyProtocol?: ProxyProtocolOut },
+  source: Endpoint,
+  destination: Endpoint,
+): Buffer | undefined {
+  return backend.proxyProtocol === undefined ? undefined : proxyHeaderFor(backend.proxyProtocol, source, destination);
+}
+
 /** The header for a connection of wsgate's own (a health check). */
 export function localProxyHeader(version: ProxyProtocolOut): Buffer {
   return version === 'v1' ? V1_UNKNOWN : V2_LOCAL;
