@@ -6,6 +6,7 @@
 import { Registry } from 'prom-client';
 import { AdminServer, type ReloadAnswer } from '../admin/server.js';
 import type { Config } from '../config/types.js';
+import { TICKET_KEY_ROTATION_MS } from '../listen/tls-sessions.js';
 import type { Logger } from '../observe/log.js';
 import type { Fleet, MetricsText } from './fleet.js';
 import { OpsMetrics } from './ops-metrics.js';
@@ -42,6 +43,7 @@ export class ControlPlane {
   private readonly startedAt = new Date();
   private readonly rates = new RateTracker();
   private shutdownPromise: Promise<number | undefined> | undefined;
+  private readonly ticketKeyRotation: NodeJS.Timeout;
 
   private constructor(options: ControlPlaneOptions) {
     this.fleet = options.fleet;
@@ -71,6 +73,8 @@ export class ControlPlane {
       }
     }
     this.watcher = watcher;
+    this.ticketKeyRotation = setInterval(() => fleet.rotateTicketKey(), TICKET_KEY_ROTATION_MS);
+    this.ticketKeyRotation.unref();
     this.admin = new AdminServer({
       ready: () => fleet.ready,
       metrics: () => this.metrics(),
@@ -88,7 +92,7 @@ export class ControlPlane {
       const bound = await control.admin.listen(port, address);
       options.log.info({ address, port: bound.port }, 'admin listening');
     } catch (err) {
-      control.watcher?.close();
+      control.stopTimers();
       throw err;
     }
     return control;
@@ -146,7 +150,7 @@ export class ControlPlane {
    */
   shutdown(): Promise<number | undefined> {
     this.shutdownPromise ??= (async () => {
-      this.watcher?.close();
+      this.stopTimers();
       try {
         return await this.fleet.shutdown();
       } finally {
@@ -158,7 +162,12 @@ export class ControlPlane {
 
   /** Stops the control plane alone (the watcher and the admin listener), leaving the fleet to its owner. */
   async close(): Promise<void> {
-    this.watcher?.close();
+    this.stopTimers();
     await this.admin.close();
+  }
+
+  private stopTimers(): void {
+    this.watcher?.close();
+    clearInterval(this.ticketKeyRotation);
   }
 }

@@ -37,6 +37,11 @@ export interface Fleet extends ConfigTarget {
    * each log their own). Idempotent.
    */
   shutdown(): Promise<number | undefined>;
+  /**
+   * A new session ticket key for every TLS listener without a `sessionTicketKeys` file, in every process (the
+   * control plane rotates it; sessions made with the old key get a full handshake once).
+   */
+  rotateTicketKey(): void;
   /** A second signal: stop serving at once, without waiting for tunnels. */
   kill(): void;
 }

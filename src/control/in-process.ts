@@ -3,6 +3,7 @@
 import type { Registry } from 'prom-client';
 import type { Config } from '../config/types.js';
 import type { BoundListener, Gateway } from '../gateway/gateway.js';
+import { newTicketKey } from '../listen/tls-sessions.js';
 import type { Fleet, FleetReports, MetricsText } from './fleet.js';
 
 export class InProcessFleet implements Fleet {
@@ -49,6 +50,10 @@ export class InProcessFleet implements Fleet {
 
   shutdown(): Promise<number> {
     return this.gateway.shutdown();
+  }
+
+  rotateTicketKey(): void {
+    this.gateway.setTicketKey(newTicketKey());
   }
 
   kill(): void {}

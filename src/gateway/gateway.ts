@@ -11,8 +11,9 @@ import type { Config, ListenerConfig } from '../config/types.js';
 import { type CatalogueEntry, type Ending, Endings } from '../errors.js';
 import type { UpgradeRequest } from '../handshake/upgrade-head.js';
 import type { ConnectionInfo } from '../listen/client-address.js';
-import { Listener, type ListenerHandlers } from '../listen/listener.js';
+import { Listener, type ListenerHandlers, type SharedTls } from '../listen/listener.js';
 import { type CertificatePair, generateSelfSigned, tlsServerOptions } from '../listen/tls.js';
+import { newTicketKey } from '../listen/tls-sessions.js';
 import { createLogger, type Logger } from '../observe/log.js';
 import { Metrics } from '../observe/metrics.js';
 import { describePlatform, platformReport } from '../platform/report.js';
@@ -42,6 +43,11 @@ export interface GatewayOptions {
    * primary's, so every worker serves the same one.
    */
   readonly fallbackCert?: CertificatePair;
+  /**
+   * The session ticket key for TLS listeners without a `sessionTicketKeys` file (default: made here). Cluster
+   * workers get the primary's, so a session resumes whichever worker the client reaches.
+   */
+  readonly ticketKey?: Buffer;
 }
 
 export interface BoundListener {
@@ -99,6 +105,8 @@ export class Gateway implements ProxyContext {
   private started = false;
   /** Generated once, reused by every TLS listener without files, across reloads. */
   private fallbackCert: CertificatePair | undefined;
+  /** The process tree's session ticket key (see GatewayOptions.ticketKey); replaced by setTicketKey(). */
+  private ticketKey: Buffer;
   /** Tunnels already sent 1001, shared by every drain so no tunnel gets two close frames. */
   private readonly toldToGoAway = new WeakSet<Tunnel>();
   private readonly backgroundDrains = new Set<Promise<DrainResult>>();
@@ -111,6 +119,7 @@ export class Gateway implements ProxyContext {
     this.runtime = new Runtime(config, this.metrics, this.log);
     this.metrics.trackConfigured(() => this.runtime.configuredBackendKeys());
     this.fallbackCert = options.fallbackCert;
+    this.ticketKey = options.ticketKey ?? newTicketKey();
     this.generation = options.generation ?? 1;
     this.handlers = {
       upgrade: (req: UpgradeRequest, socket: Duplex, head: Buffer, connection: ConnectionInfo) => {
@@ -125,6 +134,8 @@ export class Gateway implements ProxyContext {
         refuse(this, { route: undefined, client }, { answered: true }, entry, detail),
       // The per-IP tunnel cap bounds connections waiting for their first head as well.
       waitingPerIp: () => this.runtime.config.limits.maxConnectionsPerIp,
+      tlsHandshake: (listener, resumed) =>
+        this.metrics.tlsHandshakes.inc({ listener, resumed: resumed ? 'true' : 'false' }),
       clientAddressRejected: (listener, reason, detail, peer) => {
         this.metrics.clientAddressRejections.inc({ listener, reason });
         // A balancer's TCP health check opens and closes without a header every few seconds: not worth a line.
@@ -189,7 +200,7 @@ export class Gateway implements ProxyContext {
 
   private async openListener(lc: ListenerConfig): Promise<Listener> {
     if (lc.tls && !lc.tls.files && !this.fallbackCert) this.fallbackCert = await generateSelfSigned();
-    const listener = new Listener(lc, this.handlers, this.runtime.config.timeouts.handshakeMs, this.fallbackCert);
+    const listener = new Listener(lc, this.handlers, this.runtime.config.timeouts.handshakeMs, this.sharedTls());
     await listener.listen();
     this.log.info(
       {
@@ -202,6 +213,16 @@ export class Gateway implements ProxyContext {
       listener.selfSigned ? 'listening (TLS with a generated self-signed certificate)' : 'listening',
     );
     return listener;
+  }
+
+  private sharedTls(): SharedTls {
+    return { fallbackCert: this.fallbackCert, ticketKey: this.ticketKey };
+  }
+
+  /** A new session ticket key for the TLS listeners without a key file (rotation); earlier tickets no longer resume. */
+  setTicketKey(key: Buffer): void {
+    this.ticketKey = key;
+    for (const l of this.listeners) l.setTreeTicketKey(key);
   }
 
   /** Sweeps often enough for the shortest idle timeout or keepalive setting in the running config. */
@@ -307,7 +328,7 @@ export class Gateway implements ProxyContext {
           continue;
         }
         const tlsChanged = !isDeepStrictEqual(listener.config.tls, lc.tls);
-        listener.update(lc, this.fallbackCert);
+        listener.update(lc, this.sharedTls());
         if (tlsChanged) {
           diff.tlsUpdated.push(lc.name);
           this.log.info({ listener: lc.name }, 'TLS settings updated for new handshakes');

@@ -126,11 +126,7 @@ function commonOptions(settings: UpstreamSettings) {
 }
 
 /** Dials `backend` with `preamble` first on the TCP connection (before TLS for a wss:// backend). */
-function connectorWithPreamble(
-  backend: BackendConfig,
-  preamble: Buffer,
-  timeoutMs: number,
-): buildConnector.connector {
+function connectorWithPreamble(backend: BackendConfig, preamble: Buffer, timeoutMs: number): buildConnector.connector {
   return (_options, callback) => {
     const tcp = tcpWithPreamble(backend, preamble);
     const socket: Socket = backend.tls

@@ -13,6 +13,7 @@ import type { Duplex } from 'node:stream';
 import {
   createServer as createTlsServer,
   type SecureContext,
+  type TLSSocket,
   type TlsOptions,
   type Server as TlsServer,
 } from 'node:tls';
@@ -26,6 +27,7 @@ import { ClientAddressPolicy, type ConnectionInfo, clientOfConnection } from './
 import { FirstRequestReader } from './first-request.js';
 import { type ClientAddressRejection, readProxyHeader } from './proxy-stage.js';
 import { type CertificatePair, tlsServerOptions } from './tls.js';
+import { SessionCache, ticketKeyFor } from './tls-sessions.js';
 import { inTurn, responsePending } from './turns.js';
 
 /** Request heads above this many bytes get 431 (node's parser enforces it). */
@@ -57,8 +59,18 @@ export interface ListenerHandlers {
   acceptError?(err: NodeJS.ErrnoException, logCount: number | undefined): void;
   /** How many connections one client address may have waiting for their first request head (default: no cap). */
   waitingPerIp?(): number;
+  /** A TLS handshake completed; `resumed`: a ticket or a cached session spared the full handshake. */
+  tlsHandshake?(listener: string, resumed: boolean): void;
   /** A connection closed at the PROXY protocol stage (listeners[].clientAddress.proxyProtocol). */
   clientAddressRejected?(listener: string, reason: ClientAddressRejection, detail: string, peer: string): void;
+}
+
+/** What every TLS listener of a process shares. */
+export interface SharedTls {
+  /** The certificate for a TLS listener without files (generated once, the same in every worker). */
+  readonly fallbackCert: CertificatePair | undefined;
+  /** The process tree's session ticket key, for listeners without a `sessionTicketKeys` file. */
+  readonly ticketKey: Buffer;
 }
 
 type SniCallback = (name: string, cb: (err: Error | null, ctx?: SecureContext) => void) => void;
@@ -81,15 +93,12 @@ export class Listener {
   private sni: SniCallback | undefined;
   /** Who the client is (listeners[].clientAddress); replaced by update() on reload. */
   private policy: ClientAddressPolicy;
+  /** TLS sessions by id, for clients that resume without tickets. */
+  private readonly sessions = new SessionCache();
   /** Reads each connection's first head before node:http does, or (when node:http reads them all) watches it. */
   private readonly firstRequest: FirstRequestReader;
 
-  constructor(
-    config: ListenerConfig,
-    handlers: ListenerHandlers,
-    handshakeTimeoutMs: number,
-    fallbackCert?: CertificatePair,
-  ) {
+  constructor(config: ListenerConfig, handlers: ListenerHandlers, handshakeTimeoutMs: number, shared: SharedTls) {
     this.config = config;
     this.secure = config.tls !== undefined;
     this.policy = new ClientAddressPolicy(config.clientAddress);
@@ -110,11 +119,17 @@ export class Listener {
     const ownServer = UPGRADE_PARSER === 'wsgate';
     let tlsOptions: TlsOptions | undefined;
     if (config.tls) {
-      const { SNICallback, ...options } = tlsServerOptions(config.tls, fallbackCert).options;
+      const { SNICallback, ...options } = tlsServerOptions(config.tls, shared.fallbackCert).options;
       this.selfSigned = config.tls.files === undefined;
       this.sni = SNICallback;
       const sniCallback: SniCallback = (name, cb) => (this.sni ? this.sni(name, cb) : cb(null, undefined));
-      tlsOptions = { noDelay: true, ...options, SNICallback: sniCallback, handshakeTimeout: handshakeTimeoutMs };
+      tlsOptions = {
+        noDelay: true,
+        ...options,
+        ticketKeys: ticketKeyFor(config.tls, shared.ticketKey),
+        SNICallback: sniCallback,
+        handshakeTimeout: handshakeTimeoutMs,
+      };
     } else {
       this.selfSigned = false;
     }
@@ -250,6 +265,12 @@ export class Listener {
     };
     this.http.on('clientError', clientError);
     if (this.front !== this.http) this.front.on('tlsClientError', clientError);
+    if (this.secure) {
+      this.sessions.attach(this.front as TlsServer);
+      this.front.on('secureConnection', (socket: TLSSocket) =>
+        handlers.tlsHandshake?.(this.config.name, socket.isSessionReused()),
+      );
+    }
   }
 
   listen(): Promise<AddressInfo> {
@@ -287,18 +308,27 @@ export class Listener {
    * entries, ciphers or minimum version for new TLS handshakes (sessions already established keep theirs). Throws
    * (leaving the old settings) when a key does not match its certificate.
    */
-  update(config: ListenerConfig, fallbackCert?: CertificatePair): void {
+  update(config: ListenerConfig, shared: SharedTls): void {
     if ((config.tls === undefined) !== !this.secure) {
       throw new Error(`listener ${config.name}: plain/TLS cannot change in place`);
     }
     if (config.tls) {
-      const { SNICallback, ...options } = tlsServerOptions(config.tls, fallbackCert).options;
-      (this.front as TlsServer).setSecureContext(options);
+      const { SNICallback, ...options } = tlsServerOptions(config.tls, shared.fallbackCert).options;
+      (this.front as TlsServer).setSecureContext({
+        ...options,
+        ticketKeys: ticketKeyFor(config.tls, shared.ticketKey),
+      });
       this.sni = SNICallback;
       this.selfSigned = config.tls.files === undefined;
     }
     this.policy = new ClientAddressPolicy(config.clientAddress);
     this.config = config;
+  }
+
+  /** The process tree's ticket key changed (rotation): listeners without a key file take it. */
+  setTreeTicketKey(key: Buffer): void {
+    if (this.config.tls && this.config.tls.sessionTicketKeys === undefined)
+      (this.front as TlsServer).setTicketKeys(key);
   }
 }
 

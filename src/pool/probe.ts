@@ -32,7 +32,9 @@ function hostHeader(backend: BackendConfig): string {
 /** A connection to `backend` that starts with `preamble`, TLS on top for a wss:// backend. */
 function connectWith(backend: BackendConfig, preamble: Buffer): Socket {
   const tcp = tcpWithPreamble(backend, preamble);
-  return backend.tls ? tlsConnect({ socket: tcp, host: backend.host, ALPNProtocols: ['http/1.1'], ...upstreamTlsOptions(backend) }) : tcp;
+  return backend.tls
+    ? tlsConnect({ socket: tcp, host: backend.host, ALPNProtocols: ['http/1.1'], ...upstreamTlsOptions(backend) })
+    : tcp;
 }
 
 function httpProbe(backend: BackendConfig, check: HealthCheckConfig): Promise<ProbeResult> {

@@ -33,7 +33,7 @@ export class PlainHttpProxy {
   handle(ctx: ProxyContext, req: IncomingMessage, res: ServerResponse, connection: ConnectionInfo): void {
     const url = req.url ?? '/';
     const route = ctx.runtime.router.match(req.headers.host, url);
-    const { secure, client: ip } = connection;
+    const ip = connection.client;
     const who: Refused = { route, client: ip, path: url };
     const channel: RefusalChannel = { response: res };
     if (ctx.draining) {

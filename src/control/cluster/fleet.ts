@@ -10,13 +10,14 @@ import type { Config } from '../../config/types.js';
 import type { BoundListener, ReloadSummary } from '../../gateway/gateway.js';
 import type { ProcessStatus } from '../../gateway/process-status.js';
 import { type CertificatePair, generateSelfSigned } from '../../listen/tls.js';
+import { newTicketKey } from '../../listen/tls-sessions.js';
 import type { Logger } from '../../observe/log.js';
 import { collectProcessMetrics } from '../../observe/metrics.js';
 import type { Fleet, FleetReports, MetricsText } from '../fleet.js';
 import type { WorkerStatus } from '../status.js';
 import { WorkerRequests } from './requests.js';
 import { type MetricJson, RetiredMetrics } from './retired-metrics.js';
-import { Supervisor, type WorkerSlot } from './supervisor.js';
+import { Supervisor, send, type WorkerSlot } from './supervisor.js';
 
 export function resolveWorkers(workers: number | 'auto'): number {
   return workers === 'auto' ? availableParallelism() : workers;
@@ -45,6 +46,8 @@ export class ClusterFleet implements Fleet {
    */
   private readonly fallbackCert: Promise<CertificatePair> = generateSelfSigned();
   private shutdownPromise: Promise<undefined> | undefined;
+  /** The session ticket key of every worker's TLS listeners without a key file; new workers get it at start. */
+  private ticketKey = newTicketKey();
 
   /** Forks the workers; `started()` resolves once all are ready. */
   constructor(options: ClusterFleetOptions) {
@@ -59,7 +62,14 @@ export class ClusterFleet implements Fleet {
       log: options.log,
       startMessage: async () => {
         const { text, generation } = this.applied;
-        return { type: 'wsgate:start', file: this.file, text, generation, fallbackCert: await this.fallbackCert };
+        return {
+          type: 'wsgate:start',
+          file: this.file,
+          text,
+          generation,
+          fallbackCert: await this.fallbackCert,
+          ticketKey: this.ticketKey.toString('base64'),
+        };
       },
       onReady: (slot) => void this.sync(slot),
       onExit: (slot, why) => {
@@ -211,6 +221,12 @@ export class ClusterFleet implements Fleet {
       secure: tls,
       selfSigned,
     }));
+  }
+
+  rotateTicketKey(): void {
+    this.ticketKey = newTicketKey();
+    const key = this.ticketKey.toString('base64');
+    for (const slot of this.supervisor.slots) send(slot, { type: 'wsgate:ticketKey', key });
   }
 
   /** Coordinated drain: every worker runs its own shutdown and exits; stragglers are killed. */

@@ -10,7 +10,11 @@ export type ToWorker =
       readonly generation: number;
       /** One generated certificate for every worker's TLS listeners without files (see GatewayOptions). */
       readonly fallbackCert: CertificatePair;
+      /** The process tree's session ticket key, base64 (see GatewayOptions.ticketKey). */
+      readonly ticketKey: string;
     }
+  /** The process tree's ticket key was rotated (no reply). */
+  | { readonly type: 'wsgate:ticketKey'; readonly key: string }
   | { readonly type: 'wsgate:reload'; readonly id: number; readonly text: string; readonly generation: number }
   | { readonly type: 'wsgate:metrics'; readonly id: number }
   | { readonly type: 'wsgate:status'; readonly id: number }

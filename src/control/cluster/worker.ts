@@ -55,7 +55,12 @@ export function runWorker(makeLog: (level: string) => Logger): void {
           return;
         }
         log = makeLog(config.log.level);
-        Gateway.start(config, { log, generation: message.generation, fallbackCert: message.fallbackCert }).then(
+        Gateway.start(config, {
+          log,
+          generation: message.generation,
+          fallbackCert: message.fallbackCert,
+          ticketKey: Buffer.from(message.ticketKey, 'base64'),
+        }).then(
           (gw) => {
             gateway = gw;
             process.send?.({ type: 'wsgate:ready', generation: gw.generation });
@@ -73,6 +78,9 @@ export function runWorker(makeLog: (level: string) => Logger): void {
         return reply(message.id, async () => started().metrics.registry.getMetricsAsJSON());
       case 'wsgate:status':
         return reply(message.id, async () => started().processStatus());
+      case 'wsgate:ticketKey':
+        gateway?.setTicketKey(Buffer.from(message.key, 'base64'));
+        return;
       case 'wsgate:shutdown':
         return drainAndExit(message.acceptDelayMs, message.drainMs);
     }
