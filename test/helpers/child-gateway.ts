@@ -207,8 +207,10 @@ export interface CliProcess {
   kill(signal?: NodeJS.Signals): void;
 }
 
-export function runCli(configFile: string, extraArgs: string[] = []): CliProcess {
-  const child = spawn(NODE_BIN, [join(ROOT, 'dist', 'src', 'cli.js'), '--config', configFile, ...extraArgs], {
+/** Runs the built CLI on `configFile`; `wrap` runs it through another command (`ip netns exec NAME`). */
+export function runCli(configFile: string, extraArgs: string[] = [], options: { wrap?: string[] } = {}): CliProcess {
+  const command = [...(options.wrap ?? []), NODE_BIN, join(ROOT, 'dist', 'src', 'cli.js'), '--config', configFile];
+  const child = spawn(command[0] as string, [...command.slice(1), ...extraArgs], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
     env: { ...process.env, NODE_NO_WARNINGS: '1' },

@@ -1,64 +1,21 @@
 // pools.NAME.proxyProtocol: every connection wsgate opens to a backend starts with a PROXY header naming the
 // client (upgrades, plain HTTP), health checks with LOCAL; plain HTTP connections are never shared between clients.
 
-import { createServer as createHttpServer } from 'node:http';
-import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { WebSocketServer } from 'ws';
-import { type ProxyHeader, ProxyHeaderReader } from '../../src/listen/proxy-protocol.js';
 import { proxyHeaderFor } from '../../src/upstream/proxy-header.js';
 import { type Cleanup, cleanupAfterEach } from '../helpers/cleanups.js';
 import { type ConfigObject, simpleConfig, startGatewayFor } from '../helpers/gateway.js';
+import { type ProxyProtocolBackend, startProxyProtocolBackend } from '../helpers/proxy-protocol-backend.js';
 import { readResponseHead, upgradeRequest } from '../helpers/raw-client.js';
 import { waitFor } from '../helpers/wait.js';
 
 const cleanups: Cleanup[] = cleanupAfterEach();
 
-interface Seen {
-  readonly header: ProxyHeader;
-  readonly forwardedFor: string[];
-}
-
-/** A backend that speaks PROXY protocol: each connection's header, then HTTP and WebSocket as usual. */
-async function proxyProtocolBackend(): Promise<{ url: string; connections: Seen[] }> {
-  const connections: Seen[] = [];
-  const bySocket = new WeakMap<Socket, Seen>();
-  const http = createHttpServer((req, res) => {
-    bySocket.get(req.socket)?.forwardedFor.push(String(req.headers['x-forwarded-for']));
-    res.end(req.url === '/health' ? 'ok' : 'plain');
-  });
-  const wss = new WebSocketServer({ server: http });
-  wss.on('connection', (ws, req) => {
-    bySocket.get(req.socket as Socket)?.forwardedFor.push(String(req.headers['x-forwarded-for']));
-    ws.on('message', (m) => ws.send(m));
-  });
-  const tcp = createServer((socket) => {
-    const reader = new ProxyHeaderReader('any');
-    const onData = (chunk: Buffer) => {
-      const step = reader.push(chunk);
-      if (step.status === 'more') return;
-      socket.removeListener('data', onData);
-      if (step.status === 'invalid') {
-        socket.destroy();
-        return;
-      }
-      const seen = { header: step.header, forwardedFor: [] };
-      connections.push(seen);
-      bySocket.set(socket, seen);
-      if (step.rest.length > 0) socket.unshift(step.rest);
-      http.emit('connection', socket);
-    };
-    socket.on('data', onData);
-  });
-  await new Promise<void>((resolve) => tcp.listen(0, '127.0.0.1', resolve));
-  cleanups.push(
-    () =>
-      new Promise<void>((resolve) => {
-        http.closeAllConnections();
-        tcp.close(() => resolve());
-      }),
-  );
-  return { url: `ws://127.0.0.1:${(tcp.address() as AddressInfo).port}`, connections };
+async function proxyProtocolBackend(): Promise<ProxyProtocolBackend> {
+  const backend = await startProxyProtocolBackend('b');
+  cleanups.push(() => backend.close());
+  return backend;
 }
 
 function config(backendUrl: string, proxyProtocol: string, extra: ConfigObject = {}): ConfigObject {
