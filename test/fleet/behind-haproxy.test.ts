@@ -40,6 +40,9 @@ interface Fleet {
 
 let fleet: Fleet;
 
+/** Every instance reads the same YAML; its address comes from the environment (config `${NAME}` substitution). */
+const INSTANCE_ADDRESS = ['$', '{WSGATE_ADDRESS}'].join('');
+
 function wsgateConfig(ns: NetworkNamespace, echo: PoolBackend[], pp: ProxyProtocolBackend[], dir: string) {
   const cert = makeCert('fleet.example');
   writeFileSync(join(dir, 'ticket-keys'), randomBytes(48).toString('base64'));
@@ -47,22 +50,22 @@ function wsgateConfig(ns: NetworkNamespace, echo: PoolBackend[], pp: ProxyProtoc
   const behindL4 = { proxyProtocol: 'v2', trustedProxies: [balancer] };
   return {
     listeners: [
-      { name: 'l4', address: '${WSGATE_ADDRESS}', port: 8080, clientAddress: behindL4 },
+      { name: 'l4', address: INSTANCE_ADDRESS, port: 8080, clientAddress: behindL4 },
       {
         name: 'l4-tls',
-        address: '${WSGATE_ADDRESS}',
+        address: INSTANCE_ADDRESS,
         port: 8443,
         tls: { cert: cert.cert, key: cert.key, sessionTicketKeys: './ticket-keys' },
         clientAddress: behindL4,
       },
       {
         name: 'l7',
-        address: '${WSGATE_ADDRESS}',
+        address: INSTANCE_ADDRESS,
         port: 8081,
         clientAddress: { forwardedFor: true, trustedProxies: [balancer] },
       },
     ],
-    admin: { address: '${WSGATE_ADDRESS}', port: 8077 },
+    admin: { address: INSTANCE_ADDRESS, port: 8077 },
     routes: [
       { name: 'byuser', match: { path: '/user' }, pool: 'byuser' },
       { name: 'byip', match: { path: '/ip' }, pool: 'byip' },
