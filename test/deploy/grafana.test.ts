@@ -40,6 +40,9 @@ const WSGATE_METRICS: Record<string, readonly string[]> = {
   wsgate_config_generation: [],
   wsgate_config_last_reload_success_timestamp_seconds: [],
   wsgate_workers: [],
+  // Behind the load balancer
+  wsgate_client_address_rejections_total: ['listener', 'reason'],
+  wsgate_tls_handshakes_total: ['listener', 'resumed'],
 };
 const HISTOGRAMS = new Set(['wsgate_upstream_handshake_seconds', 'wsgate_message_bytes']);
 const FILTER_LABELS = ['route', 'pool', 'backend'] as const;
