@@ -69,14 +69,15 @@ export class FirstRequestReader {
     this.checkIntervalMs = checkIntervalMs;
   }
 
-  /** A new connection: wait for its first read. */
-  accept(socket: Socket): void {
+  /** A new connection: wait for its first read; `first` holds bytes already read (after a PROXY header). */
+  accept(socket: Socket, first?: Buffer): void {
     if (!this.watch(socket)) return;
     const s = socket as WaitingSocket;
     s[kReader] = this;
     s.on('data', onFirstData);
     s.on('error', onNothingToAnswer);
     s.on('end', onNothingToAnswer);
+    if (first !== undefined && first.length > 0) this.read(s, first);
   }
 
   /**

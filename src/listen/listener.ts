@@ -25,7 +25,7 @@ import type { UpgradeRequest } from '../handshake/upgrade-head.js';
 import { adoptConnections, UPGRADE_PARSER } from '../platform/connection-adoption.js';
 import { ClientAddressPolicy, type ConnectionInfo, clientOfConnection } from './client-address.js';
 import { FirstRequestReader } from './first-request.js';
-import { type ClientAddressRejection, readProxyHeader } from './proxy-stage.js';
+import { type ClientAddressRejection, ProxyStage } from './proxy-stage.js';
 import { type CertificatePair, tlsServerOptions } from './tls.js';
 import { SessionCache, ticketKeyFor } from './tls-sessions.js';
 import { inTurn, responsePending } from './turns.js';
@@ -85,6 +85,8 @@ export class Listener {
   readonly server: NetServer;
   /** The server a new connection reaches (after its PROXY header, if one is expected). */
   private readonly front: NetServer;
+  /** Plain connections go straight to the first-request reader (no node:http server in front of it). */
+  private readonly readsFirstHeads: boolean;
   /** node:http's server: parses the connections the first-request reader leaves to it, or all of them. */
   readonly http: Server;
   readonly secure: boolean;
@@ -142,32 +144,24 @@ export class Listener {
       // The socket options node:http's and node:https's servers would give their connections.
       this.front = tlsOptions ? createTlsServer(tlsOptions) : createNetServer({ allowHalfOpen: true, noDelay: true });
     }
+    this.readsFirstHeads = ownServer && !this.secure;
     if (config.clientAddress.proxyProtocol === 'off') {
       this.server = this.front;
     } else {
       // The PROXY header comes first, before TLS: the port is a plain TCP server's, and `front` (which never listens)
       // gets each connection once its header is read. (sameSocket in gateway.ts rebinds when this choice changes.)
       this.server = createNetServer({ allowHalfOpen: true, noDelay: true });
-      const front = this.front;
-      this.server.on('connection', (socket: Socket) => {
-        const clientAddress = this.config.clientAddress;
-        if (clientAddress.proxyProtocol === 'off') {
-          front.emit('connection', socket);
-          return;
-        }
-        readProxyHeader(socket, {
-          version: clientAddress.proxyProtocol,
-          trusted: (peer) => this.policy.trusted.empty || this.policy.isTrusted(peer),
-          timeoutMs: handshakeTimeoutMs,
-          accepted: (s) => {
-            // TLS takes the socket over as a stream: nothing may flow past it meanwhile.
-            if (this.secure) s.pause();
-            front.emit('connection', s);
-          },
-          rejected: (s, reason, detail) =>
-            handlers.clientAddressRejected?.(this.config.name, reason, detail, s.remoteAddress ?? ''),
-        });
+      const stage = new ProxyStage({
+        version: () =>
+          this.config.clientAddress.proxyProtocol === 'off' ? 'any' : this.config.clientAddress.proxyProtocol,
+        trusted: (peer) => this.policy.trusted.empty || this.policy.isTrusted(peer),
+        timeoutMs: handshakeTimeoutMs,
+        checkIntervalMs,
+        accepted: (socket, rest) => this.afterProxyHeader(socket, rest),
+        rejected: (socket, reason, detail) =>
+          handlers.clientAddressRejected?.(this.config.name, reason, detail, socket.remoteAddress ?? ''),
       });
+      this.server.on('connection', (socket: Socket) => stage.accept(socket));
     }
     const secure = this.secure;
     const refuse = (socket: Duplex, entry: CatalogueEntry, detail: string) => {
@@ -271,6 +265,18 @@ export class Listener {
         handlers.tlsHandshake?.(this.config.name, socket.isSessionReused()),
       );
     }
+  }
+
+  /** A connection whose PROXY header was read goes on to `front`, `rest` (what followed the header) first. */
+  private afterProxyHeader(socket: Socket, rest: Buffer): void {
+    if (this.readsFirstHeads) {
+      this.firstRequest.accept(socket, rest);
+      return;
+    }
+    if (rest.length > 0) socket.unshift(rest);
+    // TLS takes the socket over as a stream: nothing may flow past it meanwhile.
+    if (this.secure) socket.pause();
+    this.front.emit('connection', socket);
   }
 
   listen(): Promise<AddressInfo> {
