@@ -190,13 +190,15 @@ async function main(): Promise<void> {
     const order = r % 2 === 0 ? list : [...list].reverse();
     for (const t of order) await round(t);
   }
-  const base = median(list[0]?.samples ?? []);
+  const base = list[0]?.samples ?? [];
   process.stdout.write(`CPU µs per ws handshake (wsgate's process), ${ROUNDS} rounds of ${HANDSHAKES}, in turns:\n`);
   for (const t of list) {
-    const m = median(t.samples);
     const range = `${Math.min(...t.samples).toFixed(0)}–${Math.max(...t.samples).toFixed(0)}`;
+    // Each round's difference to the first target: drift of the machine falls on both alike.
+    const delta = median(t.samples.map((x, i) => x - (base[i] ?? x)));
     process.stdout.write(
-      `  ${t.name.padEnd(24)} median ${m.toFixed(1)} µs (${range})  ${m - base >= 0 ? '+' : ''}${(m - base).toFixed(1)} µs\n`,
+      `  ${t.name.padEnd(24)} median ${median(t.samples).toFixed(1)} µs (${range}), ` +
+        `paired difference ${delta >= 0 ? '+' : ''}${delta.toFixed(1)} µs\n`,
     );
   }
   for (const t of list) t.process?.kill('SIGKILL');
