@@ -22,7 +22,7 @@ export interface KeySource {
   rawHeaders?: readonly string[];
   /** Request target in origin form, e.g. '/chat?room=1'. */
   url: string;
-  /** `socket.remoteAddress`. */
+  /** The client's address: the socket's peer, or who a PROXY header or trusted proxies named (listen/client-address.ts). */
   remoteAddress: string;
 }
 
