@@ -3,7 +3,7 @@
 // handshakes/s (ws, wss RSA-2048 / ECDSA P-256) and memory per idle connection, side by side in one run; plain
 // HTTP GETs (the long-poll path) are driven by autocannon.
 //
-//   npm run bench                                   everything (about 6 minutes), updates BENCHMARKS.md and docs/bench.svg
+//   npm run bench                                   everything (about 13 minutes), updates BENCHMARKS.md and docs/bench.svg
 //   npm run bench -- --only echo,idle --targets wsgate,nginx
 //   npm run bench:smoke                             a few seconds, direct + wsgate only; exit 1 if numbers are not sane
 //   npm run bench -- --help

@@ -1,7 +1,7 @@
 // The catalogue of every way wsgate refuses or ends a connection. Before the 101, a refusal (`Errors`): a stable code,
 // the HTTP status and the message of the answer. After it, an ending (`Endings`): the close codes and reasons the
 // proxy sends, who ended the tunnel, its metric label and the `reason` of the close log line. Stages return
-// entries; the owner of the socket acts on them. README's table is tested against both.
+// entries; the owner of the socket acts on them. docs/errors.md's table is tested against both.
 
 export interface CatalogueEntry {
   /** Stable identifier, sent as X-Wsgate-Error; also the `reason` metric label (lower-cased, without the prefix). */

@@ -1,4 +1,4 @@
-// How close is wsgate to the floor of a Node proxy? Fixed-rate echo (the CPU-per-message goal of issue 6), or
+// How close is wsgate to the floor of a Node proxy? Fixed-rate echo (CPU per message), or
 // ws handshakes (`--mode handshake`), for HAProxy, nginx, a bare Node pump with wsgate's socket I/O
 // (node-pump.ts), wsgate with scanning off, and wsgate as shipped, taken in turns for several rounds in one run
 // (every other round in reverse order, so drift and TIME_WAIT build-up fall on all alike), with the median of each.

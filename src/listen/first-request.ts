@@ -1,6 +1,6 @@
 // The first read of every connection, before node:http sees it. A complete WebSocket upgrade head that our strict
 // reader accepts (src/handshake/upgrade-head.ts) goes straight to the upgrade handler: no HTTP parser, no
-// IncomingMessage, none of node:http's per-connection listeners (about a tenth of a ws handshake's CPU). Anything
+// IncomingMessage, none of node:http's per-connection listeners (docs/internals.md: what it saves). Anything
 // else (plain HTTP, a head split over reads, anything unusual or malformed) is put back in front of the socket and
 // handed to node:http (emitted into its server as a new connection), exactly as if it had just arrived.
 //

@@ -1,4 +1,4 @@
-// Prometheus metrics (pinned names, see README). Per-connection and per-message counts are plain numbers on shared
+// Prometheus metrics (pinned names, docs/metrics.md). Per-connection and per-message counts are plain numbers on shared
 // objects made once per route (RouteStats) and per route/pool/backend (BackendChildren), published to prom-client
 // only at scrape time: prom-client hashes and validates the label set on every inc/observe, even through a
 // `labels()` child, so the hot path calls none of it and allocates nothing for metrics.

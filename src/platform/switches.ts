@@ -1,5 +1,5 @@
 // The environment switches that send wsgate's uses of Node internals to their public fallbacks, read once at start
-// (docs/internals-platform.md lists each internal, its probe and its fallback).
+// (docs/internals.md, "Node internals", lists each internal, its probe and its fallback).
 
 /** WSGATE_NODE_INTERNALS=off: every module in src/platform/ takes its public fallback, whatever its probe says. */
 export const NODE_INTERNALS_ALLOWED = process.env.WSGATE_NODE_INTERNALS !== 'off';
