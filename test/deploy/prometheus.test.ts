@@ -23,7 +23,8 @@ import { refusedPort, startEchoBackend, type TestBackend } from '../helpers/back
 import { type Cleanup, runCleanups } from '../helpers/cleanups.js';
 import { frame } from '../helpers/frames.js';
 import { IN_CI, ROOT } from '../helpers/paths.js';
-import { rawUpgrade } from '../helpers/raw-client.js';
+import { openSocket, rawUpgrade, upgradeRequest } from '../helpers/raw-client.js';
+import { chain } from '../helpers/tls-client.js';
 import { delay, waitFor } from '../helpers/wait.js';
 
 const PROMETHEUS = '/usr/bin/prometheus';
@@ -82,7 +83,17 @@ describePrometheus('dashboard queries on a real Prometheus', () => {
     const dead = await refusedPort();
     gw = await startFileGateway(
       {
-        listeners: [{ name: 'public', address: '127.0.0.1', port: 0 }],
+        listeners: [
+          { name: 'public', address: '127.0.0.1', port: 0 },
+          // Behind a balancer: PROXY-stage rejections and TLS resumption have their own panels.
+          {
+            name: 'balanced',
+            address: '127.0.0.1',
+            port: 0,
+            clientAddress: { proxyProtocol: 'v2', trustedProxies: ['127.0.0.1/32'] },
+          },
+          { name: 'secure', address: '127.0.0.1', port: 0, tls: {} },
+        ],
         admin: { address: '127.0.0.1', port: 0 },
         routes: [
           {
@@ -133,6 +144,12 @@ describePrometheus('dashboard queries on a real Prometheus', () => {
     cleanups.push(() => raw.socket.destroy());
     const big = await connectClient(`ws://127.0.0.1:${port}/chat`, { 'x-user-id': 'big' });
     big.ws.send(Buffer.alloc(8192));
+    // No PROXY header: closed without an answer, and counted.
+    const noProxyHeader = await openSocket(gw.port('balanced'));
+    noProxyHeader.on('error', () => undefined);
+    noProxyHeader.end(upgradeRequest({ path: '/' }));
+    await new Promise((resolve) => noProxyHeader.once('close', resolve));
+    expect(await chain(gw.port('secure'), 3)).toEqual([false, true, true]);
     const silent = await rawUpgrade(port, { path: '/chat', headers: { 'x-user-id': 'silent' } });
     silent.socket.pause(); // never reads, so never answers a ping
     cleanups.push(() => (silent.socket as Socket).destroy());

@@ -1,9 +1,8 @@
 // TLS session resumption: tickets resume across workers (both accept modes) and across instances given the same
 // sessionTicketKeys file; a session-id cache serves clients without tickets; resumed handshakes are counted.
 
-import { constants, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { writeFileSync } from 'node:fs';
-import { connect as tlsConnect } from 'node:tls';
 import { describe, expect, it, onTestFailed } from 'vitest';
 import { SESSION_CACHE_ENTRIES, SESSION_CACHE_TTL_MS, SessionCache } from '../../src/listen/tls-sessions.js';
 import { startFileGateway } from '../control/support.js';
@@ -11,57 +10,9 @@ import { startEchoBackend } from '../helpers/backends.js';
 import { ensureBuilt, runCli, writeConfig } from '../helpers/child-gateway.js';
 import { type Cleanup, cleanupAfterEach } from '../helpers/cleanups.js';
 import { type ConfigObject, metricValue, simpleConfig, startGatewayFor } from '../helpers/gateway.js';
+import { chain, handshake } from '../helpers/tls-client.js';
 
 const cleanups: Cleanup[] = cleanupAfterEach();
-
-interface Handshake {
-  readonly resumed: boolean;
-  readonly session: Buffer | undefined;
-}
-
-/** One TLS connection to 127.0.0.1:port offering `session`; resolves once the server's tickets arrived. */
-function handshake(
-  port: number,
-  session?: Buffer,
-  options: { maxVersion?: 'TLSv1.2' | 'TLSv1.3'; noTickets?: boolean } = {},
-): Promise<Handshake> {
-  return new Promise((resolve, reject) => {
-    let latest: Buffer | undefined;
-    const socket = tlsConnect({
-      host: '127.0.0.1',
-      port,
-      servername: 'localhost',
-      rejectUnauthorized: false,
-      ...(session === undefined ? {} : { session }),
-      ...(options.maxVersion === undefined ? {} : { maxVersion: options.maxVersion }),
-      ...(options.noTickets ? { secureOptions: constants.SSL_OP_NO_TICKET } : {}),
-    });
-    socket.on('session', (s: Buffer) => {
-      latest = s;
-    });
-    socket.once('error', reject);
-    socket.once('secureConnect', () => {
-      const resumed = socket.isSessionReused();
-      // TLS 1.3 tickets come after the handshake: give them a moment, then close.
-      setTimeout(() => {
-        socket.end();
-        resolve({ resumed, session: latest });
-      }, 50);
-    });
-  });
-}
-
-/** Connects `n` times in a row, each offering the previous connection's session; how many were resumed. */
-async function chain(port: number, n: number, options?: Parameters<typeof handshake>[2]): Promise<boolean[]> {
-  const resumed: boolean[] = [];
-  let session: Buffer | undefined;
-  for (let i = 0; i < n; i++) {
-    const h = await handshake(port, session, options);
-    resumed.push(h.resumed);
-    session = h.session ?? session;
-  }
-  return resumed;
-}
 
 function tlsConfig(backend: string, tls: ConfigObject = {}, extra: ConfigObject = {}): ConfigObject {
   const c = simpleConfig([backend], extra);
