@@ -1,12 +1,17 @@
 // Draining live tunnels: each is closed with the drain's ending (1001, "going away") at its next frame boundary, the
-// closes spread over the first half of the window so reconnecting clients do not arrive in one burst, and whatever
-// is still open at the deadline is destroyed (DRAIN_DEADLINE). One timer per drain, not one per tunnel.
+// closes spread evenly over the first half of the window so reconnecting clients do not arrive in one burst, and
+// whatever is still open at the deadline is destroyed (DRAIN_DEADLINE). One timer per drain, not one per tunnel.
+// The pace is set by the clock, not by counting ticks: a busy event loop fires fewer ticks, and each tick then sends
+// every close that has fallen due, so the last close still goes out by the end of the first half.
 
 import { type Ending, Endings } from '../errors.js';
 import type { Tunnel } from './tunnel.js';
 
-/** How often a drain sends its next batch of close frames. */
+/** How often a drain sends the close frames that have fallen due. */
 export const DRAIN_TICK_MS = 25;
+
+/** The slowest pace: a handful of tunnels is closed within a fraction of a second, not spread over half the window. */
+export const MIN_DRAIN_CLOSES_PER_SECOND = 50;
 
 export interface DrainOptions {
   /** Milliseconds from now until tunnels still open are destroyed. */
@@ -54,23 +59,28 @@ export function drainTunnels(initial: readonly Tunnel[], options: DrainOptions):
       tunnels.push(t);
     }
   };
-  const deadline = performance.now() + options.deadlineMs;
-  const spreadMs = Math.max(0, options.deadlineMs / 2);
-  const ticks = Math.max(1, Math.floor(spreadMs / DRAIN_TICK_MS));
-  const perTick = Math.ceil(tunnels.length / ticks);
-  let next = 0;
+  const started = performance.now();
+  const deadline = started + options.deadlineMs;
+  // The k-th of the tunnels open when the drain began is due at started + k × gap; later ones are due at once.
+  const spreadMs = Math.min(Math.max(0, options.deadlineMs / 2), (initial.length * 1000) / MIN_DRAIN_CLOSES_PER_SECOND);
+  const gapMs = initial.length > 0 ? spreadMs / initial.length : 0;
+  let nextInitial = 0;
+  let nextLate = initial.length;
   let closed = 0;
 
-  const sendBatch = () => {
-    const end = Math.min(tunnels.length, next + perTick);
-    for (; next < end; next++) {
-      const t = tunnels[next] as Tunnel;
-      if (!isOpen(t) || told.has(t)) continue;
-      told.add(t);
-      t.closeWith(ending);
-      closed++;
-    }
+  const tell = (t: Tunnel) => {
+    if (!isOpen(t) || told.has(t)) return;
+    told.add(t);
+    t.closeWith(ending);
+    closed++;
   };
+  const sendDue = () => {
+    const elapsed = performance.now() - started;
+    const due = gapMs > 0 ? Math.min(initial.length, Math.floor(elapsed / gapMs) + 1) : initial.length;
+    for (; nextInitial < due; nextInitial++) tell(tunnels[nextInitial] as Tunnel);
+    for (; nextLate < tunnels.length; nextLate++) tell(tunnels[nextLate] as Tunnel);
+  };
+  const allSent = () => nextInitial >= initial.length && nextLate >= tunnels.length;
 
   return new Promise((resolve) => {
     const finish = (timer: NodeJS.Timeout) => {
@@ -89,11 +99,16 @@ export function drainTunnels(initial: readonly Tunnel[], options: DrainOptions):
       while (scan < tunnels.length && !isOpen(tunnels[scan] as Tunnel)) scan++;
       return scan >= tunnels.length;
     };
-    sendBatch();
+    sendDue();
     const timer: NodeJS.Timeout = setInterval(() => {
       if (late && performance.now() - lastLateScan >= LATE_SCAN_MS) adoptLate();
-      if (next < tunnels.length) sendBatch();
-      if (next >= tunnels.length && allClosed() && (options.inFlight?.() ?? 0) === 0) return finish(timer);
+      sendDue();
+      if (allSent() && allClosed() && (options.inFlight?.() ?? 0) === 0) {
+        // An upgrade answered since the last scan may have become a tunnel: look once more before calling it done.
+        adoptLate();
+        sendDue();
+        if (allSent() && allClosed()) return finish(timer);
+      }
       if (performance.now() >= deadline) finish(timer);
     }, DRAIN_TICK_MS);
   });

@@ -6,6 +6,9 @@ import { writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
+import { Endings } from '../../src/errors.js';
+import { DRAIN_TICK_MS, drainTunnels, LATE_SCAN_MS, MIN_DRAIN_CLOSES_PER_SECOND } from '../../src/tunnel/drain.js';
+import type { Tunnel } from '../../src/tunnel/tunnel.js';
 import { admin, connectClient, connectMany, withFreshRoute } from '../control/support.js';
 import { startEchoBackend, type TestBackend } from '../helpers/backends.js';
 import { type CliProcess, ensureBuilt, runCli, writeConfig } from '../helpers/child-gateway.js';
@@ -124,5 +127,93 @@ describe('SIGHUP', () => {
     const status = (await admin(adminPort, '/api/status')).json<{ generation: number }>();
     expect(status.generation).toBe(2);
     expect(await live.echo('still tunnelled')).toBe('still tunnelled');
+  });
+});
+
+/** A stand-in for a live tunnel: records when it was told to close and answers (ends) on the next turn. */
+function fakeTunnels(n: number, startedAt: () => number) {
+  const open = new Set<number>();
+  const toldAt: number[] = [];
+  const aborted: number[] = [];
+  const tunnels = Array.from({ length: n }, (_, i) => {
+    open.add(i);
+    return {
+      id: i,
+      closeWith: () => {
+        toldAt.push(performance.now() - startedAt());
+        setImmediate(() => open.delete(i));
+      },
+      abort: () => {
+        aborted.push(i);
+        open.delete(i);
+      },
+    } as unknown as Tunnel & { id: number };
+  });
+  return { tunnels, toldAt, aborted, isOpen: (t: Tunnel) => open.has((t as Tunnel & { id: number }).id) };
+}
+
+describe('drainTunnels paces its closes by the clock', () => {
+  it('3,000 tunnels on a busy event loop: closes spread over the first half and all sent by its end', async () => {
+    let started = 0;
+    const { tunnels, toldAt, aborted, isOpen } = fakeTunnels(3000, () => started);
+    // The loop is busy about 90% of the time: a tick-counting drain falls behind by the same factor.
+    const busy = setInterval(() => {
+      const until = performance.now() + 40;
+      while (performance.now() < until);
+    }, 5);
+    started = performance.now();
+    const result = await drainTunnels(tunnels, {
+      deadlineMs: 2000,
+      ending: Endings.SHUTDOWN,
+      isOpen,
+      told: new WeakSet(),
+    }).finally(() => clearInterval(busy));
+    expect(result).toEqual({ closed: 3000, destroyed: 0 });
+    expect(aborted).toEqual([]);
+    // Even pacing over 1 s: the middle one near 0.5 s, the last by 1 s plus one busy stretch and one tick.
+    expect(toldAt[1499]).toBeGreaterThan(300);
+    expect(toldAt[1499]).toBeLessThan(800);
+    expect(toldAt[2999]).toBeLessThan(1000 + 40 + DRAIN_TICK_MS + 100);
+  });
+
+  it('a handful of tunnels goes at MIN_DRAIN_CLOSES_PER_SECOND, not over half of a long window', async () => {
+    let started = 0;
+    const { tunnels, toldAt, isOpen } = fakeTunnels(10, () => started);
+    started = performance.now();
+    const result = await drainTunnels(tunnels, {
+      deadlineMs: 30_000,
+      ending: Endings.SHUTDOWN,
+      isOpen,
+      told: new WeakSet(),
+    });
+    expect(result).toEqual({ closed: 10, destroyed: 0 });
+    const expectedSpread = (10 * 1000) / MIN_DRAIN_CLOSES_PER_SECOND;
+    expect(toldAt.at(-1)).toBeGreaterThan(expectedSpread * 0.8);
+    expect(toldAt.at(-1)).toBeLessThan(expectedSpread + 500);
+  });
+
+  it('tunnels that open after the drain began are told at once; a tunnel another drain told is left alone', async () => {
+    let started = 0;
+    const { tunnels, toldAt, isOpen } = fakeTunnels(4, () => started);
+    const [first, second, lateOne, toldElsewhere] = tunnels as [Tunnel, Tunnel, Tunnel, Tunnel];
+    const told = new WeakSet<Tunnel>([toldElsewhere]);
+    started = performance.now();
+    let lateAvailable = false;
+    setTimeout(() => {
+      lateAvailable = true;
+    }, 100);
+    const drained = drainTunnels([first, second, toldElsewhere], {
+      deadlineMs: 1000,
+      ending: Endings.SHUTDOWN,
+      isOpen: (t) => t !== toldElsewhere && isOpen(t),
+      told,
+      late: () => (lateAvailable ? [lateOne] : []),
+      // An upgrade in flight when the drain began, which becomes the late tunnel.
+      inFlight: () => (lateAvailable ? 0 : 1),
+    });
+    expect(await drained).toEqual({ closed: 3, destroyed: 0 });
+    expect(toldAt).toHaveLength(3);
+    // The late one is adopted at the next late scan and told then, well before the end of the window.
+    expect(toldAt.at(-1)).toBeLessThan(LATE_SCAN_MS + 2 * DRAIN_TICK_MS + 200);
   });
 });
