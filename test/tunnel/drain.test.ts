@@ -195,7 +195,7 @@ describe('drainTunnels paces its closes by the clock', () => {
   it('tunnels that open after the drain began are told at once; a tunnel another drain told is left alone', async () => {
     let started = 0;
     const { tunnels, toldAt, isOpen } = fakeTunnels(4, () => started);
-    const [first, second, lateOne, toldElsewhere] = tunnels as [Tunnel, Tunnel, Tunnel, Tunnel];
+    const [first, second, lateOne, toldElsewhere] = tunnels as unknown as [Tunnel, Tunnel, Tunnel, Tunnel];
     const told = new WeakSet<Tunnel>([toldElsewhere]);
     started = performance.now();
     let lateAvailable = false;
