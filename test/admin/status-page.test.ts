@@ -4,17 +4,17 @@
 // Screenshots go to test-artifacts/ (gitignored).
 // biome-ignore-all lint/performance/useDomNodeTextContent: Playwright's innerText is the rendered text a person sees, which is the point here
 
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { type Browser, chromium, type Page } from 'playwright-core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { Browser, Page } from 'playwright-core';
+import { afterAll, beforeAll, expect, it } from 'vitest';
 import { type Client, connectClient, type FileGateway, startFileGateway } from '../control/support.js';
-import { refusedPort, startEchoBackend, type TestBackend } from '../helpers/backends.js';
+import { echoBackendFor, refusedPort, type TestBackend } from '../helpers/backends.js';
+import { CHROMIUM, describeBrowser, launchChromium } from '../helpers/chromium.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
 import type { ConfigObject } from '../helpers/gateway.js';
-import { IN_CI, ROOT } from '../helpers/paths.js';
+import { ROOT } from '../helpers/paths.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const ARTIFACTS = join(ROOT, 'test-artifacts');
 const PHONE = { width: 390, height: 844 };
 
@@ -22,30 +22,14 @@ const cleanups = cleanupAfterEach();
 
 let browser: Browser | undefined;
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) return;
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  browser = await launchChromium();
   mkdirSync(ARTIFACTS, { recursive: true });
 }, 60_000);
 afterAll(async () => {
   await browser?.close();
 });
 
-async function echo(id: string): Promise<TestBackend> {
-  const b = await startEchoBackend(id);
-  cleanups.push(() => b.close());
-  return b;
-}
+const echo = (id: string): Promise<TestBackend> => echoBackendFor(cleanups, id);
 
 async function gatewayWith(config: ConfigObject): Promise<FileGateway> {
   const gw = await startFileGateway(config);
@@ -88,9 +72,6 @@ function config(a: string, b: string, dead: number, extra: ConfigObject = {}): C
     ...extra,
   };
 }
-
-// Without Chromium the tests are skipped locally but fail in CI, which must install it.
-const describeBrowser = existsSync(CHROMIUM) || IN_CI ? describe : describe.skip;
 
 describeBrowser('admin status page in Chromium', () => {
   it('shows listeners, routes, backend health, live connections, rates and generation, refreshing by itself', async () => {

@@ -6,7 +6,7 @@ import { existsSync, readdirSync, readFileSync, readlinkSync, writeFileSync } fr
 import { beforeAll, describe, expect, it, onTestFailed } from 'vitest';
 import { stringify } from 'yaml';
 import type { Status } from '../../src/control/status.js';
-import { startEchoBackend, type TestBackend } from '../helpers/backends.js';
+import { echoBackendFor, type TestBackend } from '../helpers/backends.js';
 import { ensureBuilt, runCli, writeConfig } from '../helpers/child-gateway.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
 import { metricValue, simpleConfig } from '../helpers/gateway.js';
@@ -25,11 +25,7 @@ beforeAll(ensureBuilt, 120_000);
 
 const cleanups = cleanupAfterEach();
 
-async function echo(id: string): Promise<TestBackend> {
-  const b = await startEchoBackend(id);
-  cleanups.push(() => b.close());
-  return b;
-}
+const echo = (id: string): Promise<TestBackend> => echoBackendFor(cleanups, id);
 
 async function status(adminPort: number): Promise<Status> {
   const answer = await admin(adminPort, '/api/status');

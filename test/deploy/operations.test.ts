@@ -25,7 +25,7 @@ import { parse, stringify } from 'yaml';
 import { parseConfig } from '../../src/config/load.js';
 import type { Status } from '../../src/control/status.js';
 import { admin, connectClient } from '../control/support.js';
-import { startEchoBackend, type TestBackend } from '../helpers/backends.js';
+import { echoBackendFor, type TestBackend } from '../helpers/backends.js';
 import { makeCert } from '../helpers/certs.js';
 import { ensureBuilt, runCli, writeConfig } from '../helpers/child-gateway.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
@@ -40,11 +40,7 @@ type Loose = any;
 beforeAll(ensureBuilt, 120_000);
 const cleanups = cleanupAfterEach();
 
-async function echo(id: string): Promise<TestBackend> {
-  const b = await startEchoBackend(id);
-  cleanups.push(() => b.close());
-  return b;
-}
+const echo = (id: string): Promise<TestBackend> => echoBackendFor(cleanups, id);
 
 function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {

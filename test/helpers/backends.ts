@@ -18,6 +18,17 @@ export interface TestBackend {
   killConnections(): void;
 }
 
+/** startEchoBackend, closed by `cleanups` when the test ends. */
+export async function echoBackendFor(
+  cleanups: Cleanup[],
+  id: string,
+  options?: Parameters<typeof startEchoBackend>[1],
+): Promise<TestBackend> {
+  const b = await startEchoBackend(id, options);
+  cleanups.push(() => b.close());
+  return b;
+}
+
 /** A `ws` echo backend: sends `{"backend":id}` on connect, echoes every message (binary stays binary). */
 export function startEchoBackend(
   id: string,

@@ -14,7 +14,7 @@ import { stringify } from 'yaml';
 import type { Status } from '../../src/control/status.js';
 import { generateSelfSigned } from '../../src/listen/tls.js';
 import { admin, type Client, connectClient, startFileGateway } from '../control/support.js';
-import { startEchoBackend, type TestBackend } from '../helpers/backends.js';
+import { echoBackendFor, type TestBackend } from '../helpers/backends.js';
 import { commonNameOf, makeCert, tryTls } from '../helpers/certs.js';
 import { ensureBuilt, runCli, writeConfig } from '../helpers/child-gateway.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
@@ -28,11 +28,7 @@ const cleanups = cleanupAfterEach();
 const run = promisify(execFile);
 const CLI = join(ROOT, 'dist', 'src', 'cli.js');
 
-async function echo(id: string): Promise<TestBackend> {
-  const b = await startEchoBackend(id);
-  cleanups.push(() => b.close());
-  return b;
-}
+const echo = (id: string): Promise<TestBackend> => echoBackendFor(cleanups, id);
 
 async function cli(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   try {

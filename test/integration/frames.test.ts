@@ -6,7 +6,7 @@ import { type AddressInfo, connect, createServer, type Socket } from 'node:net';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
 import { Endings } from '../../src/errors.js';
-import { startEchoBackend, startRawBackend, type TestBackend } from '../helpers/backends.js';
+import { echoBackendFor, startRawBackend, type TestBackend } from '../helpers/backends.js';
 import { type Cleanup, runCleanups } from '../helpers/cleanups.js';
 import { afterHead, closeCodeIn, frame, parseFrames } from '../helpers/frames.js';
 import { type ConfigObject, metricValue, routeConfig, startGateway, type TestGateway } from '../helpers/gateway.js';
@@ -20,11 +20,8 @@ afterEach(async () => {
   await runCleanups(cleanups);
 });
 
-async function echoBackend(options: { welcome?: boolean; perMessageDeflate?: boolean } = {}): Promise<TestBackend> {
-  const b = await startEchoBackend('b', { welcome: false, ...options });
-  cleanups.push(() => b.close());
-  return b;
-}
+const echoBackend = (options: { welcome?: boolean; perMessageDeflate?: boolean } = {}): Promise<TestBackend> =>
+  echoBackendFor(cleanups, 'b', { welcome: false, ...options });
 
 async function gateway(backends: string[], route: ConfigObject = {}, extra: ConfigObject = {}): Promise<TestGateway> {
   const gw = await startGateway(routeConfig(backends, route, extra));

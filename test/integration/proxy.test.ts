@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { refusedPort, startEchoBackend, startRawBackend, type TestBackend } from '../helpers/backends.js';
+import { echoBackendFor, refusedPort, startRawBackend, type TestBackend } from '../helpers/backends.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
 import { metricValue, simpleConfig, startGateway, type TestGateway } from '../helpers/gateway.js';
 import { IN_CI } from '../helpers/paths.js';
@@ -21,11 +21,7 @@ async function gatewayFor(backends: string[], extra = {}): Promise<TestGateway> 
   return gw;
 }
 
-async function echo(id: string): Promise<TestBackend> {
-  const b = await startEchoBackend(id);
-  cleanups.push(() => b.close());
-  return b;
-}
+const echo = (id: string): Promise<TestBackend> => echoBackendFor(cleanups, id);
 
 function connectClient(port: number, user: string): Promise<{ ws: WebSocket; backend: string }> {
   return new Promise((resolve, reject) => {

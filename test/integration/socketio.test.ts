@@ -6,22 +6,21 @@
 // keys as tunnels pile up, so the hash alone would split sessions); wsgate's sticky cookie keeps each session on
 // one backend, through a backend added and one lost mid-test.
 
-import { existsSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server } from 'node:http';
 import type { AddressInfo, Socket as NetSocket } from 'node:net';
 import { join } from 'node:path';
-import { type Browser, chromium } from 'playwright-core';
+import type { Browser } from 'playwright-core';
 import { Server as SocketIoServer } from 'socket.io';
 import { type Socket as ClientSocket, io as connectIo } from 'socket.io-client';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { stringify } from 'yaml';
 import { parseConfig } from '../../src/config/load.js';
+import { CHROMIUM, itBrowser, launchChromium } from '../helpers/chromium.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
 import { type ConfigObject, metricValue, simpleConfig, startGatewayFor, type TestGateway } from '../helpers/gateway.js';
-import { IN_CI, ROOT } from '../helpers/paths.js';
+import { ROOT } from '../helpers/paths.js';
 import { waitFor } from '../helpers/wait.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const CLIENT_BUNDLE = join(ROOT, 'node_modules', 'socket.io-client', 'dist', 'socket.io.min.js');
 const cleanups = cleanupAfterEach();
 
@@ -30,20 +29,7 @@ const MESSAGES = 5;
 
 let browser: Browser | undefined;
 beforeAll(async () => {
-  if (!existsSync(CHROMIUM)) return;
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: [
-      '--no-sandbox',
-      '--disable-gpu',
-      '--disable-quic',
-      '--no-first-run',
-      '--disable-background-networking',
-      '--disable-component-update',
-      '--disable-sync',
-    ],
-  });
+  browser = await launchChromium();
 }, 60_000);
 afterAll(async () => {
   await browser?.close();
@@ -268,7 +254,6 @@ describe('Socket.IO behind wsgate with a sticky cookie', () => {
     expect(metricValue(text, 'wsgate_sticky_total', { result: 'hit' })).toBeGreaterThan(all.length);
   }, 180_000);
 
-  const itBrowser = existsSync(CHROMIUM) || IN_CI ? it : it.skip;
   itBrowser(
     'Chromium with the real socket.io-client bundle: polling then WebSocket on one backend, messages in order',
     async () => {

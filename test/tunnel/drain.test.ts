@@ -10,7 +10,7 @@ import { Endings } from '../../src/errors.js';
 import { DRAIN_TICK_MS, drainTunnels, LATE_SCAN_MS, MIN_DRAIN_CLOSES_PER_SECOND } from '../../src/tunnel/drain.js';
 import type { Tunnel } from '../../src/tunnel/tunnel.js';
 import { admin, connectClient, connectMany, withFreshRoute } from '../control/support.js';
-import { startEchoBackend, type TestBackend } from '../helpers/backends.js';
+import { echoBackendFor, type TestBackend } from '../helpers/backends.js';
 import { type CliProcess, ensureBuilt, runCli, writeConfig } from '../helpers/child-gateway.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
 import { type ConfigObject, simpleConfig } from '../helpers/gateway.js';
@@ -21,11 +21,7 @@ beforeAll(ensureBuilt, 120_000);
 
 const cleanups = cleanupAfterEach();
 
-async function echo(id: string): Promise<TestBackend> {
-  const b = await startEchoBackend(id);
-  cleanups.push(() => b.close());
-  return b;
-}
+const echo = (id: string): Promise<TestBackend> => echoBackendFor(cleanups, id);
 
 function start(config: ConfigObject, file = writeConfig(config)): CliProcess {
   const cli = runCli(file);

@@ -7,7 +7,7 @@ import type { Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
 import { Endings } from '../../src/errors.js';
-import { type RawBackend, startEchoBackend, type TestBackend } from '../helpers/backends.js';
+import { echoBackendFor, type RawBackend, type TestBackend } from '../helpers/backends.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
 import { afterHead, closeCodeIn, frame, parseFrames } from '../helpers/frames.js';
 import { type ConfigObject, expectNoLeaks, metricValue, routeConfig, startGatewayFor } from '../helpers/gateway.js';
@@ -27,11 +27,7 @@ async function acceptingBackend(after?: (socket: Socket) => void): Promise<RawBa
   return b;
 }
 
-async function echoBackend(): Promise<TestBackend> {
-  const b = await startEchoBackend('b', { welcome: false });
-  cleanups.push(() => b.close());
-  return b;
-}
+const echoBackend = (): Promise<TestBackend> => echoBackendFor(cleanups, 'b', { welcome: false });
 
 const rawClient = (port: number) => upgradedClient(port, cleanups);
 
