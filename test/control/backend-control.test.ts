@@ -256,14 +256,13 @@ describe.each([1, 2])('workers: %i', (workers) => {
     expect(backendIn(fresh, a).adminState).toBe('active');
     expect(backendIn(fresh, b).weight).toBe(0.5);
     if (workers === 2) {
-      // A worker that starts later (a crash) gets the operators' changes too.
+      // A worker that starts later (a crash) gets the operators' changes too: the new worker 1 reports first.
       const s = (await admin(adminPort, '/api/status', { token: TOKEN })).json<{
         workers: { list: { pid: number }[] };
       }>();
       process.kill(s.workers.list[0]?.pid as number, 'SIGKILL');
-      await cli
-        .logLine('worker ready', (l) => l.worker === 1 && (l.generation as number) >= 4, 20_000)
-        .catch(() => undefined);
+      const readyLines = () => cli.logs.filter((l) => l.msg === 'worker ready' && l.worker === 1).length;
+      await waitFor(() => readyLines() === 2, 20_000, 'worker 1 restarted');
       await waitFor(
         async () =>
           (await admin(adminPort, '/api/status', { token: TOKEN })).json<{ workers: { live: number } }>().workers
