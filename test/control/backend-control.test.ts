@@ -4,7 +4,6 @@
 // kept across a reload and said so in its log line, and the API's refusals (401, 404, 400, 405).
 
 import { beforeAll, describe, expect, it, onTestFailed } from 'vitest';
-import WebSocket from 'ws';
 import type { BackendView } from '../../src/gateway/backend-control.js';
 import type { PoolStatus } from '../../src/gateway/process-status.js';
 import { startEchoBackend, type TestBackend } from '../helpers/backends.js';
@@ -12,7 +11,7 @@ import { type CliProcess, ensureBuilt, runCli, writeConfig } from '../helpers/ch
 import { cleanupAfterEach } from '../helpers/cleanups.js';
 import { type ConfigObject, metricValue, simpleConfig } from '../helpers/gateway.js';
 import { delay, waitFor } from '../helpers/wait.js';
-import { admin, type Client, connectClient } from './support.js';
+import { admin, type Client, connectClient, upgrade } from './support.js';
 
 beforeAll(ensureBuilt, 120_000);
 
@@ -93,25 +92,6 @@ async function openClients(url: string, n: number, prefix: string, batch = 100):
     for (const c of clients) c.ws.terminate();
   });
   return clients;
-}
-
-/** A WebSocket upgrade with `headers`: the backend that answered and the 101's headers. */
-function upgrade(
-  url: string,
-  headers: Record<string, string>,
-): Promise<{ backend: string; headers: Record<string, string | string[] | undefined> }> {
-  return new Promise((resolve, reject) => {
-    const ws = new WebSocket(url, { headers });
-    let answer: Record<string, string | string[] | undefined> = {};
-    ws.once('upgrade', (res) => {
-      answer = res.headers;
-    });
-    ws.once('message', (data) => {
-      resolve({ backend: (JSON.parse(data.toString()) as { backend: string }).backend, headers: answer });
-      ws.terminate();
-    });
-    ws.once('error', reject);
-  });
 }
 
 function cookiePair(setCookie: string | string[] | undefined): string | undefined {
