@@ -4,6 +4,7 @@
 //   wsgate --config FILE          run on FILE (reloaded on SIGHUP, on change, on POST /reload)
 //   wsgate --config FILE --check  validate FILE and exit 0 (valid) or 1 (invalid)
 //   wsgate connect URL            interactive WebSocket client
+//   wsgate ctl COMMAND            runtime control through the admin API (pools, drain, enable, weight, conns)
 //   wsgate schema                 print the config's JSON Schema
 
 import cluster from 'node:cluster';
@@ -22,6 +23,8 @@ async function main(argv: readonly string[]): Promise<number> {
   switch (command) {
     case 'connect':
       return (await import('./cli/connect.js')).connectCommand(rest);
+    case 'ctl':
+      return (await import('./cli/ctl.js')).ctlCommand(rest);
     case 'schema':
       process.stdout.write((await import('./config/json-schema.js')).configJsonSchemaText());
       return 0;

@@ -144,6 +144,8 @@ export const Endings = Object.freeze({
   /** The key's owner moved (rebalancing), or the backend left its pool. */
   REBALANCE: byProxy('WSG_REBALANCE', 1012, 'reconnect'),
   BACKEND_UNHEALTHY: byProxy('WSG_BACKEND_LOST', 1014, 'backend unhealthy'),
+  /** An operator disabled the backend (admin API): its clients reconnect to the rest of the pool. */
+  BACKEND_DISABLED: byProxy('WSG_BACKEND_DISABLED', 1012, 'backend disabled'),
 
   // Frame violations, named like the scanner's Violation codes (frame-scanner.ts maps one to the other).
   UNMASKED_CLIENT_FRAME: violation('unmasked_client_frame'),

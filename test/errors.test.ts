@@ -42,6 +42,7 @@ const EXPECTED: Record<keyof typeof Endings, Row> = {
   ],
   REBALANCE: ['reconnect', '', 'proxy', '1012 reconnect', '1001 reconnect'],
   BACKEND_UNHEALTHY: ['backend unhealthy', '', 'proxy', '1014 backend unhealthy', '1001 backend unhealthy'],
+  BACKEND_DISABLED: ['backend disabled', '', 'proxy', '1012 backend disabled', '1001 backend disabled'],
   ...(Object.fromEntries(
     VIOLATION_KINDS.map((kind) => [
       kind.toUpperCase(),

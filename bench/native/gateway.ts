@@ -145,6 +145,7 @@ function startJsTunnel(client: Socket, backendSocket: Socket, earlyClient: Buffe
     limits: connectionLimits,
     rsv1Allowed: false,
     clientAddress: ip,
+    requestId: '',
     keyHash: 0,
     idleMs: 0,
     keepalive: undefined,

@@ -1,12 +1,16 @@
 // The admin listener (127.0.0.1 by default): /metrics (Prometheus text), /healthz (process alive), /readyz (bound,
-// config loaded, not shutting down), POST /reload, GET /api/status (JSON, docs/admin-api.md) and GET / (the status
-// page, one self-contained HTML file polling /api/status). With admin.token set, /reload and /api/* need
+// config loaded, not shutting down), POST /reload, the JSON API (docs/admin-api.md: status, pools and their
+// backends' runtime control, live connections) and GET / (the status page, one self-contained HTML file polling
+// /api/status). With admin.token set, /reload and /api/* need
 // `Authorization: Bearer <token>`; probes and /metrics stay open so kubelets and Prometheus need no secret.
 
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import type { ConnectionFilter } from '../gateway/connections.js';
+import { type BackendChange, parseBackendChange } from '../pool/admin-state.js';
+import { readJsonBody } from './request-body.js';
 
 /** What a reload asked for by POST /reload came to; sent whole as JSON to a client that accepts it. */
 export type ReloadAnswer =
@@ -21,7 +25,23 @@ export interface AdminApi {
   reload(): Promise<ReloadAnswer>;
   /** The bearer token required for /reload and /api/*, read per request so a reload can change it. */
   token(): string | undefined;
+  /** GET /api/pools. */
+  pools(): Promise<unknown>;
+  /** POST /api/pools/{pool}/backends/{backend}: the backend's new state, or why there is no such backend. */
+  controlBackend(
+    pool: string,
+    backend: string,
+    change: BackendChange,
+  ): Promise<{ readonly ok: true; readonly backend: unknown } | { readonly ok: false; readonly error: string }>;
+  /** GET /api/connections: live tunnels, optionally of one backend, at most `limit`. */
+  connections(filter: ConnectionFilter): Promise<unknown>;
 }
+
+/** GET /api/connections lists this many tunnels unless `limit` says otherwise, and never more than the maximum. */
+export const DEFAULT_CONNECTIONS_LIMIT = 100;
+export const MAX_CONNECTIONS_LIMIT = 10_000;
+
+const BACKEND_PATH = /^\/api\/pools\/([^/]+)\/backends\/([^/]+)$/;
 
 export class AdminServer {
   readonly server: Server;
@@ -66,13 +86,15 @@ export class AdminServer {
       if (!this.authorized(req)) return unauthorized(res);
       return this.reload(req, res);
     }
+    if (path?.startsWith('/api/')) {
+      if (!this.authorized(req)) {
+        req.resume();
+        return unauthorized(res);
+      }
+      return this.api(req, res, path);
+    }
     if (req.method !== 'GET' && req.method !== 'HEAD') {
       return send(res, 405, 'method not allowed\n', TEXT, { Allow: 'GET, HEAD' });
-    }
-    if (path?.startsWith('/api/')) {
-      if (!this.authorized(req)) return unauthorized(res);
-      if (path === '/api/status') return sendJson(res, 200, await this.state.status());
-      return send(res, 404, 'not found\n');
     }
     switch (path) {
       case '/':
@@ -88,6 +110,59 @@ export class AdminServer {
       default:
         return send(res, 404, 'not found\n');
     }
+  }
+
+  /** The JSON API, once authorized. */
+  private async api(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
+    const backend = BACKEND_PATH.exec(path);
+    if (backend) {
+      if (req.method !== 'POST') {
+        req.resume();
+        return send(res, 405, 'use POST with {"state": …} or {"weight": …}\n', TEXT, { Allow: 'POST' });
+      }
+      return this.controlBackend(
+        req,
+        res,
+        decodeURIComponent(backend[1] as string),
+        decodeURIComponent(backend[2] as string),
+      );
+    }
+    req.resume(); // the other routes take no body
+    if (req.method !== 'GET' && req.method !== 'HEAD') {
+      return send(res, 405, 'method not allowed\n', TEXT, { Allow: 'GET, HEAD' });
+    }
+    switch (path) {
+      case '/api/status':
+        return sendJson(res, 200, await this.state.status());
+      case '/api/pools':
+        return sendJson(res, 200, await this.state.pools());
+      case '/api/connections': {
+        const query = new URL(req.url ?? '/', 'http://admin').searchParams;
+        const limitText = query.get('limit');
+        const limit = limitText === null ? DEFAULT_CONNECTIONS_LIMIT : Number(limitText);
+        if (!Number.isInteger(limit) || limit < 1 || limit > MAX_CONNECTIONS_LIMIT) {
+          return sendJson(res, 400, { errors: [`limit: expected a whole number from 1 to ${MAX_CONNECTIONS_LIMIT}`] });
+        }
+        return sendJson(res, 200, await this.state.connections({ backend: query.get('backend') ?? undefined, limit }));
+      }
+      default:
+        return sendJson(res, 404, { error: `no API route ${path}` });
+    }
+  }
+
+  private async controlBackend(
+    req: IncomingMessage,
+    res: ServerResponse,
+    pool: string,
+    backend: string,
+  ): Promise<void> {
+    const body = await readJsonBody(req);
+    if (!body.ok) return sendJson(res, body.status, { errors: [body.error] });
+    const parsed = parseBackendChange(body.value);
+    if (!parsed.ok) return sendJson(res, 400, { errors: parsed.errors });
+    const result = await this.state.controlBackend(pool, backend, parsed.change);
+    if (!result.ok) return sendJson(res, 404, { error: result.error });
+    return sendJson(res, 200, result.backend);
   }
 
   private async reload(req: IncomingMessage, res: ServerResponse): Promise<void> {

@@ -81,6 +81,9 @@ export class ControlPlane {
       status: () => this.status(),
       reload: () => this.reloadFromAdmin(),
       token: () => this.config.admin.token,
+      pools: async () => ({ pools: mergeProcessStatus((await fleet.reports()).reports).pools }),
+      controlBackend: (pool, backend, change) => fleet.controlBackend(pool, backend, change),
+      connections: (filter) => fleet.connections(filter),
     });
   }
 

@@ -3,8 +3,11 @@
 // process (in-process.ts) and a cluster's workers driven over IPC (cluster/fleet.ts).
 
 import type { Registry } from 'prom-client';
+import type { BackendControlResult } from '../gateway/backend-control.js';
+import type { ConnectionFilter, ConnectionList } from '../gateway/connections.js';
 import type { BoundListener } from '../gateway/gateway.js';
 import type { ProcessStatus } from '../gateway/process-status.js';
+import type { BackendChange } from '../pool/admin-state.js';
 import type { ConfigTarget } from './reload.js';
 import type { WorkersStatus } from './status.js';
 
@@ -31,6 +34,13 @@ export interface Fleet extends ConfigTarget {
   /** The Prometheus exposition of every serving process, with `control`'s metrics (counted once) added. */
   metrics(control: Registry): Promise<MetricsText>;
   reports(): Promise<FleetReports>;
+  /**
+   * An operator's change to one backend (admin state, runtime weight), applied in every serving process before
+   * this resolves; the answer is the backend's new state (live connections summed over the processes).
+   */
+  controlBackend(pool: string, backend: string, change: BackendChange): Promise<BackendControlResult>;
+  /** Live tunnels of every serving process (of one backend, if given), at most `filter.limit` of them. */
+  connections(filter: ConnectionFilter): Promise<ConnectionList>;
   /**
    * Graceful stop: readiness off now, accept for the configured delay, drain, and resolve once nothing serves any
    * more, with the number of tunnels cut at the drain deadline where this process knows it (a cluster's workers

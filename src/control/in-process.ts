@@ -2,8 +2,11 @@
 
 import type { Registry } from 'prom-client';
 import type { Config } from '../config/types.js';
+import { type BackendControlResult, controlBackend } from '../gateway/backend-control.js';
+import { type ConnectionFilter, type ConnectionList, listConnections } from '../gateway/connections.js';
 import type { BoundListener, Gateway } from '../gateway/gateway.js';
 import { newTicketKey } from '../listen/tls-sessions.js';
+import type { BackendChange } from '../pool/admin-state.js';
 import type { Fleet, FleetReports, MetricsText } from './fleet.js';
 
 export class InProcessFleet implements Fleet {
@@ -46,6 +49,14 @@ export class InProcessFleet implements Fleet {
       reports: [await this.gateway.processStatus()],
       workers: { configured: 1, live: 1, list: [] },
     };
+  }
+
+  controlBackend(pool: string, backend: string, change: BackendChange): Promise<BackendControlResult> {
+    return Promise.resolve(controlBackend(this.gateway.runtime, pool, backend, change));
+  }
+
+  connections(filter: ConnectionFilter): Promise<ConnectionList> {
+    return Promise.resolve(listConnections(this.gateway.tunnels, filter));
   }
 
   shutdown(): Promise<number> {

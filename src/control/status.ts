@@ -104,6 +104,8 @@ export function mergeProcessStatus(reports: readonly ProcessStatus[]): Omit<Proc
         const mine = backends.get(`${p.name}\u0000${b.id}`);
         if (!mine) continue;
         mine.active += b.active;
+        mine.healthy &&= b.healthy;
+        mine.ejected ||= b.ejected;
         if (STATE_SEVERITY.indexOf(b.state) > STATE_SEVERITY.indexOf(mine.state)) mine.state = b.state;
       }
     }

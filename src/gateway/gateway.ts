@@ -17,6 +17,7 @@ import { newTicketKey } from '../listen/tls-sessions.js';
 import { createLogger, type Logger } from '../observe/log.js';
 import { Metrics } from '../observe/metrics.js';
 import { describePlatform, platformReport } from '../platform/report.js';
+import type { BackendOverride } from '../pool/admin-state.js';
 import { Admission } from '../proxy/admission.js';
 import type { ProxyContext } from '../proxy/context.js';
 import { PlainHttpProxy } from '../proxy/plain-http.js';
@@ -28,6 +29,7 @@ import { normaliseIp } from '../routing/hash-key.js';
 import { type DrainResult, drainTunnels } from '../tunnel/drain.js';
 import { sweepPeriodFor, TunnelSweeper } from '../tunnel/sweeper.js';
 import type { Tunnel } from '../tunnel/tunnel.js';
+import { runtimeOverrides } from './backend-control.js';
 import { collectProcessStatus, type ProcessStatus } from './process-status.js';
 
 /** How long a shutdown waits for cut tunnels' sockets to close, so each gets its close line. */
@@ -78,6 +80,8 @@ export interface ReloadSummary {
   readonly pools: NameDiff;
   /** Tunnels told to go away (1001): on removed routes, on removed pools, on routes moved to another pool. */
   readonly draining: number;
+  /** Backends whose admin state or runtime weight (admin API) the reload kept: they are still in their pool. */
+  readonly runtimeState: readonly BackendOverride[];
 }
 
 export interface ShutdownOptions {
@@ -266,6 +270,7 @@ export class Gateway implements ProxyContext {
       routes: runtime.diff.routes,
       pools: runtime.diff.pools,
       draining: goAway.length,
+      runtimeState: runtimeOverrides(runtime),
     };
     this.log.info({ event: 'reload', ...summary }, 'configuration applied');
     return summary;

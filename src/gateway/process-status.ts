@@ -3,6 +3,8 @@
 
 import type { Registry } from 'prom-client';
 import type { RouteStats } from '../observe/metrics.js';
+import { type AdminState, backendAddress } from '../pool/admin-state.js';
+import type { Member } from '../pool/pool.js';
 import type { Runtime } from '../proxy/runtime.js';
 import type { HashKeySpec } from '../routing/hash-key.js';
 
@@ -21,10 +23,35 @@ export interface ListenerStatus {
 
 export interface BackendStatus {
   readonly id: string;
+  /** `host:port`: how the admin API and `wsgate ctl` name the backend. */
+  readonly address: string;
+  /** The weight the ring uses: the runtime one when set, else the configured one. */
   readonly weight: number;
+  readonly configuredWeight: number;
   /** healthy | unhealthy | ejected | draining | unknown, as the pool reports it. */
   state: string;
+  /** Active health checks pass (true without checks); in cluster mode, in every worker. */
+  healthy: boolean;
+  /** Passively ejected; in cluster mode, in any worker. */
+  ejected: boolean;
+  /** What the operator set through the admin API (active unless drained or disabled). */
+  readonly adminState: AdminState;
   active: number;
+}
+
+/** One member as the status document and the admin API show it. */
+export function backendStatusOf(m: Member, now: number): BackendStatus {
+  return {
+    id: m.backend.id,
+    address: backendAddress(m.backend.id),
+    weight: m.weight,
+    configuredWeight: m.backend.weight,
+    state: m.state(now),
+    healthy: m.healthy,
+    ejected: m.isEjected(now),
+    adminState: m.adminState,
+    active: m.active,
+  };
 }
 
 export interface PoolStatus {
@@ -154,12 +181,7 @@ export async function collectProcessStatus(source: StatusSource): Promise<Proces
       hashKey: formatHashKey(p.config.hashKey),
       balanceFactor: p.config.balanceFactor ?? null,
       active: p.totalActive,
-      backends: p.members.map((m) => ({
-        id: m.backend.id,
-        weight: m.backend.weight,
-        state: m.state(now),
-        active: m.active,
-      })),
+      backends: p.members.map((m) => backendStatusOf(m, now)),
     })),
     connections: { active: source.liveTunnels, total: sumOpened(source.routeStats) },
     bytes: allBytes,

@@ -4,6 +4,7 @@
 import type { BackendConfig } from '../config/types.js';
 import type { Ending } from '../errors.js';
 import type { Tunnel } from '../tunnel/tunnel.js';
+import type { AdminState } from './admin-state.js';
 
 /** What a pool needs of a tunnel: its key's hash (to tell whether the key moved) and a way to end it. */
 export interface PooledTunnel {
@@ -43,12 +44,21 @@ export class Member<T extends PooledTunnel = Tunnel> {
   lastEjectionMs = 0;
   /** Epoch ms since which the member is unhealthy or ejected, 0 while it is fine; panic keeps the newest in. */
   badSince = 0;
-  /** Whether the current ring gives it keys; false for members kept out by health, ejection or removal. */
+  /** Whether the current ring gives it keys; false for members kept out by health, ejection, admin state or removal. */
   inRing = true;
+  /** The operator's word (admin API): 'drain' and 'disabled' keep it out of the ring whatever its health. */
+  adminState: AdminState = 'active';
+  /** A weight set at run time, which outranks the configured one until the process restarts. */
+  runtimeWeight: number | undefined = undefined;
 
   constructor(backend: BackendConfig, index: number) {
     this.backend = backend;
     this.index = index;
+  }
+
+  /** The weight the ring uses: the runtime one if set, else the configured one. */
+  get weight(): number {
+    return this.runtimeWeight ?? this.backend.weight;
   }
 
   isEjected(now: number): boolean {

@@ -2,6 +2,7 @@
 // rebalance closes and backends per state. Label children are resolved once per backend, not per event.
 
 import { Counter, Gauge, type Registry } from 'prom-client';
+import { ADMIN_STATES, type AdminState } from './admin-state.js';
 import { MEMBER_STATES, type MemberState } from './member.js';
 import { PROBE_RESULTS, type ProbeResult } from './probe.js';
 
@@ -10,6 +11,8 @@ export interface BackendSeries {
   readonly up: { set(value: number): void };
   readonly checks: Readonly<Record<ProbeResult, { inc(): void }>>;
   readonly ejections: { inc(): void };
+  /** Sets wsgate_backend_admin_state: 1 for `state`, 0 for the others. */
+  adminState(state: AdminState): void;
 }
 
 // prom-client refuses a second metric of the same name on one registry, and a reload builds new runtimes on the
@@ -22,6 +25,7 @@ export class PoolMetrics {
   readonly ejections: Counter<'pool' | 'backend'>;
   readonly rebalanceCloses: Counter<'pool'>;
   readonly poolBackends: Gauge<'pool' | 'state'>;
+  readonly adminStates: Gauge<'pool' | 'backend' | 'state'>;
 
   static for(registry: Registry): PoolMetrics {
     let metrics = byRegistry.get(registry);
@@ -68,6 +72,13 @@ export class PoolMetrics {
       registers,
       aggregator: 'first', // one worker's count, as for wsgate_backend_up
     });
+    this.adminStates = new Gauge({
+      name: 'wsgate_backend_admin_state',
+      help: 'A backend’s admin state (admin API): 1 for the current one of active, drain and disabled, 0 for the others.',
+      labelNames: ['pool', 'backend', 'state'],
+      registers,
+      aggregator: 'first', // every worker applies the change before the API answers
+    });
   }
 
   /** Makes the pool's series visible at 0 before anything happens. */
@@ -97,12 +108,18 @@ export class PoolMetrics {
     const checks = { success: check('success'), failure: check('failure'), timeout: check('timeout') };
     const ejections = this.ejections.labels({ pool, backend });
     ejections.inc(0);
-    return { up: this.backendUp.labels({ pool, backend }), checks, ejections };
+    const states = ADMIN_STATES.map((state) => [state, this.adminStates.labels({ pool, backend, state })] as const);
+    const adminState = (current: AdminState) => {
+      for (const [state, child] of states) child.set(state === current ? 1 : 0);
+    };
+    adminState('active');
+    return { up: this.backendUp.labels({ pool, backend }), checks, ejections, adminState };
   }
 
   removeBackend(pool: string, backend: string): void {
     this.backendUp.remove({ pool, backend });
     this.ejections.remove({ pool, backend });
     for (const result of PROBE_RESULTS) this.healthChecks.remove({ pool, backend, result });
+    for (const state of ADMIN_STATES) this.adminStates.remove({ pool, backend, state });
   }
 }

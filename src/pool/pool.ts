@@ -1,4 +1,6 @@
 // A backend pool: its members, their live tunnels, and the immutable ring new connections are picked from.
+// (Longer than 400 lines on purpose: every member transition below ends in the one refresh(), on shared private
+// state; split, the parts would reach into each other.)
 // Health checks, passive ejection, DNS discovery and reloads all end in `refresh()`, which builds a new Ring and
 // swaps the reference (slow path); picks only read it (fast path), so an in-flight pick is never affected.
 //
@@ -13,6 +15,11 @@
 // - with `rebalance.mode: gradual`, tunnels whose key now maps to another member are closed with 1012
 //   "reconnect" at most `maxClosesPerSecond` (rebalance.ts), and only those; tunnels a valid affinity cookie
 //   pinned (pools.NAME.sticky) are not moved, since their client would come back to the same member.
+//
+// Operators set a member's admin state and runtime weight at run time (`control()`, admin-state.ts): 'drain' and
+// 'disabled' keep it out of the ring (its affinity cookies turn stale, so their clients are re-pointed), 'disabled'
+// also closes its tunnels with 1012 at `maxClosesPerSecond`; a runtime weight replaces the configured one. Both
+// live on the Member, so a reload that keeps the member keeps them.
 //
 // `update(config)` is how a reload changes a live pool: Member objects (with their tunnels and loads) are kept
 // for backends whose id is unchanged, new ones are added, removed ones are drained (1012, paced so they all
@@ -29,6 +36,7 @@ import { hashString } from '../routing/hash.js';
 import { Ring } from '../routing/ring.js';
 import { StickyCookies } from '../routing/sticky.js';
 import type { Tunnel } from '../tunnel/tunnel.js';
+import { type BackendChange, type BackendOverride, backendAddress } from './admin-state.js';
 import { type AddressResolver, DnsDiscovery, systemResolver } from './discovery.js';
 import { HealthChecker, recordCheck } from './health.js';
 import { Member, type MemberState, type PooledTunnel } from './member.js';
@@ -79,6 +87,8 @@ export class Pool<T extends PooledTunnel = Tunnel> {
   private readonly health: HealthChecker<Member<T>>;
   private readonly rebalancer: ClosePacer<MovedTunnel<T>>;
   private readonly drainer: ClosePacer<MovedTunnel<T>>;
+  /** Closes the tunnels of members an operator disabled, at `maxClosesPerSecond`. */
+  private readonly disabler: ClosePacer<MovedTunnel<T>>;
   private readonly ejectionTimers = new Map<Member<T>, NodeJS.Timeout>();
   /** Members the `ring` indexes: the member array as it was when the ring was built. */
   private ringMembers: readonly Member<T>[] = [];
@@ -101,6 +111,7 @@ export class Pool<T extends PooledTunnel = Tunnel> {
     this.health.configure(config.healthCheck);
     this.rebalancer = new ClosePacer(config.rebalance.maxClosesPerSecond, (m) => this.closeMoved(m));
     this.drainer = new ClosePacer(config.rebalance.maxClosesPerSecond, (d) => this.closeDrained(d));
+    this.disabler = new ClosePacer(config.rebalance.maxClosesPerSecond, (d) => this.closeDrained(d));
     this.sticky = config.sticky && new StickyCookies(config.name, config.sticky);
     this.setBackends(config.backends, false);
   }
@@ -128,6 +139,7 @@ export class Pool<T extends PooledTunnel = Tunnel> {
     this.discovery = undefined;
     this.rebalancer.stop();
     this.drainer.stop();
+    this.disabler.stop();
     for (const timer of this.ejectionTimers.values()) clearTimeout(timer);
     this.ejectionTimers.clear();
   }
@@ -143,6 +155,7 @@ export class Pool<T extends PooledTunnel = Tunnel> {
     this.config = config;
     this.health.configure(config.healthCheck);
     this.rebalancer.setRate(config.rebalance.maxClosesPerSecond);
+    this.disabler.setRate(config.rebalance.maxClosesPerSecond);
     if (JSON.stringify(previous.sticky) !== JSON.stringify(config.sticky)) {
       this.sticky = config.sticky && new StickyCookies(config.name, config.sticky);
     }
@@ -197,8 +210,49 @@ export class Pool<T extends PooledTunnel = Tunnel> {
     member.active++;
     if (member.index >= 0) this.loads[member.index] = member.active;
     this.totalActive++;
-    // Removed while its handshake ran: the connection is established but belongs to no member any more.
+    // Removed (or disabled) while its handshake ran: the connection is established but may not stay there.
     if (member.index < 0) this.drain([{ tunnel, member }]);
+    else if (member.adminState === 'disabled') this.disabler.enqueue([{ tunnel, member }]);
+  }
+
+  /** The member an operator names: by `host:port` or by id (`ws://host:port`). */
+  memberNamed(name: string): Member<T> | undefined {
+    return this.members.find((m) => m.backend.id === name || backendAddress(m.backend.id) === name);
+  }
+
+  /**
+   * Applies an operator's change to a member (see the header): the ring is rebuilt as for a health change, and a
+   * newly disabled member's tunnels are queued for paced 1012s.
+   */
+  control(member: Member<T>, change: BackendChange): void {
+    const from = { state: member.adminState, weight: member.weight };
+    if (change.weight !== undefined) member.runtimeWeight = change.weight;
+    if (change.state !== undefined) member.adminState = change.state;
+    this.log.info(
+      {
+        event: 'backend_admin',
+        backend: member.backend.id,
+        from,
+        to: { state: member.adminState, weight: member.weight },
+      },
+      'backend admin state changed',
+    );
+    this.refresh();
+    if (change.state === 'disabled' && from.state !== 'disabled') {
+      this.disabler.enqueue([...member.tunnels].map((tunnel) => ({ tunnel, member })));
+    }
+  }
+
+  /** Members whose runtime state differs from the YAML's: what a reload keeps and says it kept. */
+  overrides(): BackendOverride[] {
+    return this.members
+      .filter((m) => m.adminState !== 'active' || m.runtimeWeight !== undefined)
+      .map((m) => ({
+        pool: this.name,
+        backend: m.backend.id,
+        state: m.adminState,
+        ...(m.runtimeWeight === undefined ? {} : { weight: m.runtimeWeight }),
+      }));
   }
 
   release(member: Member<T>, tunnel: T): void {
@@ -331,11 +385,11 @@ export class Pool<T extends PooledTunnel = Tunnel> {
     const before: RingView<T> = { ring: this.ring, members: this.ringMembers };
     const left: Member<T>[] = [];
     for (const m of this.members) {
-      const inRing = !out.has(m);
+      const inRing = !out.has(m) && m.adminState === 'active';
       if (m.inRing && !inRing) left.push(m);
       m.inRing = inRing;
     }
-    this.ring = Ring.build(this.members.map((m) => ({ id: m.backend.id, weight: m.inRing ? m.backend.weight : 0 })));
+    this.ring = Ring.build(this.members.map((m) => ({ id: m.backend.id, weight: m.inRing ? m.weight : 0 })));
     this.ringMembers = this.members;
     this.pinnable = pinnableMembers(this.members, this.sticky);
     this.publishStates(now);
@@ -364,7 +418,10 @@ export class Pool<T extends PooledTunnel = Tunnel> {
 
   private publishStates(now: number): void {
     if (this.stopped) return;
-    for (const [m, s] of this.series) s.up.set(m.state(now) === 'healthy' ? 1 : 0);
+    for (const [m, s] of this.series) {
+      s.up.set(m.state(now) === 'healthy' ? 1 : 0);
+      s.adminState(m.adminState);
+    }
     this.metrics?.setStates(this.name, this.states(now));
   }
 
@@ -379,9 +436,12 @@ export class Pool<T extends PooledTunnel = Tunnel> {
     return true;
   }
 
+  /** Closes the tunnel of a removed member, or of a disabled one while it stays disabled. */
   private closeDrained(entry: MovedTunnel<T>): boolean {
-    if (!entry.member.tunnels.has(entry.tunnel)) return false;
-    entry.tunnel.closeWith(Endings.REBALANCE);
+    const { tunnel, member } = entry;
+    if (!member.tunnels.has(tunnel)) return false;
+    if (member.index >= 0 && member.adminState !== 'disabled') return false;
+    tunnel.closeWith(member.index < 0 ? Endings.REBALANCE : Endings.BACKEND_DISABLED);
     this.rebalanceCloses?.inc();
     return true;
   }

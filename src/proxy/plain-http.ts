@@ -20,6 +20,7 @@ import { hashKeyOf } from '../routing/hash-key.js';
 import { isSuspiciousPath } from '../routing/router.js';
 import { proxyHeaderToBackend } from '../upstream/proxy-header.js';
 import { endToEndHeaders, forwardedHeaders } from '../upstream/request.js';
+import { identify, type RequestIdentity } from '../upstream/request-id.js';
 import { type Affinity, affinityOf, setCookieFor } from './affinity.js';
 import type { ProxyContext } from './context.js';
 import { answerWithEntry, type RefusalChannel, type Refused, refuse } from './refuse.js';
@@ -34,7 +35,8 @@ export class PlainHttpProxy {
     const url = req.url ?? '/';
     const route = ctx.runtime.router.match(req.headers.host, url);
     const ip = connection.client;
-    const who: Refused = { route, client: ip, path: url };
+    const identity = identify(req.rawHeaders, connection.trustedPeer);
+    const who: Refused = { route, client: ip, path: url, requestId: identity.id };
     const channel: RefusalChannel = { response: res };
     if (ctx.draining) {
       refuse(ctx, who, channel, Errors.SHUTTING_DOWN);
@@ -105,7 +107,7 @@ export class PlainHttpProxy {
       refuse(ctx, who, channel, Errors.NO_HEALTHY_BACKEND);
       return;
     }
-    const exchange = new Exchange(this, ctx, route, { member, keyHash, affinity }, req, res, connection);
+    const exchange = new Exchange(this, ctx, route, { member, keyHash, affinity, identity }, req, res, connection);
     exchange.send();
   }
 
@@ -149,6 +151,7 @@ interface Pick {
   readonly member: Member;
   readonly keyHash: number;
   readonly affinity: Affinity | undefined;
+  readonly identity: RequestIdentity;
 }
 
 /**
@@ -206,7 +209,12 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.secure = secure;
     const pool = route.pool;
     this.setCookie = setCookieFor(pool, pick.affinity, pick.member, secure);
-    this.headers = forwardedHeaders(req, { clientAddress: ip, secure, stickyCookie: pool.sticky?.spec.cookie });
+    this.headers = forwardedHeaders(req, {
+      clientAddress: ip,
+      secure,
+      stickyCookie: pool.sticky?.spec.cookie,
+      identity: pick.identity,
+    });
     const repeatable = isRepeatable(req);
     // A request without a body can be sent again as it is; one with a body streams from the client.
     this.mayRetry = repeatable;
@@ -253,6 +261,7 @@ class Exchange implements Dispatcher.DispatchHandler {
       typeof connection === 'string' ? connection : undefined,
     );
     if (this.setCookie !== undefined) out.push('Set-Cookie', this.setCookie);
+    if (headers['x-request-id'] !== this.pick.identity.id) out.push('X-Request-Id', this.pick.identity.id);
     try {
       this.res.writeHead(statusCode, statusMessage, out);
     } catch (err) {
@@ -359,7 +368,15 @@ class Exchange implements Dispatcher.DispatchHandler {
     // not: a long poll may rightly keep its backend quiet for as long as the backend's poll interval.
     if (reason === 'connect') pool.reportFailure(this.member);
     this.route.log.warn(
-      { event: 'upstream_failed', backend, reason, detail: err.message, client: this.ip, path: this.pathForLog() },
+      {
+        event: 'upstream_failed',
+        backend,
+        reason,
+        detail: err.message,
+        client: this.ip,
+        path: this.pathForLog(),
+        requestId: this.pick.identity.id,
+      },
       'plain HTTP request to backend failed',
     );
   }
@@ -369,7 +386,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.over = true;
     this.body?.detach();
     this.controller?.abort(err);
-    if (!this.res.headersSent) answerWithEntry(this.res, entry);
+    if (!this.res.headersSent) answerWithEntry(this.res, entry, { 'X-Request-Id': this.pick.identity.id });
     else this.res.destroy();
   }
 
@@ -404,7 +421,7 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 
   private who(): Refused {
-    return { route: this.route, client: this.ip, path: this.req.url ?? '/' };
+    return { route: this.route, client: this.ip, path: this.req.url ?? '/', requestId: this.pick.identity.id };
   }
 
   private pathForLog(): string {

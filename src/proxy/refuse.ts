@@ -24,6 +24,8 @@ export interface Refused {
   readonly client: string;
   /** The request target, cut for the log; absent when no request head was read. */
   readonly path?: string | undefined;
+  /** The request's id (upstream/request-id.ts): logged and sent back in X-Request-Id; absent without a head. */
+  readonly requestId?: string | undefined;
 }
 
 /** Log lines cut request targets to this many characters. */
@@ -51,12 +53,14 @@ export function refuse(
       code: entry.code,
       client: who.client,
       ...(who.path === undefined ? {} : { path: who.path.slice(0, LOGGED_PATH_CHARS) }),
+      ...(who.requestId === undefined ? {} : { requestId: who.requestId }),
       detail,
     },
     messageFor(channel),
   );
-  if ('socket' in channel) rejectHandshake(channel.socket, entry, headers);
-  else if ('response' in channel) answerWithEntry(channel.response, entry, headers);
+  const answerHeaders = who.requestId === undefined ? headers : { ...headers, 'X-Request-Id': who.requestId };
+  if ('socket' in channel) rejectHandshake(channel.socket, entry, answerHeaders);
+  else if ('response' in channel) answerWithEntry(channel.response, entry, answerHeaders);
 }
 
 function messageFor(channel: RefusalChannel): string {

@@ -60,6 +60,7 @@ class TunnelBinding implements TunnelHooks {
         event: 'close',
         backend: this.member.backend.id,
         client: tunnel.clientAddress,
+        requestId: tunnel.requestId,
         reason: end.reason,
         initiator: end.initiator,
         closeCode: end.closeCode,
@@ -93,6 +94,11 @@ export function bindingFor(ctx: ProxyContext, route: RouteRuntime, pool: Pool, m
 
 function directionOf(fromClient: boolean): Direction {
   return fromClient ? 'client_to_backend' : 'backend_to_client';
+}
+
+/** Where a live tunnel goes: its route, pool and backend (the admin API's connection list). */
+export function placeOfTunnel(tunnel: Tunnel): { route: RouteRuntime; pool: Pool; member: Member } | undefined {
+  return tunnel.hooks instanceof TunnelBinding ? tunnel.hooks : undefined;
 }
 
 /** The route a live tunnel was opened on: a reload drains the tunnels of removed routes. */

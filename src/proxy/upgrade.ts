@@ -20,6 +20,7 @@ import { Tunnel } from '../tunnel/tunnel.js';
 import { type AttemptResult, attemptUpstream } from '../upstream/handshake.js';
 import { proxyHeaderToBackend } from '../upstream/proxy-header.js';
 import { upstreamRequestHead } from '../upstream/request.js';
+import { identify } from '../upstream/request-id.js';
 import { affinityOf, setCookieFor } from './affinity.js';
 import type { ProxyContext } from './context.js';
 import { bodyFraming, relayRefusal } from './refusal-relay.js';
@@ -40,7 +41,9 @@ export async function handleUpgrade(
   const { secure, client: ip } = connection;
   const url = req.url ?? '/';
   const route = runtime.router.match(req.headers.host, url);
-  const who: Refused = { route, client: ip, path: url };
+  const identity = identify(req.rawHeaders, connection.trustedPeer);
+  const requestId = identity.id;
+  const who: Refused = { route, client: ip, path: url, requestId };
   const channel = { socket: client };
 
   if (ctx.draining) return refuse(ctx, who, channel, Errors.SHUTTING_DOWN);
@@ -75,7 +78,10 @@ export async function handleUpgrade(
   // Header strings hold the bytes as latin1 (one char per byte): encoding back as latin1 forwards them
   // byte-exact (utf8 would turn one obs-text byte such as 0xE9 into two). Encoded once for all attempts.
   const stickyCookie = pool.sticky?.spec.cookie;
-  const requestHead = Buffer.from(upstreamRequestHead(req, { clientAddress: ip, secure, stickyCookie }), 'latin1');
+  const requestHead = Buffer.from(
+    upstreamRequestHead(req, { clientAddress: ip, secure, stickyCookie, identity }),
+    'latin1',
+  );
   const expectedAccept = acceptFor(check.key);
   const timeoutMs = runtime.config.timeouts.handshakeMs;
 
@@ -103,7 +109,14 @@ export async function handleUpgrade(
       pool.reportFailure(member);
       ctx.metrics.upstreamErrors.inc({ pool: pool.name, backend: member.backend.id, reason: last.reason });
       route.log.warn(
-        { event: 'upstream_failed', backend: member.backend.id, reason: last.reason, detail: last.detail, client: ip },
+        {
+          event: 'upstream_failed',
+          backend: member.backend.id,
+          reason: last.reason,
+          detail: last.detail,
+          client: ip,
+          requestId,
+        },
         'backend attempt failed',
       );
       if (last.retryable) continue;
@@ -133,13 +146,17 @@ export async function handleUpgrade(
     // The last attempt decides: timeouts answer 504, connect errors and bad answers 502.
     return refuse(ctx, who, channel, last?.error ?? Errors.UPSTREAM_CONNECT_FAILED, last?.detail);
   }
-  if (last.kind === 'refused') return relayBackendRefusal(ctx, { ...who, route }, client, last);
+  if (last.kind === 'refused') return relayBackendRefusal(ctx, { ...who, route, requestId }, client, last);
 
   // Verified 101: answer the client with the backend's own head, then tunnel.
   const backendSocket = last.socket;
   const selected = member as Member;
   const setCookie = setCookieFor(pool, affinity, selected, secure);
-  const answer = setCookie === undefined ? last.head.raw : withHeaderLine(last.head.raw, 'Set-Cookie', setCookie);
+  const answer = withRequestId(
+    setCookie === undefined ? last.head.raw : withHeaderLine(last.head.raw, 'Set-Cookie', setCookie),
+    last.head.headers,
+    requestId,
+  );
   writeChunk(client, directWriteFd(client), answer);
   const binding = bindingFor(ctx, route, pool, selected);
   const children = binding.current();
@@ -153,6 +170,7 @@ export async function handleUpgrade(
     limits: routeConfig.limits,
     rsv1Allowed: negotiatedDeflate(last.head.headers.get('sec-websocket-extensions')),
     clientAddress: ip,
+    requestId,
     keyHash,
     idleMs: runtime.config.timeouts.idleMs,
     keepalive: routeConfig.keepalive,
@@ -163,7 +181,15 @@ export async function handleUpgrade(
   client.removeListener('error', ignoreError);
   if (route.log.isLevelEnabled('info')) {
     route.log.info(
-      { event: 'open', backend: selected.backend.id, client: ip, path: url.slice(0, 200), attempts: tried.length },
+      {
+        event: 'open',
+        backend: selected.backend.id,
+        client: ip,
+        path: url.slice(0, 200),
+        attempts: tried.length,
+        requestId,
+        ...(identity.traceparent === undefined ? {} : { traceparent: identity.traceparent }),
+      },
       'connection opened',
     );
   }
@@ -193,7 +219,7 @@ function onClientGone(this: ClientSocket): void {
 /** A non-101 answer goes to the client as it came (refusal-relay.ts), then both sockets close. */
 function relayBackendRefusal(
   ctx: ProxyContext,
-  who: Refused & { route: RouteRuntime },
+  who: Refused & { route: RouteRuntime; requestId: string },
   client: Socket,
   result: Extract<AttemptResult, { kind: 'refused' }>,
 ): void {
@@ -208,8 +234,17 @@ function relayBackendRefusal(
   const route = who.route;
   const reason = reasonLabel(Errors.BACKEND_REFUSED);
   ctx.metrics.handshakeRejections.inc({ route: route.name, status: String(status), reason });
-  route.log.info({ event: 'rejected', status, code: reason, client: who.client }, Errors.BACKEND_REFUSED.message);
-  relayRefusal(client, result.socket, result.head.raw, result.rest, framing, ctx.runtime.config.timeouts.handshakeMs);
+  route.log.info(
+    { event: 'rejected', status, code: reason, client: who.client, requestId: who.requestId },
+    Errors.BACKEND_REFUSED.message,
+  );
+  const head = withRequestId(result.head.raw, result.head.headers, who.requestId);
+  relayRefusal(client, result.socket, head, result.rest, framing, ctx.runtime.config.timeouts.handshakeMs);
+}
+
+/** A backend's answer head with the request's id, unless the backend already echoed that very id. */
+function withRequestId(head: Buffer, headers: { get(name: string): string | undefined }, requestId: string): Buffer {
+  return headers.get('x-request-id') === requestId ? head : withHeaderLine(head, 'X-Request-Id', requestId);
 }
 
 function ignoreError(): void {}

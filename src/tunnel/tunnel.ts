@@ -57,6 +57,8 @@ export interface TunnelOptions {
   /** permessage-deflate was negotiated (the backend's 101 said so): RSV1 is legal on first frames. */
   readonly rsv1Allowed: boolean;
   readonly clientAddress: string;
+  /** The connection's request id (upstream/request-id.ts), in its log lines and the admin API's list. */
+  readonly requestId: string;
   /** Hash of the connection's routing key, so rebalancing can tell whether its owner moved. */
   readonly keyHash: number;
   /** Close after this long without a data message (0: never). */
@@ -70,6 +72,7 @@ export class Tunnel {
   readonly hooks: TunnelHooks;
   readonly stats: RouteStats;
   readonly clientAddress: string;
+  readonly requestId: string;
   readonly keyHash: number;
   readonly idleMs: number;
   /** The route's per-connection limits, for each pump's Limiter. */
@@ -100,6 +103,7 @@ export class Tunnel {
     this.hooks = hooks;
     this.stats = options.stats;
     this.clientAddress = options.clientAddress;
+    this.requestId = options.requestId;
     this.keyHash = options.keyHash;
     this.idleMs = options.idleMs;
     this.limits = options.limits;

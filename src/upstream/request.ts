@@ -4,6 +4,7 @@
 
 import type { UpgradeRequest } from '../handshake/upgrade-head.js';
 import { withoutCookie } from '../routing/sticky.js';
+import type { RequestIdentity } from './request-id.js';
 
 /**
  * RFC 9110 §7.6.1 hop-by-hop headers (and Proxy-Authorization, meant for a proxy): they describe one connection,
@@ -20,8 +21,19 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
   'upgrade',
 ]);
 
-/** The forwarding headers and Host: written by forwardedHeaders itself, never copied as the client sent them. */
-const REWRITTEN = ['host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded'];
+/**
+ * The forwarding headers, Host and the request's identity (request-id.ts): written by forwardedHeaders itself,
+ * never copied as the client sent them.
+ */
+const REWRITTEN = [
+  'host',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'forwarded',
+  'x-request-id',
+  'traceparent',
+];
 
 /**
  * Not copied on a plain HTTP request. Content-Length stays: the body is sent with that length. A body of unknown
@@ -43,6 +55,8 @@ export interface ForwardInfo {
   readonly secure: boolean;
   /** The pool's sticky cookie: the proxy's own, so the client's cookies of that name are not passed on. */
   readonly stickyCookie?: string | undefined;
+  /** Sent as X-Request-Id (and traceparent, when the client's was well formed). */
+  readonly identity?: RequestIdentity | undefined;
 }
 
 /**
@@ -88,6 +102,11 @@ export function forwardedHeaders(
     'Forwarded',
     forwarded === undefined ? thisHop : `${forwarded}, ${thisHop}`,
   );
+  const identity = info.identity;
+  if (identity !== undefined) {
+    out.push('X-Request-Id', identity.id);
+    if (identity.traceparent !== undefined) out.push('traceparent', identity.traceparent);
+  }
   return out;
 }
 

@@ -1,6 +1,7 @@
 // The admin status page in a real headless Chromium (Debian's `chromium`), at phone size: what an operator sees
 // (listeners, routes, pools with backend health, live connections, traffic rates, config generation), that it
-// refreshes by itself, fits the screen, runs under its own CSP, and asks for the admin token when one is set.
+// refreshes by itself, fits the screen, runs under its own CSP, asks for the admin token when one is set, and then
+// offers drain and enable buttons per backend.
 // Screenshots go to test-artifacts/ (gitignored).
 // biome-ignore-all lint/performance/useDomNodeTextContent: Playwright's innerText is the rendered text a person sees, which is the point here
 
@@ -156,6 +157,17 @@ describeBrowser('admin status page in Chromium', () => {
     await expect.poll(() => page.locator('#ready').innerText()).toBe('ready');
     expect(await page.locator('#token-form').isVisible()).toBe(false);
     expect(await page.locator('#routes').innerText()).toContain('chat');
+
+    // With the token, each backend has its admin state and a button: drain `a`, then enable it again.
+    const rowOfA = page.locator('#pools tr', { hasText: a.url });
+    expect(await rowOfA.locator('.badge.admin-state').innerText()).toBe('active');
+    await rowOfA.getByRole('button', { name: 'Drain' }).click();
+    await expect.poll(() => rowOfA.locator('.badge.warn').innerText(), { timeout: 5000 }).toBe('drain');
+    const drained = gw.gateway.runtime.pools.get('chat')?.members.find((m) => m.backend.id === a.url);
+    expect(drained?.adminState).toBe('drain');
     await page.screenshot({ path: join(ARTIFACTS, 'status-page-token.png') });
+    await rowOfA.getByRole('button', { name: 'Enable' }).click();
+    await expect.poll(() => rowOfA.locator('.badge.admin-state').innerText(), { timeout: 5000 }).toBe('active');
+    expect(drained?.adminState).toBe('active');
   }, 60_000);
 });

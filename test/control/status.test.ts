@@ -54,7 +54,19 @@ function report(pid: number, active: number, state: string): ProcessStatus {
         hashKey: 'ip',
         balanceFactor: null,
         active,
-        backends: [{ id: 'ws://b:1', weight: 1, state, active }],
+        backends: [
+          {
+            id: 'ws://b:1',
+            address: 'b:1',
+            weight: 1,
+            configuredWeight: 1,
+            state,
+            healthy: state !== 'unhealthy',
+            ejected: false,
+            adminState: 'active',
+            active,
+          },
+        ],
       },
     ],
     connections: { active, total: active * 2 },
@@ -75,7 +87,7 @@ describe('mergeProcessStatus', () => {
       bytes: counts(7, 7),
       messages: counts(2, 2),
     });
-    expect(merged.pools[0]?.backends[0]).toMatchObject({ state: 'unhealthy', active: 7 });
+    expect(merged.pools[0]?.backends[0]).toMatchObject({ state: 'unhealthy', healthy: false, active: 7 });
     expect(merged.listeners).toHaveLength(1);
     expect(a.connections.active).toBe(3);
     expect('pid' in merged).toBe(false);

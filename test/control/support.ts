@@ -131,6 +131,25 @@ export function connectClient(
   });
 }
 
+/** A WebSocket upgrade with `headers`: the backend that answered (its welcome) and the 101's headers. */
+export function upgrade(
+  url: string,
+  headers: Record<string, string>,
+): Promise<{ backend: string; headers: Record<string, string | string[] | undefined> }> {
+  return new Promise((resolve, reject) => {
+    const ws = new WebSocket(url, { headers });
+    let answer: Record<string, string | string[] | undefined> = {};
+    ws.once('upgrade', (res) => {
+      answer = res.headers;
+    });
+    ws.once('message', (data) => {
+      resolve({ backend: (JSON.parse(data.toString()) as { backend: string }).backend, headers: answer });
+      ws.terminate();
+    });
+    ws.once('error', reject);
+  });
+}
+
 /** Opens `n` clients, `batch` at a time (a thousand SYNs at once would overflow a listen backlog). */
 export async function connectMany(url: string, n: number, batch = 100): Promise<Client[]> {
   const clients: Client[] = [];

@@ -35,6 +35,7 @@ const WSGATE_METRICS: Record<string, readonly string[]> = {
   wsgate_backend_ejections_total: ['pool', 'backend'],
   wsgate_rebalance_closes_total: ['pool'],
   wsgate_pool_backends: ['pool', 'state'],
+  wsgate_backend_admin_state: ['pool', 'backend', 'state'],
   // Ops
   wsgate_config_reload_total: ['result'],
   wsgate_config_generation: [],

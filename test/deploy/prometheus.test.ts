@@ -150,6 +150,24 @@ describePrometheus('dashboard queries on a real Prometheus', () => {
     noProxyHeader.end(upgradeRequest({ path: '/' }));
     await new Promise((resolve) => noProxyHeader.once('close', resolve));
     expect(await chain(gw.port('secure'), 3)).toEqual([false, true, true]);
+    // Backend maintenance: b drained through the admin API, with connections it keeps (kept out of the ticks).
+    const onB: Client[] = [];
+    cleanups.push(() => {
+      for (const cl of onB) cl.ws.terminate();
+    });
+    for (let i = 0; onB.length < 3 && i < 200; i++) {
+      const cl = await connectClient(`ws://127.0.0.1:${port}/chat`, { 'x-user-id': `kept-${i}` });
+      if (cl.backend === 'b') onB.push(cl);
+      else cl.ws.terminate();
+    }
+    const drained = await fetch(
+      `http://127.0.0.1:${gw.adminPort}/api/pools/chat/backends/${encodeURIComponent(b.url)}`,
+      {
+        method: 'POST',
+        body: JSON.stringify({ state: 'drain' }),
+      },
+    );
+    expect(drained.status).toBe(200);
     const silent = await rawUpgrade(port, { path: '/chat', headers: { 'x-user-id': 'silent' } });
     silent.socket.pause(); // never reads, so never answers a ping
     cleanups.push(() => (silent.socket as Socket).destroy());

@@ -2,17 +2,21 @@
 // Gateway on the same listeners. A validated config goes to every worker, or back to the previous one everywhere
 // if one cannot apply it; /metrics sums the workers' registries (prom-client's AggregatorRegistry) with the dead
 // workers' counters and the primary's own; the status document merges the workers' reports. Consistent hashing
-// needs no coordination: every worker builds the same ring from the same config.
+// needs no coordination: every worker builds the same ring from the same config. An operator's change to a backend
+// (admin API) goes to every worker before the answer, and is replayed to workers that start later, so all agree.
 
 import { availableParallelism } from 'node:os';
 import { type Aggregator, AggregatorRegistry, Registry } from 'prom-client';
 import type { Config } from '../../config/types.js';
+import type { BackendControlResult } from '../../gateway/backend-control.js';
+import { type ConnectionFilter, type ConnectionList, mergeConnectionLists } from '../../gateway/connections.js';
 import type { BoundListener, ReloadSummary } from '../../gateway/gateway.js';
 import type { ProcessStatus } from '../../gateway/process-status.js';
 import { type CertificatePair, generateSelfSigned } from '../../listen/tls.js';
 import { newTicketKey } from '../../listen/tls-sessions.js';
 import type { Logger } from '../../observe/log.js';
 import { collectProcessMetrics } from '../../observe/metrics.js';
+import { type BackendChange, backendAddress } from '../../pool/admin-state.js';
 import type { Fleet, FleetReports, MetricsText } from '../fleet.js';
 import type { WorkerStatus } from '../status.js';
 import { WorkerRequests } from './requests.js';
@@ -21,6 +25,11 @@ import { Supervisor, send, type WorkerSlot } from './supervisor.js';
 
 export function resolveWorkers(workers: number | 'auto'): number {
   return workers === 'auto' ? availableParallelism() : workers;
+}
+
+/** A backend named by `host:port` or by id is the same backend. */
+function overrideKey(pool: string, backend: string): string {
+  return `${pool}\u0000${backendAddress(backend)}`;
 }
 
 export interface ClusterFleetOptions {
@@ -48,6 +57,11 @@ export class ClusterFleet implements Fleet {
   private shutdownPromise: Promise<undefined> | undefined;
   /** The session ticket key of every worker's TLS listeners without a key file; new workers get it at start. */
   private ticketKey = newTicketKey();
+  /**
+   * Operators' changes in force, by pool and backend id, merged: replayed to every worker that becomes ready, and
+   * pruned by a reload to the backends still in their pool (the workers' own reload summaries say which).
+   */
+  private readonly overrides = new Map<string, { pool: string; backend: string; change: BackendChange }>();
 
   /** Forks the workers; `started()` resolves once all are ready. */
   constructor(options: ClusterFleetOptions) {
@@ -71,7 +85,7 @@ export class ClusterFleet implements Fleet {
           ticketKey: this.ticketKey.toString('base64'),
         };
       },
-      onReady: (slot) => void this.sync(slot),
+      onReady: (slot) => void this.sync(slot).then(() => this.replayOverrides(slot)),
       onExit: (slot, why) => {
         const last = slot.lastMetrics;
         slot.lastMetrics = undefined;
@@ -120,6 +134,46 @@ export class ClusterFleet implements Fleet {
     }
   }
 
+  /** A worker that became ready gets the operators' changes the others have. */
+  private async replayOverrides(slot: WorkerSlot): Promise<void> {
+    for (const { pool, backend, change } of this.overrides.values()) {
+      if (slot.state !== 'ready') return;
+      try {
+        await this.request(slot, (id) => ({ type: 'wsgate:backend', id, pool, backend, change }));
+      } catch (err) {
+        this.log.error({ worker: slot.id, pool, backend, err }, 'worker could not take a backend admin state');
+      }
+    }
+  }
+
+  async controlBackend(pool: string, backend: string, change: BackendChange): Promise<BackendControlResult> {
+    const slots = this.supervisor.readySlots();
+    if (slots.length === 0) throw new Error('no worker is ready');
+    // Recorded before the workers are asked: one that becomes ready meanwhile replays it.
+    const key = overrideKey(pool, backend);
+    const previous = this.overrides.get(key);
+    this.overrides.set(key, { pool, backend, change: { ...previous?.change, ...change } });
+    const results = (await Promise.all(
+      slots.map((s) => this.request(s, (id) => ({ type: 'wsgate:backend', id, pool, backend, change }))),
+    )) as BackendControlResult[];
+    const first = results[0] as BackendControlResult;
+    if (!first.ok) {
+      if (previous) this.overrides.set(key, previous);
+      else this.overrides.delete(key);
+      return first;
+    }
+    let active = 0;
+    for (const r of results) if (r.ok) active += r.backend.active;
+    return { ok: true, backend: { ...first.backend, active } };
+  }
+
+  async connections(filter: ConnectionFilter): Promise<ConnectionList> {
+    const lists = await Promise.all(
+      this.supervisor.readySlots().map((s) => this.request(s, (id) => ({ type: 'wsgate:connections', id, filter }))),
+    );
+    return mergeConnectionLists(lists as ConnectionList[], filter.limit);
+  }
+
   /** Every ready worker applies the config; if one cannot, the others go back to the old one. */
   async apply(text: string, config: Config, generation: number): Promise<unknown> {
     const previous = this.applied;
@@ -142,6 +196,8 @@ export class ClusterFleet implements Fleet {
     }
     for (const s of slots) s.generation = generation;
     this.applied = { text, config, generation };
+    const summaries = results.map((r) => (r as PromiseFulfilledResult<ReloadSummary>).value);
+    this.pruneOverrides(summaries[0]);
     // Workers that became ready meanwhile started on the old text.
     for (const s of this.supervisor.readySlots()) void this.sync(s);
     return {
@@ -150,6 +206,13 @@ export class ClusterFleet implements Fleet {
         ...((results[i] as PromiseFulfilledResult<unknown>).value as ReloadSummary),
       })),
     };
+  }
+
+  /** Keeps the operators' changes of the backends the reload kept (`summary.runtimeState`) and forgets the rest. */
+  private pruneOverrides(summary: ReloadSummary | undefined): void {
+    if (summary === undefined) return;
+    const kept = new Set(summary.runtimeState.map((o) => overrideKey(o.pool, o.backend)));
+    for (const key of this.overrides.keys()) if (!kept.has(key)) this.overrides.delete(key);
   }
 
   /** Every ready worker's registry, dead workers' counters, and the primary's own and `control`'s, summed per series. */

@@ -1,6 +1,8 @@
 // Messages between the cluster primary and its workers: JSON over node:cluster's IPC channel.
 
+import type { ConnectionFilter } from '../../gateway/connections.js';
 import type { CertificatePair } from '../../listen/tls.js';
+import type { BackendChange } from '../../pool/admin-state.js';
 
 export type ToWorker =
   | {
@@ -18,6 +20,15 @@ export type ToWorker =
   | { readonly type: 'wsgate:reload'; readonly id: number; readonly text: string; readonly generation: number }
   | { readonly type: 'wsgate:metrics'; readonly id: number }
   | { readonly type: 'wsgate:status'; readonly id: number }
+  | { readonly type: 'wsgate:connections'; readonly id: number; readonly filter: ConnectionFilter }
+  /** An operator's change to a backend (admin API); the reply is a BackendControlResult. */
+  | {
+      readonly type: 'wsgate:backend';
+      readonly id: number;
+      readonly pool: string;
+      readonly backend: string;
+      readonly change: BackendChange;
+    }
   | { readonly type: 'wsgate:shutdown'; readonly acceptDelayMs: number; readonly drainMs: number };
 
 /** The requests a worker answers with a reply carrying the same id. */

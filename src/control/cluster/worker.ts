@@ -4,6 +4,8 @@
 
 import { parseConfig } from '../../config/load.js';
 import type { Config } from '../../config/types.js';
+import { controlBackend } from '../../gateway/backend-control.js';
+import { listConnections } from '../../gateway/connections.js';
 import { Gateway } from '../../gateway/gateway.js';
 import type { Logger } from '../../observe/log.js';
 import type { ToWorker } from './messages.js';
@@ -78,6 +80,12 @@ export function runWorker(makeLog: (level: string) => Logger): void {
         return reply(message.id, async () => started().metrics.registry.getMetricsAsJSON());
       case 'wsgate:status':
         return reply(message.id, async () => started().processStatus());
+      case 'wsgate:backend':
+        return reply(message.id, async () =>
+          controlBackend(started().runtime, message.pool, message.backend, message.change),
+        );
+      case 'wsgate:connections':
+        return reply(message.id, async () => listConnections(started().tunnels, message.filter));
       case 'wsgate:ticketKey':
         gateway?.setTicketKey(Buffer.from(message.key, 'base64'));
         return;
