@@ -99,6 +99,21 @@ export class BackendProcess {
     this.child?.send({ type: 'stall', ms });
   }
 
+  /** Health checks this process has answered since it started. */
+  healthChecks(): Promise<number> {
+    const child = this.child;
+    if (!child) return Promise.resolve(0);
+    return new Promise((resolve) => {
+      const onMessage = (m: { type: string; healthChecks: number }) => {
+        if (m.type !== 'count') return;
+        child.off('message', onMessage);
+        resolve(m.healthChecks);
+      };
+      child.on('message', onMessage);
+      child.send({ type: 'count' });
+    });
+  }
+
   fds(): number {
     return this.child?.pid ? readdirSync(`/proc/${this.child.pid}/fd`).length : 0;
   }

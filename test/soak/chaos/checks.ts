@@ -2,6 +2,9 @@
 // them — and heap after GC), the gauges of live things at 0, and the /metrics counters consistent with what the
 // clients saw (closes by code, refusals by status), allowing only what a killed worker changed after its last scrape.
 
+import type { DnsStub } from '../../helpers/dns-stub.js';
+import { delay } from '../../helpers/wait.js';
+import type { BackendProcess } from './backends.js';
 import type { Ledger } from './ledger.js';
 import type { ProcessSnapshot } from './probe-client.js';
 
@@ -37,8 +40,11 @@ export function compareProcesses(
       const before = base((s) => s.resources[kind] ?? 0);
       const n = now.resources[kind] ?? 0;
       // Timers must be exactly as many: one more is a timer some replaced config left running.
-      const slack = kind === 'Timeout' ? 0 : kind === 'TCPSocketWrap' ? FD_SLACK : 1;
-      if (n > before + slack) checks.push(`${name}: ${kind} handles ${before} → ${n}`);
+      const slack = kind === 'Timeout' || kind.startsWith('timers') ? 0 : kind === 'TCPSocketWrap' ? FD_SLACK : 1;
+      if (n > before + slack) {
+        const sites = kind.startsWith('timers') ? ` (made at: ${JSON.stringify(now.timerSites)})` : '';
+        checks.push(`${name}: ${kind} handles ${before} → ${n}${sites}`);
+      }
     }
     for (const key of ['heapUsed', 'arrayBuffers'] as const) {
       if (now[key] > base((s) => s[key]) + HEAP_SLACK_BYTES) {
@@ -67,6 +73,8 @@ export interface MetricsComparison {
   readonly rejections: Record<string, [number, number]>;
   /** Client-seen closes and refusals inside a killed worker's unscraped span: the most any count may differ by. */
   readonly slack: number;
+  /** Crossed closes by the gateway's code (see Ledger.crossed). */
+  readonly crossed: Record<string, number>;
   readonly liveGauges: Record<string, number>;
 }
 
@@ -99,11 +107,16 @@ export function compareMetrics(
   const seenCloses = new Map(ledger.closesByCode);
   seenCloses.set(1006, (seenCloses.get(1006) ?? 0) + vanished);
   const metricCloses = sumBy(text, 'wsgate_closes_total', 'code');
+  // A crossed close is the client's 1000 in /metrics and the gateway's code at the client.
+  const crossedTotal = [...ledger.crossed.values()].reduce((a, b) => a + b, 0);
   for (const code of new Set([...[...seenCloses.keys()].map(String), ...metricCloses.keys()])) {
     const pair: [number, number] = [seenCloses.get(Number(code)) ?? 0, metricCloses.get(code) ?? 0];
     closes[code] = pair;
-    if (Math.abs(pair[0] - pair[1]) > slack)
-      checks.push(`closes ${code}: clients saw ${pair[0]}, /metrics says ${pair[1]}`);
+    const crossed = ledger.crossed.get(Number(code)) ?? 0;
+    const [low, high] = code === '1000' ? [pair[0], pair[0] + crossedTotal] : [pair[0] - crossed, pair[0]];
+    if (pair[1] < low - slack || pair[1] > high + slack) {
+      checks.push(`closes ${code}: clients saw ${pair[0]} (${crossed} crossed), /metrics says ${pair[1]}`);
+    }
   }
   const rejections: Record<string, [number, number]> = {};
   const seenStatuses = new Map(ledger.statuses);
@@ -115,5 +128,38 @@ export function compareMetrics(
     if (Math.abs(pair[0] - pair[1]) > slack)
       checks.push(`refusals ${status}: clients saw ${pair[0]}, /metrics says ${pair[1]}`);
   }
-  return { closes, rejections, slack, liveGauges };
+  return { closes, rejections, slack, crossed: Object.fromEntries(ledger.crossed), liveGauges };
+}
+
+/** Health checks each backend got and DNS queries the stub got in one window: what the pools' timers do. */
+export interface TimerRates {
+  readonly health: Record<string, number>;
+  readonly dnsQueries: number;
+}
+
+export const RATE_WINDOW_MS = 5000;
+
+export async function measureRates(backends: ReadonlyMap<string, BackendProcess>, dns: DnsStub): Promise<TimerRates> {
+  const count = async () =>
+    Object.fromEntries(await Promise.all([...backends].map(async ([id, b]) => [id, await b.healthChecks()] as const)));
+  const before = await count();
+  const queries = dns.queries.length;
+  await delay(RATE_WINDOW_MS);
+  const after = await count();
+  const health = Object.fromEntries(Object.keys(after).map((id) => [id, (after[id] ?? 0) - (before[id] ?? 0)]));
+  return { health, dnsQueries: dns.queries.length - queries };
+}
+
+/**
+ * A health checker or discovery loop a replaced config left running doubles its backend's check rate (or the
+ * DNS query rate): each may end at most a little above the baseline window's count (jitter moves one check).
+ */
+export function compareRates(before: TimerRates, after: TimerRates, checks: string[]): void {
+  for (const [id, n] of Object.entries(after.health)) {
+    const base = before.health[id] ?? 0;
+    if (n > base + 2) checks.push(`backend ${id}: ${base} → ${n} health checks per ${RATE_WINDOW_MS} ms`);
+  }
+  if (after.dnsQueries > before.dnsQueries + 4) {
+    checks.push(`DNS queries ${before.dnsQueries} → ${after.dnsQueries} per ${RATE_WINDOW_MS} ms`);
+  }
 }

@@ -88,6 +88,11 @@ export class Ledger {
   /** Client-observed totals for the /metrics comparison. */
   readonly closesByCode = new Map<number, number>();
   readonly statuses = new Map<number, number>();
+  /**
+   * Closes that crossed: the client had sent its 1000 when the gateway's own close (1012, 1014, ...) reached it.
+   * The client reports the gateway's code; the gateway counts the tunnel under the client's 1000, which came first.
+   */
+  readonly crossed = new Map<number, number>();
   upgrades = 0;
   /** Times at which some client saw a close, status or 101 (for the slack around a worker's last scrape). */
   readonly endTimes: number[] = [];
@@ -155,7 +160,11 @@ export class Ledger {
         );
       }
     }
-    if (ending.type === 'close') this.closesByCode.set(ending.code, (this.closesByCode.get(ending.code) ?? 0) + 1);
+    if (ending.type === 'close') {
+      this.closesByCode.set(ending.code, (this.closesByCode.get(ending.code) ?? 0) + 1);
+      if (c.closedByClient && ending.code !== 1000)
+        this.crossed.set(ending.code, (this.crossed.get(ending.code) ?? 0) + 1);
+    }
     if (ending.type === 'status') this.statuses.set(ending.status, (this.statuses.get(ending.status) ?? 0) + 1);
     if (ending.type === 'close' || ending.type === 'status') this.endTimes.push(end);
     return outcome;

@@ -9,6 +9,8 @@ export interface ProcessSnapshot {
   readonly pid: number;
   readonly fds: number;
   readonly resources: Record<string, number>;
+  /** Pending timers by where they were made. */
+  readonly timerSites: Record<string, number>;
   readonly heapUsed: number;
   readonly arrayBuffers: number;
   readonly rss: number;
@@ -47,6 +49,7 @@ export class ProcessProbe {
           pid: s.pid,
           fds: Math.min(b.fds, s.fds),
           resources,
+          timerSites: s.timerSites,
           heapUsed: Math.min(b.heapUsed, s.heapUsed),
           arrayBuffers: Math.min(b.arrayBuffers, s.arrayBuffers),
           rss: s.rss,

@@ -14,7 +14,15 @@ import { type CliProcess, ensureBuilt, runCli } from '../../helpers/child-gatewa
 import { startDnsStub } from '../../helpers/dns-stub.js';
 import { delay } from '../../helpers/wait.js';
 import { BackendProcess } from './backends.js';
-import { compareMetrics, compareProcesses, type MetricsComparison } from './checks.js';
+import {
+  compareMetrics,
+  compareProcesses,
+  compareRates,
+  type MetricsComparison,
+  measureRates,
+  RATE_WINDOW_MS,
+  type TimerRates,
+} from './checks.js';
 import { planCycle, planLong, runConnection, type Target } from './clients.js';
 import { type ConfigModel, configFor, DNS_NAME, DNS_SETS, DRAIN_MS, fire, type World } from './events.js';
 import { Ledger } from './ledger.js';
@@ -53,6 +61,8 @@ export interface ChaosReport {
   readonly baseline: Record<string, ProcessSnapshot>;
   readonly after: Record<string, ProcessSnapshot>;
   readonly metrics: MetricsComparison;
+  /** Health checks per backend and DNS queries in a window, at the baseline and after the quiet period. */
+  readonly rates: readonly [TimerRates, TimerRates];
 }
 
 export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
@@ -127,6 +137,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     await runCycles(Math.min(300, options.cycles), Number.POSITIVE_INFINITY);
     await delay(1500);
     const baseline = await probe.settled();
+    const baseRates = await measureRates(backends, dns);
     for (const b of backends.values()) b.baselineFds = b.fds();
     const warmEndings = new Map(ledger.endings);
 
@@ -168,8 +179,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     log.add('quiet period');
     await delay(DRAIN_MS + 8000);
     const after = await probe.settled();
+    const rates = await measureRates(backends, dns);
     const checks: string[] = [];
     compareProcesses(baseline, after, checks);
+    compareRates(baseRates, rates, checks);
     for (const b of backends.values()) {
       const fds = b.fds();
       if (fds > b.baselineFds + 1) checks.push(`backend ${b.id} fds ${b.baselineFds} → ${fds}`);
@@ -192,6 +205,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
       baseline,
       after,
       metrics,
+      rates: [baseRates, rates],
     };
   } finally {
     clearInterval(trimLogs);
@@ -233,7 +247,9 @@ export function formatChaos(report: ChaosReport): string {
     ...table(report.metrics.closes).map((l) => `  ${l}`),
     '  refusals by status:',
     ...table(report.metrics.rejections).map((l) => `  ${l}`),
+    `  crossed closes (client's 1000 met the gateway's code): ${JSON.stringify(report.metrics.crossed)}`,
     `  live gauges: ${JSON.stringify(report.metrics.liveGauges)}`,
+    `health checks per backend in ${RATE_WINDOW_MS} ms: ${JSON.stringify(report.rates[0].health)} → ${JSON.stringify(report.rates[1].health)}; DNS queries ${report.rates[0].dnsQueries} → ${report.rates[1].dnsQueries}`,
     'processes (baseline → after the quiet period):',
     ...Object.keys(report.after).map(snap),
   ];
