@@ -207,13 +207,20 @@ export interface CliProcess {
   kill(signal?: NodeJS.Signals): void;
 }
 
-/** Runs the built CLI on `configFile`; `wrap` runs it through another command (`ip netns exec NAME`). */
-export function runCli(configFile: string, extraArgs: string[] = [], options: { wrap?: string[] } = {}): CliProcess {
+/**
+ * Runs the built CLI on `configFile`; `wrap` runs it through another command (`ip netns exec NAME`), `env` adds
+ * environment variables.
+ */
+export function runCli(
+  configFile: string,
+  extraArgs: string[] = [],
+  options: { wrap?: string[]; env?: Record<string, string> } = {},
+): CliProcess {
   const command = [...(options.wrap ?? []), NODE_BIN, join(ROOT, 'dist', 'src', 'cli.js'), '--config', configFile];
   const child = spawn(command[0] as string, [...command.slice(1), ...extraArgs], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
-    env: { ...process.env, NODE_NO_WARNINGS: '1' },
+    env: { ...process.env, NODE_NO_WARNINGS: '1', ...options.env },
   });
   const lines: string[] = [];
   const logs: Record<string, unknown>[] = [];

@@ -1,7 +1,39 @@
 // `npm run soak`: the long soak. SOAK_CONNECTIONS (default 200000) and SOAK_CONCURRENCY (default 64) set the size.
-// Prints a report (the numbers docs/security.md records) and exits 1 on any leak or unexpected ending.
+// `npm run soak -- --chaos [--cycles N] [--seconds S] [--seed K] [--concurrency C] [--long L]`: the chaos soak
+// (chaos/run.ts), default 1,000,000 cycles. Both print a report (the numbers docs/security.md records) and exit 1
+// on any leak or unexpected ending.
 
+import { parseArgs } from 'node:util';
+import { chaosProblems, formatChaos, runChaos } from './chaos/run.js';
 import { mib, runSoak, soakProblems } from './soak-run.js';
+
+const { values } = parseArgs({
+  options: {
+    chaos: { type: 'boolean' },
+    cycles: { type: 'string' },
+    seconds: { type: 'string' },
+    seed: { type: 'string' },
+    concurrency: { type: 'string' },
+    long: { type: 'string' },
+  },
+});
+
+if (values.chaos) {
+  const seed = values.seed !== undefined ? Number(values.seed) : Math.floor(Math.random() * 2 ** 31);
+  const cycles = Number(values.cycles ?? 1_000_000);
+  const report = await runChaos({
+    seed,
+    cycles,
+    seconds: Number(values.seconds ?? 0),
+    concurrency: Number(values.concurrency ?? 48),
+    longLived: Number(values.long ?? 500),
+    eventMinMs: 1000,
+    eventSpreadMs: 3000,
+    progressEvery: 10_000,
+  });
+  process.stdout.write(`${formatChaos(report)}\n`);
+  process.exit(chaosProblems(report).length === 0 ? 0 : 1);
+}
 
 const connections = Number(process.env.SOAK_CONNECTIONS ?? 200_000);
 const concurrency = Number(process.env.SOAK_CONCURRENCY ?? 64);
