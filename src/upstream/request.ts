@@ -21,7 +21,15 @@ export const HOP_BY_HOP: ReadonlySet<string> = new Set([
 ]);
 
 /** The forwarding headers and Host: written by forwardedHeaders itself, never copied as the client sent them. */
-const REWRITTEN = ['host', 'x-forwarded-for', 'x-forwarded-proto', 'x-forwarded-host', 'forwarded'];
+const REWRITTEN = [
+  'host',
+  'x-forwarded-for',
+  'x-forwarded-proto',
+  'x-forwarded-host',
+  'forwarded',
+  // Only wsgate says what certificate the client showed (routes[].forwardClientCert): a client's copy is a forgery.
+  'x-forwarded-client-cert',
+];
 
 /**
  * Not copied on a plain HTTP request. Content-Length stays: the body is sent with that length. A body of unknown
@@ -43,6 +51,8 @@ export interface ForwardInfo {
   readonly secure: boolean;
   /** The pool's sticky cookie: the proxy's own, so the client's cookies of that name are not passed on. */
   readonly stickyCookie?: string | undefined;
+  /** The X-Forwarded-Client-Cert value to send (access/client-cert.ts); undefined: none. */
+  readonly clientCert?: string | undefined;
 }
 
 /**
@@ -88,6 +98,7 @@ export function forwardedHeaders(
     'Forwarded',
     forwarded === undefined ? thisHop : `${forwarded}, ${thisHop}`,
   );
+  if (info.clientCert !== undefined) out.push('X-Forwarded-Client-Cert', info.clientCert);
   return out;
 }
 
