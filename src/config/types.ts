@@ -1,7 +1,10 @@
 // The normalised, deeply frozen configuration the rest of wsgate sees: ms, bytes, parsed URLs, no optional noise.
 
+import type { RedactConfig } from '../observe/redact.js';
 import type { HashKeySpec } from '../routing/hash-key.js';
 import type { StickySpec } from '../routing/sticky.js';
+
+export type { RedactConfig };
 
 export interface TlsFiles {
   readonly certFile: string;
@@ -40,12 +43,6 @@ export interface ConnectionRateConfig {
   readonly perIpBurst: number;
 }
 
-/** log.redact: what log lines hide. */
-export interface RedactConfig {
-  readonly query: boolean;
-  readonly cookie: boolean;
-  readonly authorization: boolean;
-}
 
 export type ProxyProtocolIn = 'off' | 'v1' | 'v2' | 'any';
 export type ProxyProtocolOut = 'off' | 'v1' | 'v2';

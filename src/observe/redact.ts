@@ -2,7 +2,12 @@
 // `?access_token=…`) that a line carrying a path or URL shows the parameter names only. Every log call that writes
 // a request target goes through targetForLog; header values (Cookie, Authorization) are never written to logs.
 
-import type { RedactConfig } from '../config/types.js';
+/** log.redact: what log lines hide. */
+export interface RedactConfig {
+  readonly query: boolean;
+  readonly cookie: boolean;
+  readonly authorization: boolean;
+}
 
 /** Log lines cut request targets to this many characters. */
 export const LOGGED_PATH_CHARS = 200;
