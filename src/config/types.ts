@@ -43,7 +43,6 @@ export interface ConnectionRateConfig {
   readonly perIpBurst: number;
 }
 
-
 export type ProxyProtocolIn = 'off' | 'v1' | 'v2' | 'any';
 export type ProxyProtocolOut = 'off' | 'v1' | 'v2';
 
