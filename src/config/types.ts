@@ -110,8 +110,8 @@ export interface UpstreamTls {
   readonly serverName: string | undefined;
   readonly rejectUnauthorized: boolean;
   /** PEM client certificate and key presented to the backend (mutual TLS); undefined: none. */
-  readonly cert: string | undefined;
-  readonly key: string | undefined;
+  readonly cert?: string | undefined;
+  readonly key?: string | undefined;
 }
 
 export interface BackendConfig {
