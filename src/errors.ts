@@ -38,6 +38,13 @@ export const Errors = Object.freeze({
   NO_HEALTHY_BACKEND: entry('WSG_NO_HEALTHY_BACKEND', 'no backend available in pool', 503),
   SHUTTING_DOWN: entry('WSG_SHUTTING_DOWN', 'proxy is shutting down', 503),
 
+  // Edge controls (src/access/): who may use a route, and how fast new connections may come.
+  ADDRESS_DENIED: entry('WSG_ADDRESS_DENIED', 'client address is not allowed on this route', 403),
+  CLIENT_CERT_REQUIRED: entry('WSG_CLIENT_CERT_REQUIRED', 'a client certificate is required', 403),
+  CLIENT_CERT_INVALID: entry('WSG_CLIENT_CERT_INVALID', 'client certificate is not valid', 403),
+  CONNECTION_RATE: entry('WSG_CONNECTION_RATE', 'too many new connections, retry later', 503),
+  CONNECTION_RATE_PER_IP: entry('WSG_CONNECTION_RATE_PER_IP', 'too many new connections from this address', 429),
+
   // Plain (non-upgrade) HTTP requests on a route.
   WEBSOCKET_ONLY: entry('WSG_WEBSOCKET_ONLY', 'this route accepts WebSocket upgrades only', 404),
   BAD_BODY: entry('WSG_BAD_BODY', 'malformed request body', 400),

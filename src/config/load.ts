@@ -8,6 +8,7 @@ import { createSecureContext } from 'node:tls';
 import { type Document, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit } from 'yaml';
 import type { z } from 'zod';
 import { Errors } from '../errors.js';
+import { clientCertSettings, connectionRate, redactSettings } from './edge-settings.js';
 import { readerWords, unknownKeyMessage } from './messages.js';
 import { configSchema, type RawConfig } from './schema.js';
 import { keysAllowedAt } from './schema-walk.js';
@@ -285,6 +286,20 @@ function normalise(raw: RawConfig, file: string, report: (path: PropertyKey[], m
     return files;
   };
 
+  /** pools.NAME.tls.cert and .key: both or neither, checked to belong together like a listener's pair. */
+  const upstreamClientCert = (
+    cert: string | undefined,
+    key: string | undefined,
+    path: PropertyKey[],
+  ): { cert: string | undefined; key: string | undefined } => {
+    if (cert === undefined || key === undefined) {
+      report([...path, cert === undefined ? 'cert' : 'key'], 'cert and key must be given together');
+      return { cert: undefined, key: undefined };
+    }
+    const files = readTls(cert, key, path);
+    return { cert: files?.cert, key: files?.key };
+  };
+
   /** A ticket key file: one base64 line of exactly 48 bytes (what node:tls's setTicketKeys takes). */
   const readTicketKeys = (file: string, path: PropertyKey[]): { file: string; base64: string } | undefined => {
     let text: string;
@@ -353,6 +368,11 @@ function normalise(raw: RawConfig, file: string, report: (path: PropertyKey[], m
           const files = readTls(pair.cert, pair.key, ['listeners', i, 'tls', 'sni', serverName]);
           return files ? [{ ...files, serverName: serverName.toLowerCase() }] : [];
         }),
+        ...clientCertSettings(
+          tls,
+          (file) => readTlsFile(resolvePath(baseDir, file), ['listeners', i, 'tls', 'clientCa']),
+          (m) => report(['listeners', i, 'tls', 'clientCert'], m),
+        ),
       },
     };
   });
@@ -368,6 +388,9 @@ function normalise(raw: RawConfig, file: string, report: (path: PropertyKey[], m
           : readTlsFile(resolvePath(baseDir, p.tls.ca), ['pools', poolName, 'tls', 'ca']),
       serverName: p.tls.serverName,
       rejectUnauthorized: !p.tls.insecureSkipVerify,
+      ...(p.tls.cert === undefined && p.tls.key === undefined
+        ? { cert: undefined, key: undefined }
+        : upstreamClientCert(p.tls.cert, p.tls.key, ['pools', poolName, 'tls'])),
     };
     const proxyProtocol = p.proxyProtocol === 'off' ? undefined : p.proxyProtocol;
     const backends = (p.backends ?? []).map((b) => ({
@@ -414,6 +437,8 @@ function normalise(raw: RawConfig, file: string, report: (path: PropertyKey[], m
                 ca: upstreamTls?.ca,
                 serverName: upstreamTls?.serverName ?? p.discovery.dns,
                 rejectUnauthorized: upstreamTls?.rejectUnauthorized ?? true,
+                cert: upstreamTls?.cert,
+                key: upstreamTls?.key,
               }
             : undefined,
         proxyProtocol,
@@ -477,6 +502,8 @@ function normalise(raw: RawConfig, file: string, report: (path: PropertyKey[], m
         backend: r.keepalive.peers !== 'client',
       },
       http: r.http,
+      access: r.access && { allow: r.access.allow, deny: r.access.deny },
+      forwardClientCert: r.forwardClientCert,
     };
   });
 
@@ -486,14 +513,18 @@ function normalise(raw: RawConfig, file: string, report: (path: PropertyKey[], m
     admin: { address: raw.admin.address, port: raw.admin.port, token: raw.admin.token },
     routes,
     pools,
-    limits: { maxConnections: raw.limits.maxConnections, maxConnectionsPerIp: raw.limits.maxConnectionsPerIp },
+    limits: {
+      maxConnections: raw.limits.maxConnections,
+      maxConnectionsPerIp: raw.limits.maxConnectionsPerIp,
+      connectionRate: connectionRate(raw.limits.connectionRate),
+    },
     timeouts: {
       handshakeMs: raw.timeouts.handshake,
       idleMs: raw.timeouts.idle,
       drainMs: raw.timeouts.drain,
       bodyMs: raw.timeouts.body,
     },
-    log: { level: raw.log.level },
+    log: { level: raw.log.level, redact: redactSettings(raw.log.redact) },
     workers: raw.workers,
     workersAccept: raw.workersAccept,
     shutdown: { acceptDelayMs: raw.shutdown.acceptDelay },

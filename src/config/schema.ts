@@ -5,9 +5,16 @@
 
 import { z } from 'zod';
 import { isToken } from '../handshake/token.js';
-import { parseCidr } from '../net/cidr.js';
 import { parseHashKeySpec } from '../routing/hash-key.js';
 import { routeHostProblem } from '../routing/router.js';
+import {
+  accessSchema,
+  cidr,
+  clientCertKeys,
+  connectionRateSchema,
+  forwardClientCertSchema,
+  redactSchema,
+} from './edge-schema.js';
 import { DURATION_TEXT_SCHEMA, MAX_DURATION_MS, parseDuration, parseSize, SIZE_TEXT_SCHEMA } from './units.js';
 
 /** The admin listener's port when `admin.port` is not set: no common tool's default (9090 is Prometheus's, 9901 Envoy's). */
@@ -99,15 +106,11 @@ const tlsSchema = z
       .describe(
         'A client whose SNI name matches no entry (or that names no host): `default` serves the main certificate, `refuse` fails the TLS handshake unless the main certificate covers the name.',
       ),
+    ...clientCertKeys,
   })
   .refine((t) => (t.cert === undefined) === (t.key === undefined), {
     message: 'cert and key must be given together (omit both for a generated self-signed certificate)',
   });
-
-const cidr = z.string().superRefine((text, ctx) => {
-  const parsed = parseCidr(text);
-  if (!parsed.ok) ctx.addIssue({ code: 'custom', message: parsed.error });
-});
 
 const clientAddressSchema = z.strictObject({
   proxyProtocol: z
@@ -218,6 +221,8 @@ const routeSchema = z.strictObject({
     .describe(
       'Plain (non-upgrade) HTTP requests on the route: `proxy` sends them to the pool (Socket.IO polling), `refuse` answers 404 WSG_WEBSOCKET_ONLY.',
     ),
+  access: accessSchema.optional(),
+  forwardClientCert: forwardClientCertSchema,
 });
 
 const backendUrl = z
@@ -413,6 +418,12 @@ const poolSchema = z.strictObject({
         .optional()
         .describe('Name sent as SNI and checked in the backend certificate (default: the backend host).'),
       insecureSkipVerify: z.boolean().default(false).describe('Accept any backend certificate (labs and tests only).'),
+      cert: z
+        .string()
+        .min(1)
+        .optional()
+        .describe('PEM client certificate wsgate presents to wss:// backends (mutual TLS); given with key.'),
+      key: z.string().min(1).optional().describe('PEM private key of that client certificate; given with cert.'),
     })
     .optional()
     .describe('How wss:// backends are verified.'),
@@ -448,6 +459,7 @@ export const configSchema = z
           .describe('Cap on what holds a backend connection (503 beyond); per process with workers > 1.'),
         maxConnectionsPerIp: z.number().int().positive().default(1000).describe('The same per client IP (429 beyond).'),
         perConnection: perConnectionSchema.optional().describe('Limits on every tunnel (routes may override them).'),
+        connectionRate: connectionRateSchema.optional(),
       })
       .prefault({})
       .describe('Connection caps, and limits on every tunnel.'),
@@ -476,6 +488,7 @@ export const configSchema = z
           .describe(
             'pino level; JSON lines on stdout (pretty in a terminal). `debug` adds stack traces to start-up errors.',
           ),
+        redact: redactSchema,
       })
       .prefault({})
       .describe('Logging.'),

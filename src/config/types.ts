@@ -1,7 +1,10 @@
 // The normalised, deeply frozen configuration the rest of wsgate sees: ms, bytes, parsed URLs, no optional noise.
 
+import type { RedactConfig } from '../observe/redact.js';
 import type { HashKeySpec } from '../routing/hash-key.js';
 import type { StickySpec } from '../routing/sticky.js';
+
+export type { RedactConfig };
 
 export interface TlsFiles {
   readonly certFile: string;
@@ -19,6 +22,25 @@ export interface TlsConfig {
   readonly unknownSni: 'default' | 'refuse';
   /** The shared session ticket key (48 bytes, base64) and its file; undefined: one made for the process tree. */
   readonly sessionTicketKeys: { readonly file: string; readonly base64: string } | undefined;
+  /** PEM of the CAs client certificates must chain to; set whenever clientCert is not `none`. */
+  readonly clientCa: string | undefined;
+  readonly clientCert: ClientCertMode;
+}
+
+/** Whether a TLS listener asks clients for a certificate, and whether one is needed (listeners[].tls.clientCert). */
+export type ClientCertMode = 'none' | 'optional' | 'require';
+
+/** routes[].access: CIDR blocks; deny is checked first, an absent allow lets every other address in. */
+export interface AccessConfig {
+  readonly allow: readonly string[] | undefined;
+  readonly deny: readonly string[];
+}
+
+/** limits.connectionRate; Infinity: no limit of that scope. */
+export interface ConnectionRateConfig {
+  readonly perSecond: number;
+  readonly perIpPerSecond: number;
+  readonly perIpBurst: number;
 }
 
 export type ProxyProtocolIn = 'off' | 'v1' | 'v2' | 'any';
@@ -75,6 +97,9 @@ export interface RouteConfig {
   readonly keepalive: KeepaliveConfig | undefined;
   /** Plain (non-upgrade) HTTP requests: proxied to the pool, or refused with 404 (a WebSocket-only route). */
   readonly http: 'proxy' | 'refuse';
+  /** Undefined: every client address may use the route. */
+  readonly access: AccessConfig | undefined;
+  readonly forwardClientCert: boolean;
 }
 
 /** How a wss:// backend's certificate is checked (pools.NAME.tls). */
@@ -84,6 +109,9 @@ export interface UpstreamTls {
   /** Name to send in SNI and to verify the certificate against, instead of the backend's host. */
   readonly serverName: string | undefined;
   readonly rejectUnauthorized: boolean;
+  /** PEM client certificate and key presented to the backend (mutual TLS); undefined: none. */
+  readonly cert?: string | undefined;
+  readonly key?: string | undefined;
 }
 
 export interface BackendConfig {
@@ -161,7 +189,12 @@ export interface Config {
   readonly admin: { readonly address: string; readonly port: number; readonly token: string | undefined };
   readonly routes: readonly RouteConfig[];
   readonly pools: ReadonlyMap<string, PoolConfig>;
-  readonly limits: { readonly maxConnections: number; readonly maxConnectionsPerIp: number };
+  readonly limits: {
+    readonly maxConnections: number;
+    readonly maxConnectionsPerIp: number;
+    /** Undefined: new connections are not rate limited. */
+    readonly connectionRate: ConnectionRateConfig | undefined;
+  };
   readonly timeouts: {
     readonly handshakeMs: number;
     readonly idleMs: number;
@@ -169,7 +202,7 @@ export interface Config {
     /** A plain request's body may pause this long between two reads before it is cut (408). */
     readonly bodyMs: number;
   };
-  readonly log: { readonly level: string };
+  readonly log: { readonly level: string; readonly redact: RedactConfig };
   /** Worker processes: a count, or 'auto' (one per available CPU, resolved at start). */
   readonly workers: number | 'auto';
   /** With workers > 1: the workers accept from the shared socket ('kernel'), or the primary hands them out. */

@@ -7,6 +7,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
 import { createSecureContext } from 'node:tls';
 import { isDeepStrictEqual } from 'node:util';
+import { ConnectionRate } from '../access/connection-rate.js';
 import type { Config, ListenerConfig } from '../config/types.js';
 import { type CatalogueEntry, type Ending, Endings } from '../errors.js';
 import type { UpgradeRequest } from '../handshake/upgrade-head.js';
@@ -95,6 +96,7 @@ export class Gateway implements ProxyContext {
   runtime: Runtime;
   readonly metrics: Metrics;
   readonly admission = new Admission();
+  readonly connectionRate = new ConnectionRate();
   readonly log: Logger;
   readonly tunnels = new Set<Tunnel>();
   /** Set once accepting stopped: new upgrades (and plain requests on kept-alive sockets) get 503. */
@@ -134,8 +136,8 @@ export class Gateway implements ProxyContext {
       },
       request: (req: IncomingMessage, res: ServerResponse, connection: ConnectionInfo) =>
         this.plainHttp.handle(this, req, res, connection),
-      clientError: (entry: CatalogueEntry, detail: string, client: string) =>
-        refuse(this, { route: undefined, client }, { answered: true }, entry, detail),
+      clientError: (entry: CatalogueEntry, detail: string, client: string, path?: string) =>
+        refuse(this, { route: undefined, client, path }, { answered: true }, entry, detail),
       // The per-IP tunnel cap bounds connections waiting for their first head as well.
       waitingPerIp: () => this.runtime.config.limits.maxConnectionsPerIp,
       tlsHandshake: (listener, resumed) =>
@@ -454,12 +456,16 @@ export class Gateway implements ProxyContext {
   }
 }
 
-/** Same socket: same address, port, plain/TLS and PROXY protocol on/off (the rest can change in place). */
+/**
+ * Same socket: same address, port, plain/TLS, PROXY protocol on/off and client certificates asked for or not (node
+ * fixes that when a TLS server is made); the rest can change in place.
+ */
 function sameSocket(a: ListenerConfig, b: ListenerConfig): boolean {
   return (
     a.address === b.address &&
     a.port === b.port &&
     (a.tls === undefined) === (b.tls === undefined) &&
+    (a.tls?.clientCert === 'none') === (b.tls?.clientCert === 'none') &&
     // With a PROXY header expected, the server bound to the port is a plain TCP one even for TLS.
     (a.clientAddress.proxyProtocol === 'off') === (b.clientAddress.proxyProtocol === 'off')
   );

@@ -160,6 +160,7 @@ function poolFor(backend: BackendConfig, settings: UpstreamSettings): Pool {
             rejectUnauthorized: tls.rejectUnauthorized,
             ...(tls.ca === undefined ? {} : { ca: tls.ca }),
             ...(tls.servername === undefined ? {} : { servername: tls.servername }),
+            ...(tls.cert === undefined ? {} : { cert: tls.cert, key: tls.key }),
           },
         }),
   });

@@ -6,7 +6,7 @@
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { TLSSocket } from 'node:tls';
-import type { ClientAddressConfig } from '../config/types.js';
+import type { ClientAddressConfig, ClientCertMode } from '../config/types.js';
 import { CidrList } from '../net/cidr.js';
 import { normaliseIp } from '../routing/hash-key.js';
 import { forwardedClient } from './forwarded-for.js';
@@ -24,6 +24,8 @@ export interface ConnectionInfo {
   readonly destination: { readonly address: string; readonly port: number };
   /** The socket's peer is one of the listener's trustedProxies (its X-Request-Id and the like may be believed). */
   readonly trustedPeer: boolean;
+  /** The TLS listener's listeners[].tls.clientCert (`none` on plain listeners): what the edge stage checks. */
+  readonly clientCert: ClientCertMode;
 }
 
 /** A PROXY header's verdict on one connection, kept until the connection closes. */
@@ -86,7 +88,12 @@ export class ClientAddressPolicy {
   }
 
   /** What the stages of one request on `socket` (headers `rawHeaders`) know of its connection. */
-  connectionOf(socket: Duplex, rawHeaders: readonly string[], secure: boolean): ConnectionInfo {
+  connectionOf(
+    socket: Duplex,
+    rawHeaders: readonly string[],
+    secure: boolean,
+    clientCert: ClientCertMode = 'none',
+  ): ConnectionInfo {
     const s = socket as Socket;
     const peer = normaliseIp(s.remoteAddress ?? '');
     const trustedPeer = this.trusted.has(peer);
@@ -106,6 +113,7 @@ export class ClientAddressPolicy {
         port: s.localPort ?? 0,
       },
       trustedPeer,
+      clientCert,
     };
   }
 }

@@ -17,7 +17,7 @@ import {
   type TlsOptions,
   type Server as TlsServer,
 } from 'node:tls';
-import type { ListenerConfig } from '../config/types.js';
+import type { ClientCertMode, ListenerConfig } from '../config/types.js';
 import { type CatalogueEntry, Errors } from '../errors.js';
 import { isLingering, rejectHandshake } from '../handshake/reject.js';
 import { toOriginForm } from '../handshake/request-target.js';
@@ -50,7 +50,7 @@ export interface ListenerHandlers {
    * A request that never became one: malformed, too large, too slow (the socket is already answered). `client` is
    * the client's address (as a PROXY header gave it, else the peer's), for the log line.
    */
-  clientError(entry: CatalogueEntry, detail: string, client: string): void;
+  clientError(entry: CatalogueEntry, detail: string, client: string, path?: string): void;
   /**
    * accept() failed (EMFILE, ENFILE...): the process stays up. Called for every failure, so it can be counted;
    * `logCount` is set at most once a second (they come in bursts): the failures since the last report, to log.
@@ -95,6 +95,8 @@ export class Listener {
   private sni: SniCallback | undefined;
   /** Who the client is (listeners[].clientAddress); replaced by update() on reload. */
   private policy: ClientAddressPolicy;
+  /** listeners[].tls.clientCert, given to each request's ConnectionInfo; replaced by update() on reload. */
+  private clientCert: ClientCertMode;
   /** TLS sessions by id, for clients that resume without tickets. */
   private readonly sessions = new SessionCache();
   /** Reads each connection's first head before node:http does, or (when node:http reads them all) watches it. */
@@ -104,6 +106,7 @@ export class Listener {
     this.config = config;
     this.secure = config.tls !== undefined;
     this.policy = new ClientAddressPolicy(config.clientAddress);
+    this.clientCert = config.tls?.clientCert ?? 'none';
     // How often node (and the first-request reader) check header deadlines; node's default (30 s) would let a
     // slowloris outlive the timeout.
     const checkIntervalMs = Math.max(250, Math.min(1000, Math.floor(handshakeTimeoutMs / 4)));
@@ -164,18 +167,19 @@ export class Listener {
       this.server.on('connection', (socket: Socket) => stage.accept(socket));
     }
     const secure = this.secure;
-    const refuse = (socket: Duplex, entry: CatalogueEntry, detail: string) => {
-      handlers.clientError(entry, detail, clientOfConnection(socket));
+    const refuse = (socket: Duplex, entry: CatalogueEntry, detail: string, path?: string) => {
+      handlers.clientError(entry, detail, clientOfConnection(socket), path);
       rejectHandshake(socket, entry);
     };
     const badTarget = (req: UpgradeRequest, socket: Duplex): boolean => {
       if (toOriginForm(req)) return false;
-      refuse(socket, Errors.BAD_REQUEST, `request target ${JSON.stringify((req.url ?? '').slice(0, 200))}`);
+      // The target goes to the log line's `path`, where log.redact applies to it.
+      refuse(socket, Errors.BAD_REQUEST, 'request target is neither origin nor absolute form', req.url ?? '');
       return true;
     };
     const upgrade = (req: UpgradeRequest, socket: Duplex, head: Buffer) => {
       if (!badTarget(req, socket)) {
-        handlers.upgrade(req, socket, head, this.policy.connectionOf(socket, req.rawHeaders, secure));
+        handlers.upgrade(req, socket, head, this.policy.connectionOf(socket, req.rawHeaders, secure, this.clientCert));
       }
     };
     const reader = firstRequestReader(this.http, upgrade, handlers, handshakeTimeoutMs, checkIntervalMs);
@@ -208,7 +212,7 @@ export class Listener {
         return;
       }
       if (!badTarget(req, req.socket)) {
-        handlers.request(req, res, this.policy.connectionOf(req.socket, req.rawHeaders, secure));
+        handlers.request(req, res, this.policy.connectionOf(req.socket, req.rawHeaders, secure, this.clientCert));
       }
     };
     this.http.on('request', (req: IncomingMessage, res: ServerResponse) => {
@@ -328,6 +332,7 @@ export class Listener {
       this.selfSigned = config.tls.files === undefined;
     }
     this.policy = new ClientAddressPolicy(config.clientAddress);
+    this.clientCert = config.tls?.clientCert ?? 'none';
     this.config = config;
   }
 

@@ -51,6 +51,8 @@ export interface TlsServerOptions {
   readonly options: SecureContextOptions & {
     SNICallback?: (name: string, cb: (err: Error | null, ctx?: SecureContext) => void) => void;
     ALPNProtocols: string[];
+    requestCert?: boolean;
+    rejectUnauthorized?: boolean;
   };
   readonly selfSigned: boolean;
 }
@@ -68,6 +70,8 @@ export function tlsServerOptions(tls: TlsConfig, fallback: CertificatePair | und
     minVersion: tls.minVersion,
     ciphers: tls.ciphers ?? DEFAULT_CIPHERS,
     honorCipherOrder: true,
+    // Client certificates are checked against clientCa by every context, the SNI ones included.
+    ...(tls.clientCa === undefined ? {} : { ca: tls.clientCa }),
   };
   const sniContexts = tls.sni.map((s) => ({
     serverName: s.serverName,
@@ -93,6 +97,9 @@ export function tlsServerOptions(tls: TlsConfig, fallback: CertificatePair | und
       ...(refuse ? {} : { cert: pair.cert, key: pair.key }),
       ALPNProtocols: ['http/1.1'],
       ...(SNICallback ? { SNICallback } : {}),
+      // Asked for and verified, but a missing or bad one does not fail the handshake: access/client-cert.ts
+      // answers 403 at the HTTP stage, where the client can be told why.
+      ...(tls.clientCert === 'none' ? {} : { requestCert: true, rejectUnauthorized: false }),
     },
     selfSigned: tls.files === undefined,
   };

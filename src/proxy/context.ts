@@ -1,5 +1,6 @@
 // What every connection-handling stage reads: the current runtime snapshot and the process-wide services.
 
+import type { ConnectionRate } from '../access/connection-rate.js';
 import type { Logger } from '../observe/log.js';
 import type { Metrics } from '../observe/metrics.js';
 import type { Tunnel } from '../tunnel/tunnel.js';
@@ -11,6 +12,8 @@ export interface ProxyContext {
   readonly runtime: Runtime;
   readonly metrics: Metrics;
   readonly admission: Admission;
+  /** limits.connectionRate's buckets: per process, kept across reloads. */
+  readonly connectionRate: ConnectionRate;
   readonly log: Logger;
   /** Live tunnels, for draining. */
   readonly tunnels: Set<Tunnel>;

@@ -1,5 +1,5 @@
 // Plain (non-upgrade) HTTP on a WebSocket route, e.g. Socket.IO long-polling: the stages of the upgrade path
-// (route, origin, admission, pick: the affinity cookie, else the hash key), then the request goes to the backend
+// (route, origin, edge, admission, pick: the affinity cookie, else the hash key), then the request goes to the backend
 // through the undici pool of src/http/upstream-client.ts. Its head is built like the upgrade path's
 // (src/upstream/request.ts): the target byte-exact (RFC 9110 §7.7), hop-by-hop headers dropped both ways, the
 // forwarding headers ours, and the client's X-Forwarded-* never trusted. Bodies stream both ways with
@@ -7,6 +7,7 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
+import { checkEdge } from '../access/edge.js';
 import { type CatalogueEntry, Errors } from '../errors.js';
 import { isValidHost, originAllowed } from '../handshake/validate.js';
 import { latin1Headers } from '../http/headers.js';
@@ -14,6 +15,7 @@ import { RequestBody } from '../http/request-body.js';
 import { UpstreamClient, type UpstreamSettings } from '../http/upstream-client.js';
 import type { ConnectionInfo } from '../listen/client-address.js';
 import type { BodyErrorReason } from '../observe/metrics.js';
+import { targetForLog } from '../observe/redact.js';
 import { MAX_ATTEMPTS, type Member } from '../pool/pool.js';
 import { hashString } from '../routing/hash.js';
 import { hashKeyOf } from '../routing/hash-key.js';
@@ -87,6 +89,12 @@ export class PlainHttpProxy {
       refuse(ctx, who, channel, Errors.ORIGIN_NOT_ALLOWED);
       return;
     }
+    // The same edge checks as an upgrade: a long-polling fallback must not get around them.
+    const edge = checkEdge(ctx.connectionRate, ctx.runtime.config, route.edge, connection, req.socket);
+    if (!edge.ok) {
+      refuse(ctx, who, channel, edge.entry, edge.detail, edge.headers);
+      return;
+    }
     // A request being proxied holds a backend connection: it takes a slot under the same caps as a tunnel (a long
     // poll holds it for as long as the backend waits), given back when its response is done or the client is gone.
     const limits = ctx.runtime.config.limits;
@@ -107,7 +115,8 @@ export class PlainHttpProxy {
       refuse(ctx, who, channel, Errors.NO_HEALTHY_BACKEND);
       return;
     }
-    const exchange = new Exchange(this, ctx, route, { member, keyHash, affinity, identity }, req, res, connection);
+    const pick = { member, keyHash, affinity, identity };
+    const exchange = new Exchange(this, ctx, route, pick, req, res, connection, edge.clientCert);
     exchange.send();
   }
 
@@ -195,6 +204,7 @@ class Exchange implements Dispatcher.DispatchHandler {
     req: IncomingMessage,
     res: ServerResponse,
     connection: ConnectionInfo,
+    clientCert: string | undefined,
   ) {
     const { client: ip, secure } = connection;
     this.connection = connection;
@@ -209,12 +219,8 @@ class Exchange implements Dispatcher.DispatchHandler {
     this.secure = secure;
     const pool = route.pool;
     this.setCookie = setCookieFor(pool, pick.affinity, pick.member, secure);
-    this.headers = forwardedHeaders(req, {
-      clientAddress: ip,
-      secure,
-      stickyCookie: pool.sticky?.spec.cookie,
-      identity: pick.identity,
-    });
+    const stickyCookie = pool.sticky?.spec.cookie;
+    this.headers = forwardedHeaders(req, { clientAddress: ip, secure, stickyCookie, identity: pick.identity, clientCert });
     const repeatable = isRepeatable(req);
     // A request without a body can be sent again as it is; one with a body streams from the client.
     this.mayRetry = repeatable;
@@ -425,7 +431,7 @@ class Exchange implements Dispatcher.DispatchHandler {
   }
 
   private pathForLog(): string {
-    return (this.req.url ?? '/').slice(0, 200);
+    return targetForLog(this.req.url ?? '/', this.ctx.runtime.config.log.redact);
   }
 }
 

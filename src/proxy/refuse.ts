@@ -8,6 +8,7 @@ import type { Duplex } from 'node:stream';
 import { type CatalogueEntry, reasonLabel } from '../errors.js';
 import { rejectHandshake } from '../handshake/reject.js';
 import type { Logger } from '../observe/log.js';
+import { targetForLog } from '../observe/redact.js';
 import type { ProxyContext } from './context.js';
 import type { RouteRuntime } from './runtime.js';
 
@@ -28,11 +29,8 @@ export interface Refused {
   readonly requestId?: string | undefined;
 }
 
-/** Log lines cut request targets to this many characters. */
-export const LOGGED_PATH_CHARS = 200;
-
 export function refuse(
-  ctx: Pick<ProxyContext, 'metrics' | 'log'>,
+  ctx: Pick<ProxyContext, 'metrics' | 'log' | 'runtime'>,
   who: Refused,
   channel: RefusalChannel,
   entry: CatalogueEntry,
@@ -52,7 +50,7 @@ export function refuse(
       status,
       code: entry.code,
       client: who.client,
-      ...(who.path === undefined ? {} : { path: who.path.slice(0, LOGGED_PATH_CHARS) }),
+      ...(who.path === undefined ? {} : { path: targetForLog(who.path, ctx.runtime.config.log.redact) }),
       ...(who.requestId === undefined ? {} : { requestId: who.requestId }),
       detail,
     },

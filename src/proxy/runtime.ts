@@ -4,6 +4,8 @@
 // are unchanged keeps its RouteRuntime object, which its live tunnels reference.
 
 import { isDeepStrictEqual } from 'node:util';
+import { RouteEdge } from '../access/edge.js';
+import { EdgeMetrics } from '../access/edge-metrics.js';
 import type { Config, RouteConfig } from '../config/types.js';
 import type { Logger } from '../observe/log.js';
 import { backendKey, type Metrics, type RouteStats } from '../observe/metrics.js';
@@ -16,6 +18,8 @@ export interface RouteRuntime extends RouteSpec {
   readonly pool: Pool;
   readonly stats: RouteStats;
   readonly log: Logger;
+  /** Access lists and client-certificate forwarding, compiled (access/edge.ts). */
+  readonly edge: RouteEdge;
 }
 
 export class Runtime {
@@ -42,6 +46,7 @@ export class Runtime {
     };
     const pools = new Map<string, Pool>();
     const poolMetrics = PoolMetrics.for(metrics.registry);
+    const edgeMetrics = EdgeMetrics.for(metrics.registry);
     for (const [name, poolConfig] of config.pools) {
       const old = previous?.pools.get(name);
       if (!old) {
@@ -81,6 +86,7 @@ export class Runtime {
         pool,
         stats: metrics.statsFor(r.name),
         log: log.child({ route: r.name, pool: r.pool }),
+        edge: new RouteEdge(r, edgeMetrics),
       };
       return route;
     });

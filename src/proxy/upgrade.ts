@@ -1,16 +1,18 @@
 // One WebSocket connection's way through wsgate, stage by stage: validate (RFC 6455 §4.2.1) → route → origin →
-// admission → pick backend (affinity cookie, else hash key) → upstream handshake (retrying the next ring member)
+// edge (access lists, client certificate, connection rate) → admission → pick backend (affinity cookie, else hash key) → upstream handshake (retrying the next ring member)
 // → tunnel.
 // A stage that refuses answers the client itself with a real status, logs one line, bumps one counter.
 
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { checkEdge } from '../access/edge.js';
 import { Endings, Errors, reasonLabel } from '../errors.js';
 import { acceptFor } from '../handshake/accept.js';
 import type { UpgradeRequest } from '../handshake/upgrade-head.js';
 import { originAllowed, validateUpgrade } from '../handshake/validate.js';
 import { withHeaderLine } from '../http/headers.js';
 import type { ConnectionInfo } from '../listen/client-address.js';
+import { targetForLog } from '../observe/redact.js';
 import { directWriteFd, writeChunk } from '../platform/socket-io.js';
 import { MAX_ATTEMPTS, type Member } from '../pool/pool.js';
 import { hashString } from '../routing/hash.js';
@@ -57,6 +59,8 @@ export async function handleUpgrade(
   if (!originAllowed(req.headers.origin, route.config.origins)) {
     return refuse(ctx, who, channel, Errors.ORIGIN_NOT_ALLOWED);
   }
+  const edge = checkEdge(ctx.connectionRate, runtime.config, route.edge, connection, client);
+  if (!edge.ok) return refuse(ctx, who, channel, edge.entry, edge.detail, edge.headers);
   const limits = runtime.config.limits;
   const refusal = ctx.admission.tryAcquire(ip, limits.maxConnections, limits.maxConnectionsPerIp, client);
   if (refusal) return refuse(ctx, who, channel, refusal);
@@ -78,10 +82,8 @@ export async function handleUpgrade(
   // Header strings hold the bytes as latin1 (one char per byte): encoding back as latin1 forwards them
   // byte-exact (utf8 would turn one obs-text byte such as 0xE9 into two). Encoded once for all attempts.
   const stickyCookie = pool.sticky?.spec.cookie;
-  const requestHead = Buffer.from(
-    upstreamRequestHead(req, { clientAddress: ip, secure, stickyCookie, identity }),
-    'latin1',
-  );
+  const forward = { clientAddress: ip, secure, stickyCookie, identity, clientCert: edge.clientCert };
+  const requestHead = Buffer.from(upstreamRequestHead(req, forward), 'latin1');
   const expectedAccept = acceptFor(check.key);
   const timeoutMs = runtime.config.timeouts.handshakeMs;
 
@@ -185,7 +187,7 @@ export async function handleUpgrade(
         event: 'open',
         backend: selected.backend.id,
         client: ip,
-        path: url.slice(0, 200),
+        path: targetForLog(url, runtime.config.log.redact),
         attempts: tried.length,
         requestId,
         ...(identity.traceparent === undefined ? {} : { traceparent: identity.traceparent }),

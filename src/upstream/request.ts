@@ -33,6 +33,8 @@ const REWRITTEN = [
   'forwarded',
   'x-request-id',
   'traceparent',
+  // Only wsgate says what certificate the client showed (routes[].forwardClientCert): a client's copy is a forgery.
+  'x-forwarded-client-cert',
 ];
 
 /**
@@ -57,6 +59,8 @@ export interface ForwardInfo {
   readonly stickyCookie?: string | undefined;
   /** Sent as X-Request-Id (and traceparent, when the client's was well formed). */
   readonly identity?: RequestIdentity | undefined;
+  /** The X-Forwarded-Client-Cert value to send (access/client-cert.ts); undefined: none. */
+  readonly clientCert?: string | undefined;
 }
 
 /**
@@ -107,6 +111,7 @@ export function forwardedHeaders(
     out.push('X-Request-Id', identity.id);
     if (identity.traceparent !== undefined) out.push('traceparent', identity.traceparent);
   }
+  if (info.clientCert !== undefined) out.push('X-Forwarded-Client-Cert', info.clientCert);
   return out;
 }
 

@@ -8,6 +8,9 @@ export interface UpstreamTlsOptions {
   readonly servername: string | undefined;
   readonly ca: string | undefined;
   readonly rejectUnauthorized: boolean;
+  /** The client certificate and key wsgate presents (pools.NAME.tls.cert/.key, mutual TLS); undefined: none. */
+  readonly cert: string | undefined;
+  readonly key: string | undefined;
 }
 
 export function upstreamTlsOptions(backend: BackendConfig): UpstreamTlsOptions {
@@ -16,6 +19,8 @@ export function upstreamTlsOptions(backend: BackendConfig): UpstreamTlsOptions {
     servername: t?.serverName ?? sniName(backend.host),
     ca: t?.ca,
     rejectUnauthorized: t?.rejectUnauthorized ?? true,
+    cert: t?.cert,
+    key: t?.key,
   };
 }
 
