@@ -8,6 +8,7 @@ import { createSecureContext } from 'node:tls';
 import { type Document, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit } from 'yaml';
 import type { z } from 'zod';
 import { Errors } from '../errors.js';
+import { normaliseJwt } from './auth-load.js';
 import { readerWords, unknownKeyMessage } from './messages.js';
 import { configSchema, type RawConfig } from './schema.js';
 import { keysAllowedAt } from './schema-walk.js';
@@ -477,6 +478,7 @@ function normalise(raw: RawConfig, file: string, report: (path: PropertyKey[], m
         backend: r.keepalive.peers !== 'client',
       },
       http: r.http,
+      jwt: normaliseJwt(r.auth, baseDir, ['routes', i, 'auth'], report),
     };
   });
 
@@ -492,6 +494,8 @@ function normalise(raw: RawConfig, file: string, report: (path: PropertyKey[], m
       idleMs: raw.timeouts.idle,
       drainMs: raw.timeouts.drain,
       bodyMs: raw.timeouts.body,
+      maxLifetimeMs: raw.timeouts.maxLifetime,
+      maxLifetimeJitter: raw.timeouts.maxLifetimeJitter,
     },
     log: { level: raw.log.level },
     workers: raw.workers,

@@ -1,5 +1,5 @@
 // Plain (non-upgrade) HTTP on a WebSocket route, e.g. Socket.IO long-polling: the stages of the upgrade path
-// (route, origin, admission, pick: the affinity cookie, else the hash key), then the request goes to the backend
+// (route, origin, token, admission, pick: the affinity cookie, else the hash key), then the request goes to the backend
 // through the undici pool of src/http/upstream-client.ts. Its head is built like the upgrade path's
 // (src/upstream/request.ts): the target byte-exact (RFC 9110 §7.7), hop-by-hop headers dropped both ways, the
 // forwarding headers ours, and the client's X-Forwarded-* never trusted. Bodies stream both ways with
@@ -7,6 +7,7 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
+import type { RouteAuth } from '../access/jwt/route-auth.js';
 import { type CatalogueEntry, Errors } from '../errors.js';
 import { isValidHost, originAllowed } from '../handshake/validate.js';
 import { latin1Headers } from '../http/headers.js';
@@ -22,7 +23,7 @@ import { proxyHeaderToBackend } from '../upstream/proxy-header.js';
 import { endToEndHeaders, forwardedHeaders } from '../upstream/request.js';
 import { type Affinity, affinityOf, setCookieFor } from './affinity.js';
 import type { ProxyContext } from './context.js';
-import { answerWithEntry, type RefusalChannel, type Refused, refuse } from './refuse.js';
+import { answerWithEntry, type RefusalChannel, type Refused, refuse, withoutQuery } from './refuse.js';
 import type { RouteRuntime } from './runtime.js';
 
 export class PlainHttpProxy {
@@ -85,6 +86,41 @@ export class PlainHttpProxy {
       refuse(ctx, who, channel, Errors.ORIGIN_NOT_ALLOWED);
       return;
     }
+    // A long poll must not get around the route's token check: the same check as on upgrades.
+    if (route.auth === undefined) this.admit(ctx, route, req, res, connection, undefined);
+    else void this.authenticate(route.auth, ctx, route, req, res, connection);
+  }
+
+  private async authenticate(
+    auth: RouteAuth,
+    ctx: ProxyContext,
+    route: RouteRuntime,
+    req: IncomingMessage,
+    res: ServerResponse,
+    connection: ConnectionInfo,
+  ): Promise<void> {
+    const verdict = await auth.check(req);
+    if (!verdict.ok) {
+      const who: Refused = { route, client: connection.client, path: withoutQuery(req.url ?? '/') };
+      refuse(ctx, who, { response: res }, verdict.entry, verdict.detail, verdict.headers);
+      return;
+    }
+    if (res.destroyed) return;
+    this.admit(ctx, route, req, res, connection, verdict.claims);
+  }
+
+  /** Admission, then the pick and the exchange with the backend. */
+  private admit(
+    ctx: ProxyContext,
+    route: RouteRuntime,
+    req: IncomingMessage,
+    res: ServerResponse,
+    connection: ConnectionInfo,
+    claims: Readonly<Record<string, unknown>> | undefined,
+  ): void {
+    const ip = connection.client;
+    const who: Refused = { route, client: ip, path: req.url ?? '/' };
+    const channel: RefusalChannel = { response: res };
     // A request being proxied holds a backend connection: it takes a slot under the same caps as a tunnel (a long
     // poll holds it for as long as the backend waits), given back when its response is done or the client is gone.
     const limits = ctx.runtime.config.limits;
@@ -95,8 +131,8 @@ export class PlainHttpProxy {
     }
     const pool = route.pool;
     const { key } = hashKeyOf(
-      { headers: req.headers, rawHeaders: req.rawHeaders, url, remoteAddress: ip },
-      pool.config.hashKey,
+      { headers: req.headers, rawHeaders: req.rawHeaders, url: req.url ?? '/', remoteAddress: ip, claims },
+      route.auth?.config.hashKey ?? pool.config.hashKey,
     );
     const keyHash = hashString(key);
     const affinity = affinityOf(ctx, pool, req.rawHeaders);

@@ -29,6 +29,12 @@ export interface Refused {
 /** Log lines cut request targets to this many characters. */
 export const LOGGED_PATH_CHARS = 200;
 
+/** A request target without its query string, for the log line of a refused token (which may sit in the query). */
+export function withoutQuery(url: string): string {
+  const q = url.indexOf('?');
+  return q < 0 ? url : url.slice(0, q);
+}
+
 export function refuse(
   ctx: Pick<ProxyContext, 'metrics' | 'log'>,
   who: Refused,

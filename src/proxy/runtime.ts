@@ -4,6 +4,7 @@
 // are unchanged keeps its RouteRuntime object, which its live tunnels reference.
 
 import { isDeepStrictEqual } from 'node:util';
+import { RouteAuth } from '../access/jwt/route-auth.js';
 import type { Config, RouteConfig } from '../config/types.js';
 import type { Logger } from '../observe/log.js';
 import { backendKey, type Metrics, type RouteStats } from '../observe/metrics.js';
@@ -16,6 +17,8 @@ export interface RouteRuntime extends RouteSpec {
   readonly pool: Pool;
   readonly stats: RouteStats;
   readonly log: Logger;
+  /** The route's JWT check (auth.jwt) with this generation's keys; undefined: anyone may connect. */
+  readonly auth: RouteAuth | undefined;
 }
 
 export class Runtime {
@@ -73,6 +76,7 @@ export class Runtime {
         return old;
       }
       diff.routes[old ? 'changed' : 'added'].push(r.name);
+      const routeLog = log.child({ route: r.name, pool: r.pool });
       const route: RouteRuntime = {
         name: r.name,
         pathPrefix: r.pathPrefix,
@@ -80,7 +84,8 @@ export class Runtime {
         config: r,
         pool,
         stats: metrics.statsFor(r.name),
-        log: log.child({ route: r.name, pool: r.pool }),
+        log: routeLog,
+        auth: r.jwt && new RouteAuth(r.name, r.jwt, metrics, routeLog),
       };
       return route;
     });

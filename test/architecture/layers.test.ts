@@ -17,6 +17,7 @@ const LAYERS: readonly (readonly string[])[] = [
   ['gateway'],
   ['ops'],
   ['proxy'],
+  ['access'],
   ['http'],
   ['listen'],
   ['pool'],
