@@ -45,6 +45,11 @@ export const Errors = Object.freeze({
   CONNECTION_RATE: entry('WSG_CONNECTION_RATE', 'too many new connections, retry later', 503),
   CONNECTION_RATE_PER_IP: entry('WSG_CONNECTION_RATE_PER_IP', 'too many new connections from this address', 429),
 
+  // routes[].auth.jwt: answered with WWW-Authenticate (RFC 6750 §3); the log line says which check failed.
+  AUTH_REQUIRED: entry('WSG_AUTH_REQUIRED', 'a bearer token is required', 401),
+  AUTH_AMBIGUOUS: entry('WSG_AUTH_AMBIGUOUS', 'the token must be given once', 401),
+  AUTH_INVALID: entry('WSG_AUTH_INVALID', 'the token is not valid', 401),
+
   // Plain (non-upgrade) HTTP requests on a route.
   WEBSOCKET_ONLY: entry('WSG_WEBSOCKET_ONLY', 'this route accepts WebSocket upgrades only', 404),
   BAD_BODY: entry('WSG_BAD_BODY', 'malformed request body', 400),
@@ -153,6 +158,9 @@ export const Endings = Object.freeze({
   BACKEND_UNHEALTHY: byProxy('WSG_BACKEND_LOST', 1014, 'backend unhealthy'),
   /** An operator disabled the backend (admin API): its clients reconnect to the rest of the pool. */
   BACKEND_DISABLED: byProxy('WSG_BACKEND_DISABLED', 1012, 'backend disabled'),
+  /** The tunnel reached its deadline: timeouts.maxLifetime (jittered), or its token's exp (closeOnExpiry). */
+  MAX_LIFETIME: byProxy('WSG_MAX_LIFETIME', 1001, 'max lifetime', 'max_lifetime'),
+  TOKEN_EXPIRED: byProxy('WSG_TOKEN_EXPIRED', 1008, 'token expired', 'token_expired'),
 
   // Frame violations, named like the scanner's Violation codes (frame-scanner.ts maps one to the other).
   UNMASKED_CLIENT_FRAME: violation('unmasked_client_frame'),

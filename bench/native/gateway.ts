@@ -89,6 +89,7 @@ const hooks: TunnelHooks = {
   violation() {},
   limitExceeded() {},
   keepaliveTimeout() {},
+  deadlineReached() {},
   ended(tunnel: Tunnel, end: TunnelEnd) {
     tunnels.delete(tunnel);
     report({ ...end, initiator: end.initiator });

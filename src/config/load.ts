@@ -8,6 +8,7 @@ import { createSecureContext } from 'node:tls';
 import { type Document, isMap, isPair, isScalar, isSeq, LineCounter, parseDocument, visit } from 'yaml';
 import type { z } from 'zod';
 import { Errors } from '../errors.js';
+import { normaliseJwt } from './auth-load.js';
 import { clientCertSettings, connectionRate, redactSettings } from './edge-settings.js';
 import { readerWords, unknownKeyMessage } from './messages.js';
 import { configSchema, type RawConfig } from './schema.js';
@@ -504,6 +505,7 @@ function normalise(raw: RawConfig, file: string, report: (path: PropertyKey[], m
       http: r.http,
       access: r.access && { allow: r.access.allow, deny: r.access.deny },
       forwardClientCert: r.forwardClientCert,
+      jwt: normaliseJwt(r.auth, baseDir, ['routes', i, 'auth'], report),
     };
   });
 
@@ -523,6 +525,8 @@ function normalise(raw: RawConfig, file: string, report: (path: PropertyKey[], m
       idleMs: raw.timeouts.idle,
       drainMs: raw.timeouts.drain,
       bodyMs: raw.timeouts.body,
+      maxLifetimeMs: raw.timeouts.maxLifetime,
+      maxLifetimeJitter: raw.timeouts.maxLifetimeJitter,
     },
     log: { level: raw.log.level, redact: redactSettings(raw.log.redact) },
     workers: raw.workers,

@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { isToken } from '../handshake/token.js';
 import { parseHashKeySpec } from '../routing/hash-key.js';
 import { routeHostProblem } from '../routing/router.js';
+import { authSchemaWith } from './auth-schema.js';
 import {
   accessSchema,
   cidr,
@@ -43,6 +44,13 @@ function durationAtLeast(minMs: number, why: string) {
   return duration.refine((ms) => ms >= minMs, { message: why });
 }
 const positiveDuration = durationAtLeast(1, 'must be more than 0');
+const authSchema = authSchemaWith(duration);
+
+/** A fraction: `10%` or 0.1. */
+const fraction = z
+  .union([z.number().min(0).max(1), z.string().regex(/^(100|\d{1,2}(\.\d+)?)%$/, 'must be a percentage such as 10%')])
+  .transform((v) => (typeof v === 'number' ? v : Number(v.slice(0, -1)) / 100));
+
 /** Probes every few ms would be a load of their own on backends and nameservers. */
 const probeInterval = durationAtLeast(100, 'must be at least 100ms');
 
@@ -215,6 +223,7 @@ const routeSchema = z.strictObject({
     .optional()
     .describe('Limits for the tunnels of this route.'),
   keepalive: keepaliveSchema.optional().describe('Proxy pings toward clients and/or backends.'),
+  auth: authSchema.optional().describe('Who may connect: absent = anyone (see also origins).'),
   http: z
     .enum(['proxy', 'refuse'])
     .default('proxy')
@@ -275,7 +284,7 @@ const hashKey = z
     }
     return spec;
   })
-  .meta({ pattern: '^(ip|path|(header|cookie|query):.+)$' });
+  .meta({ pattern: '^(ip|path|(header|cookie|query|claim):.+)$' });
 
 const healthCheckSchema = z.strictObject({
   path: pathPrefix.default('/').describe('Checked path: an HTTP GET (2xx = healthy), or a WebSocket upgrade.'),
@@ -368,7 +377,7 @@ const poolSchema = z.strictObject({
   hashKey: hashKey
     .prefault('ip')
     .describe(
-      'What keeps a user on one backend: `ip`, `header:NAME`, `cookie:NAME`, `query:NAME` or `path`; a missing key falls back to the client IP.',
+      'What keeps a user on one backend: `ip`, `header:NAME`, `cookie:NAME`, `query:NAME`, `path`, or `claim:NAME` (a claim of the JWT of routes[].auth.jwt); a missing key falls back to the client IP.',
     ),
   balanceFactor: z
     .number()
@@ -477,6 +486,12 @@ export const configSchema = z
         body: positiveDuration
           .prefault('10s')
           .describe("How long a plain request's body may pause between two reads before it is cut (408)."),
+        maxLifetime: duration
+          .prefault('0s')
+          .describe('Close (1001) a tunnel older than this, so clients reconnect to the current backends; 0: never.'),
+        maxLifetimeJitter: fraction
+          .prefault('10%')
+          .describe("Each tunnel's lifetime is drawn at random within this fraction below maxLifetime."),
       })
       .prefault({})
       .describe('How long handshakes, idle tunnels and drains may take.'),

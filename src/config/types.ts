@@ -100,6 +100,35 @@ export interface RouteConfig {
   /** Undefined: every client address may use the route. */
   readonly access: AccessConfig | undefined;
   readonly forwardClientCert: boolean;
+  /** JWT verification (routes[].auth.jwt); undefined = anyone may connect. */
+  readonly jwt: JwtConfig | undefined;
+}
+
+/** Where a request may carry its token (routes[].auth.jwt.from); header names lower-cased. */
+export type TokenSource =
+  | { readonly kind: 'header'; readonly name: string }
+  | { readonly kind: 'query'; readonly name: string }
+  | { readonly kind: 'cookie'; readonly name: string }
+  | { readonly kind: 'protocol' };
+
+/** What verifies a route's tokens: a JWKS read from a file at load, a JWKS URL, or a shared secret (HS*). */
+export type JwtKeys =
+  | { readonly kind: 'file'; readonly file: string; readonly jwks: { readonly keys: readonly object[] } }
+  | { readonly kind: 'url'; readonly url: string; readonly ca: string | undefined }
+  | { readonly kind: 'secret'; readonly secret: string };
+
+export interface JwtConfig {
+  readonly keys: JwtKeys;
+  readonly issuer: string | undefined;
+  readonly audience: readonly string[] | undefined;
+  readonly algorithms: readonly string[];
+  readonly from: readonly TokenSource[];
+  readonly clockSkewMs: number;
+  /** Claim → header name (as configured), in config order. */
+  readonly forwardClaims: readonly { readonly claim: string; readonly header: string }[];
+  readonly closeOnExpiry: boolean;
+  /** Overrides the pool's hashKey for this route: a claim of the token. */
+  readonly hashKey: { readonly kind: 'claim'; readonly name: string } | undefined;
 }
 
 /** How a wss:// backend's certificate is checked (pools.NAME.tls). */
@@ -201,6 +230,10 @@ export interface Config {
     readonly drainMs: number;
     /** A plain request's body may pause this long between two reads before it is cut (408). */
     readonly bodyMs: number;
+    /** A tunnel is closed (1001) after at most this long; 0 = never. */
+    readonly maxLifetimeMs: number;
+    /** Fraction below maxLifetimeMs within which each tunnel's own deadline is drawn. */
+    readonly maxLifetimeJitter: number;
   };
   readonly log: { readonly level: string; readonly redact: RedactConfig };
   /** Worker processes: a count, or 'auto' (one per available CPU, resolved at start). */

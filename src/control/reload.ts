@@ -89,7 +89,7 @@ export class ReloadController {
     return settled;
   }
 
-  /** The config file and every TLS file (certificates, keys, ticket keys) the running config reads: what a watcher watches. */
+  /** The config file and every TLS and JWKS file the running config reads: what a watcher watches. */
   watchedFiles(): string[] {
     const files = new Set([this.file]);
     for (const l of this.current.listeners) {
@@ -97,6 +97,7 @@ export class ReloadController {
       if (l.tls?.sessionTicketKeys) files.add(l.tls.sessionTicketKeys.file);
       for (const s of l.tls?.sni ?? []) files.add(s.certFile).add(s.keyFile);
     }
+    for (const r of this.current.routes) if (r.jwt?.keys.kind === 'file') files.add(r.jwt.keys.file);
     return [...files];
   }
 

@@ -234,7 +234,7 @@ export class Gateway implements ProxyContext {
   /** Sweeps often enough for the shortest idle timeout or keepalive setting in the running config. */
   private startSweeper(): void {
     const config = this.runtime.config;
-    const durations = [config.timeouts.idleMs];
+    const durations = [config.timeouts.idleMs, config.timeouts.maxLifetimeMs];
     for (const r of config.routes) if (r.keepalive) durations.push(r.keepalive.intervalMs, r.keepalive.timeoutMs);
     this.sweeper.start(sweepPeriodFor(durations));
   }

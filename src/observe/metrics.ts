@@ -154,6 +154,8 @@ export class Metrics {
   readonly protocolViolations: Counter<'route' | 'direction' | 'kind'>;
   readonly limitExceeded: Counter<'route' | 'limit' | 'action'>;
   readonly keepaliveTimeouts: Counter<'route' | 'peer'>;
+  readonly authResults: Counter<'route' | 'result'>;
+  readonly lifetimeCloses: Counter<'route' | 'reason'>;
   readonly acceptErrors: Counter;
   readonly clientAddressRejections: Counter<'listener' | 'reason'>;
   readonly tlsHandshakes: Counter<'listener' | 'resumed'>;
@@ -256,6 +258,18 @@ export class Metrics {
       name: 'wsgate_keepalive_timeouts_total',
       help: 'Peers closed because they did not answer a proxy ping in time.',
       labelNames: ['route', 'peer'],
+      registers,
+    });
+    this.authResults = new Counter({
+      name: 'wsgate_auth_results_total',
+      help: 'Token checks on routes with auth.jwt, by result (ok, missing, duplicate, invalid, expired, ...).',
+      labelNames: ['route', 'result'],
+      registers,
+    });
+    this.lifetimeCloses = new Counter({
+      name: 'wsgate_lifetime_closes_total',
+      help: 'Tunnels closed at their deadline: max_lifetime (1001) or token_expired (1008).',
+      labelNames: ['route', 'reason'],
       registers,
     });
 

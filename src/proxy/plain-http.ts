@@ -1,6 +1,6 @@
 // Plain (non-upgrade) HTTP on a WebSocket route, e.g. Socket.IO long-polling: the stages of the upgrade path
-// (route, origin, edge, admission, pick: the affinity cookie, else the hash key), then the request goes to the backend
-// through the undici pool of src/http/upstream-client.ts. Its head is built like the upgrade path's
+// (route, origin, edge, token, admission, pick: the affinity cookie, else the hash key), then the request goes to the
+// backend through the undici pool of src/http/upstream-client.ts. Its head is built like the upgrade path's
 // (src/upstream/request.ts): the target byte-exact (RFC 9110 §7.7), hop-by-hop headers dropped both ways, the
 // forwarding headers ours, and the client's X-Forwarded-* never trusted. Bodies stream both ways with
 // backpressure; the response side is a node:http ServerResponse written from undici's callbacks.
@@ -8,6 +8,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Dispatcher } from 'undici';
 import { checkEdge } from '../access/edge.js';
+import type { RouteAuth } from '../access/jwt/route-auth.js';
 import { type CatalogueEntry, Errors } from '../errors.js';
 import { isValidHost, originAllowed } from '../handshake/validate.js';
 import { latin1Headers } from '../http/headers.js';
@@ -25,8 +26,19 @@ import { endToEndHeaders, forwardedHeaders } from '../upstream/request.js';
 import { identify, type RequestIdentity } from '../upstream/request-id.js';
 import { type Affinity, affinityOf, setCookieFor } from './affinity.js';
 import type { ProxyContext } from './context.js';
-import { answerWithEntry, type RefusalChannel, type Refused, refuse } from './refuse.js';
+import { answerWithEntry, type RefusalChannel, type Refused, refuse, withoutQuery } from './refuse.js';
 import type { RouteRuntime } from './runtime.js';
+
+/** A request that passed the checks up to the edge, on its way through the token check to admission. */
+interface PlainRequest {
+  readonly route: RouteRuntime;
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly connection: ConnectionInfo;
+  readonly who: Refused;
+  readonly identity: RequestIdentity;
+  readonly clientCert: string | undefined;
+}
 
 export class PlainHttpProxy {
   private readonly upstream = new UpstreamClient();
@@ -95,6 +107,30 @@ export class PlainHttpProxy {
       refuse(ctx, who, channel, edge.entry, edge.detail, edge.headers);
       return;
     }
+    const request: PlainRequest = { route, req, res, connection, who, identity, clientCert: edge.clientCert };
+    // Nor around the route's token check: the same check as on upgrades.
+    if (route.auth === undefined) this.admit(ctx, request, undefined);
+    else void this.authenticate(route.auth, ctx, request);
+  }
+
+  private async authenticate(auth: RouteAuth, ctx: ProxyContext, request: PlainRequest): Promise<void> {
+    const { req, res, who } = request;
+    const verdict = await auth.check(req);
+    if (!verdict.ok) {
+      const logged: Refused = { ...who, path: withoutQuery(req.url ?? '/') };
+      refuse(ctx, logged, { response: res }, verdict.entry, verdict.detail, verdict.headers);
+      return;
+    }
+    if (res.destroyed) return;
+    // The check took the token out of the target (a query parameter): log the target that goes on.
+    this.admit(ctx, { ...request, who: { ...who, path: req.url ?? '/' } }, verdict.claims);
+  }
+
+  /** Admission, then the pick and the exchange with the backend. */
+  private admit(ctx: ProxyContext, request: PlainRequest, claims: Readonly<Record<string, unknown>> | undefined): void {
+    const { route, req, res, connection, who } = request;
+    const ip = connection.client;
+    const channel: RefusalChannel = { response: res };
     // A request being proxied holds a backend connection: it takes a slot under the same caps as a tunnel (a long
     // poll holds it for as long as the backend waits), given back when its response is done or the client is gone.
     const limits = ctx.runtime.config.limits;
@@ -105,8 +141,8 @@ export class PlainHttpProxy {
     }
     const pool = route.pool;
     const { key } = hashKeyOf(
-      { headers: req.headers, rawHeaders: req.rawHeaders, url, remoteAddress: ip },
-      pool.config.hashKey,
+      { headers: req.headers, rawHeaders: req.rawHeaders, url: req.url ?? '/', remoteAddress: ip, claims },
+      route.auth?.config.hashKey ?? pool.config.hashKey,
     );
     const keyHash = hashString(key);
     const affinity = affinityOf(ctx, pool, req.rawHeaders);
@@ -115,8 +151,8 @@ export class PlainHttpProxy {
       refuse(ctx, who, channel, Errors.NO_HEALTHY_BACKEND);
       return;
     }
-    const pick = { member, keyHash, affinity, identity };
-    const exchange = new Exchange(this, ctx, route, pick, req, res, connection, edge.clientCert);
+    const pick = { member, keyHash, affinity, identity: request.identity };
+    const exchange = new Exchange(this, ctx, route, pick, req, res, connection, request.clientCert);
     exchange.send();
   }
 
@@ -220,7 +256,13 @@ class Exchange implements Dispatcher.DispatchHandler {
     const pool = route.pool;
     this.setCookie = setCookieFor(pool, pick.affinity, pick.member, secure);
     const stickyCookie = pool.sticky?.spec.cookie;
-    this.headers = forwardedHeaders(req, { clientAddress: ip, secure, stickyCookie, identity: pick.identity, clientCert });
+    this.headers = forwardedHeaders(req, {
+      clientAddress: ip,
+      secure,
+      stickyCookie,
+      identity: pick.identity,
+      clientCert,
+    });
     const repeatable = isRepeatable(req);
     // A request without a body can be sent again as it is; one with a body streams from the client.
     this.mayRetry = repeatable;

@@ -29,6 +29,15 @@ export interface Refused {
   readonly requestId?: string | undefined;
 }
 
+/**
+ * A request target without its query string, for the log line of a refused token (which may sit in the query): gone
+ * whole, whatever log.redact says.
+ */
+export function withoutQuery(url: string): string {
+  const q = url.indexOf('?');
+  return q < 0 ? url : url.slice(0, q);
+}
+
 export function refuse(
   ctx: Pick<ProxyContext, 'metrics' | 'log' | 'runtime'>,
   who: Refused,

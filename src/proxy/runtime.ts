@@ -6,6 +6,7 @@
 import { isDeepStrictEqual } from 'node:util';
 import { RouteEdge } from '../access/edge.js';
 import { EdgeMetrics } from '../access/edge-metrics.js';
+import { RouteAuth } from '../access/jwt/route-auth.js';
 import type { Config, RouteConfig } from '../config/types.js';
 import type { Logger } from '../observe/log.js';
 import { backendKey, type Metrics, type RouteStats } from '../observe/metrics.js';
@@ -20,6 +21,8 @@ export interface RouteRuntime extends RouteSpec {
   readonly log: Logger;
   /** Access lists and client-certificate forwarding, compiled (access/edge.ts). */
   readonly edge: RouteEdge;
+  /** The route's JWT check (auth.jwt) with this generation's keys; undefined: anyone may connect. */
+  readonly auth: RouteAuth | undefined;
 }
 
 export class Runtime {
@@ -78,6 +81,7 @@ export class Runtime {
         return old;
       }
       diff.routes[old ? 'changed' : 'added'].push(r.name);
+      const routeLog = log.child({ route: r.name, pool: r.pool });
       const route: RouteRuntime = {
         name: r.name,
         pathPrefix: r.pathPrefix,
@@ -85,8 +89,9 @@ export class Runtime {
         config: r,
         pool,
         stats: metrics.statsFor(r.name),
-        log: log.child({ route: r.name, pool: r.pool }),
+        log: routeLog,
         edge: new RouteEdge(r, edgeMetrics),
+        auth: r.jwt && new RouteAuth(r.name, r.jwt, metrics, routeLog),
       };
       return route;
     });

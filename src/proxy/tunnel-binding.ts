@@ -49,6 +49,10 @@ class TunnelBinding implements TunnelHooks {
     this.ctx.metrics.keepaliveTimeouts.inc({ route: this.route.name, peer: timeout.label });
   }
 
+  deadlineReached(_tunnel: Tunnel, ending: Ending): void {
+    this.ctx.metrics.lifetimeCloses.inc({ route: this.route.name, reason: ending.label });
+  }
+
   ended(tunnel: Tunnel, end: TunnelEnd): void {
     this.pool.release(this.member, tunnel);
     this.children.active--;

@@ -1,11 +1,12 @@
 // One WebSocket connection's way through wsgate, stage by stage: validate (RFC 6455 §4.2.1) → route → origin →
-// edge (access lists, client certificate, connection rate) → admission → pick backend (affinity cookie, else hash key) → upstream handshake (retrying the next ring member)
-// → tunnel.
+// edge (access lists, client certificate, connection rate) → token (routes[].auth.jwt) → admission → pick backend
+// (affinity cookie, else hash key) → upstream handshake (retrying the next ring member) → tunnel.
 // A stage that refuses answers the client itself with a real status, logs one line, bumps one counter.
 
 import type { Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { checkEdge } from '../access/edge.js';
+import type { AuthVerdict } from '../access/jwt/route-auth.js';
 import { Endings, Errors, reasonLabel } from '../errors.js';
 import { acceptFor } from '../handshake/accept.js';
 import type { UpgradeRequest } from '../handshake/upgrade-head.js';
@@ -18,6 +19,7 @@ import { MAX_ATTEMPTS, type Member } from '../pool/pool.js';
 import { hashString } from '../routing/hash.js';
 import { hashKeyOf } from '../routing/hash-key.js';
 import { isSuspiciousPath } from '../routing/router.js';
+import { deadlineFor } from '../tunnel/lifetime.js';
 import { Tunnel } from '../tunnel/tunnel.js';
 import { type AttemptResult, attemptUpstream } from '../upstream/handshake.js';
 import { proxyHeaderToBackend } from '../upstream/proxy-header.js';
@@ -26,7 +28,7 @@ import { identify } from '../upstream/request-id.js';
 import { affinityOf, setCookieFor } from './affinity.js';
 import type { ProxyContext } from './context.js';
 import { bodyFraming, relayRefusal } from './refusal-relay.js';
-import { type Refused, refuse } from './refuse.js';
+import { type Refused, refuse, withoutQuery } from './refuse.js';
 import type { RouteRuntime } from './runtime.js';
 import { bindingFor } from './tunnel-binding.js';
 
@@ -41,11 +43,11 @@ export async function handleUpgrade(
   client.on('error', ignoreError);
   const runtime = ctx.runtime;
   const { secure, client: ip } = connection;
-  const url = req.url ?? '/';
+  let url = req.url ?? '/';
   const route = runtime.router.match(req.headers.host, url);
   const identity = identify(req.rawHeaders, connection.trustedPeer);
   const requestId = identity.id;
-  const who: Refused = { route, client: ip, path: url, requestId };
+  let who: Refused = { route, client: ip, path: url, requestId };
   const channel = { socket: client };
 
   if (ctx.draining) return refuse(ctx, who, channel, Errors.SHUTTING_DOWN);
@@ -61,6 +63,19 @@ export async function handleUpgrade(
   }
   const edge = checkEdge(ctx.connectionRate, runtime.config, route.edge, connection, client);
   if (!edge.ok) return refuse(ctx, who, channel, edge.entry, edge.detail, edge.headers);
+  let auth: Extract<AuthVerdict, { ok: true }> | undefined;
+  if (route.auth !== undefined) {
+    // The token is checked, and taken out of the request, before anything is spent on the connection.
+    const verdict = await route.auth.check(req);
+    if (!verdict.ok) {
+      const logged = { ...who, path: withoutQuery(url) };
+      return refuse(ctx, logged, channel, verdict.entry, verdict.detail, verdict.headers);
+    }
+    if (client.destroyed) return;
+    auth = verdict;
+    url = req.url ?? '/';
+    who = { ...who, path: url };
+  }
   const limits = runtime.config.limits;
   const refusal = ctx.admission.tryAcquire(ip, limits.maxConnections, limits.maxConnectionsPerIp, client);
   if (refusal) return refuse(ctx, who, channel, refusal);
@@ -74,11 +89,12 @@ export async function handleUpgrade(
   client.on('close', onClientGone);
 
   const pool = route.pool;
+  const keySpec = route.auth?.config.hashKey ?? pool.config.hashKey;
   const hashKey = hashKeyOf(
-    { headers: req.headers, rawHeaders: req.rawHeaders, url, remoteAddress: ip },
-    pool.config.hashKey,
+    { headers: req.headers, rawHeaders: req.rawHeaders, url, remoteAddress: ip, claims: auth?.claims },
+    keySpec,
   );
-  if (hashKey.fellBack && pool.config.hashKey.kind !== 'ip') ctx.metrics.hashKeyFallbacks.inc({ route: route.name });
+  if (hashKey.fellBack && keySpec.kind !== 'ip') ctx.metrics.hashKeyFallbacks.inc({ route: route.name });
   // Header strings hold the bytes as latin1 (one char per byte): encoding back as latin1 forwards them
   // byte-exact (utf8 would turn one obs-text byte such as 0xE9 into two). Encoded once for all attempts.
   const stickyCookie = pool.sticky?.spec.cookie;
@@ -154,11 +170,13 @@ export async function handleUpgrade(
   const backendSocket = last.socket;
   const selected = member as Member;
   const setCookie = setCookieFor(pool, affinity, selected, secure);
-  const answer = withRequestId(
-    setCookie === undefined ? last.head.raw : withHeaderLine(last.head.raw, 'Set-Cookie', setCookie),
-    last.head.headers,
-    requestId,
-  );
+  let answer = setCookie === undefined ? last.head.raw : withHeaderLine(last.head.raw, 'Set-Cookie', setCookie);
+  // The client offered only the token's protocol entries: a 101 naming none would fail in clients that insist on
+  // one of theirs (RFC 6455 §4.1), so it names the marker entry, which the client did offer.
+  if (auth?.protocolReply !== undefined && !last.head.headers.has('sec-websocket-protocol')) {
+    answer = withHeaderLine(answer, 'Sec-WebSocket-Protocol', auth.protocolReply);
+  }
+  answer = withRequestId(answer, last.head.headers, requestId);
   writeChunk(client, directWriteFd(client), answer);
   const binding = bindingFor(ctx, route, pool, selected);
   const children = binding.current();
@@ -166,6 +184,7 @@ export async function handleUpgrade(
   children.total++;
   route.stats.opened++;
   const routeConfig = route.config;
+  const timeouts = runtime.config.timeouts;
   const tunnel = new Tunnel(client, backendSocket, binding, {
     stats: route.stats,
     protocol: routeConfig.protocol,
@@ -174,8 +193,9 @@ export async function handleUpgrade(
     clientAddress: ip,
     requestId,
     keyHash,
-    idleMs: runtime.config.timeouts.idleMs,
+    idleMs: timeouts.idleMs,
     keepalive: routeConfig.keepalive,
+    deadline: deadlineFor(performance.now(), timeouts.maxLifetimeMs, timeouts.maxLifetimeJitter, auth?.expiresInMs),
   });
   pool.acquire(selected, tunnel, affinity?.pinned === selected);
   ctx.tunnels.add(tunnel);

@@ -7,7 +7,9 @@ export type HashKeySpec =
   | { kind: 'header'; name: string }
   | { kind: 'cookie'; name: string }
   | { kind: 'query'; name: string }
-  | { kind: 'path' };
+  | { kind: 'path' }
+  /** A claim of the connection's verified JWT (routes[].auth.jwt): users keep their backend across addresses. */
+  | { kind: 'claim'; name: string };
 
 export interface KeySource {
   /**
@@ -24,6 +26,8 @@ export interface KeySource {
   url: string;
   /** The client's address: the socket's peer, or who a PROXY header or trusted proxies named (listen/client-address.ts). */
   remoteAddress: string;
+  /** The verified JWT's claims, on a route with auth.jwt. */
+  claims?: Readonly<Record<string, unknown>> | undefined;
 }
 
 export interface HashKey {
@@ -34,7 +38,7 @@ export interface HashKey {
 
 const IPV4_MAPPED_PREFIX = '::ffff:';
 
-/** Parses 'ip' | 'path' | 'header:NAME' | 'cookie:NAME' | 'query:NAME'. Header names are lower-cased. */
+/** Parses 'ip' | 'path' | 'header:NAME' | 'cookie:NAME' | 'query:NAME' | 'claim:NAME'. Header names are lower-cased. */
 export function parseHashKeySpec(text: string): HashKeySpec | { error: string } {
   if (text === 'ip' || text === 'path') return { kind: text };
   const colon = text.indexOf(':');
@@ -50,8 +54,13 @@ export function parseHashKeySpec(text: string): HashKeySpec | { error: string } 
         return { error: `query parameter name must be non-empty without '&', '=', '#', '?' or spaces, got '${name}'` };
       }
       return { kind, name };
+    case 'claim':
+      if (name === '') return { error: 'claim name must be non-empty' };
+      return { kind, name };
     default:
-      return { error: `hash key must be 'ip', 'path', 'header:NAME', 'cookie:NAME' or 'query:NAME', got '${text}'` };
+      return {
+        error: `hash key must be 'ip', 'path', 'header:NAME', 'cookie:NAME', 'query:NAME' or 'claim:NAME', got '${text}'`,
+      };
   }
 }
 
@@ -80,9 +89,18 @@ export function hashKeyOf(source: KeySource, spec: HashKeySpec): HashKey {
     case 'path':
       key = pathOf(source.url);
       break;
+    case 'claim':
+      key = claimValue(source.claims?.[spec.name]);
+      break;
   }
   if (key === undefined || key === '') return { key: normaliseIp(source.remoteAddress), fellBack: true };
   return { key, fellBack: false };
+}
+
+/** A string or number claim keys as its text; anything else (absent, an object) is no key. */
+function claimValue(claim: unknown): string | undefined {
+  if (typeof claim === 'string') return claim;
+  return typeof claim === 'number' ? String(claim) : undefined;
 }
 
 /** '::ffff:1.2.3.4' → '1.2.3.4', so dual-stack listeners key a client the same as IPv4 listeners do. */

@@ -1,6 +1,6 @@
-// One timer for all tunnels instead of one per tunnel: advances the coarse clock, closes tunnels idle for longer
-// than the route allows (idleness counts data messages, not pings), drives keepalive pings, and ends close
-// handshakes the second peer never answers.
+// One timer for all tunnels instead of one per tunnel: advances the coarse clock, closes tunnels past their deadline
+// (lifetime.ts) or idle for longer than the route allows (idleness counts data messages, not pings), drives
+// keepalive pings, and ends close handshakes the second peer never answers.
 
 import { Endings } from '../errors.js';
 import { closeReplyOverdue } from './closing.js';
@@ -39,6 +39,11 @@ export class TunnelSweeper {
     for (const t of this.tunnels) {
       if (t.closing) {
         if (closeReplyOverdue(t, now)) t.abort(Endings.CLOSE_REPLY_TIMEOUT);
+        continue;
+      }
+      if (now >= t.deadlineMs) {
+        t.hooks.deadlineReached(t, t.deadlineEnding);
+        t.closeWith(t.deadlineEnding);
         continue;
       }
       // Activity is stamped with the coarse clock, up to one period behind: allow for it so no tunnel closes early.

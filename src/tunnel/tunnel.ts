@@ -15,6 +15,7 @@ import { readDirect } from '../platform/socket-io.js';
 import { closeByProxy, closeCodeOf, peerGone } from './closing.js';
 import { coarseClock } from './coarse-clock.js';
 import { Keepalive } from './keepalive.js';
+import { type Deadline, NO_DEADLINE } from './lifetime.js';
 import { Pump } from './pump.js';
 
 /** Time the second socket gets to flush and close after the first one closed, before it is destroyed. */
@@ -46,6 +47,8 @@ export interface TunnelHooks {
   limitExceeded(tunnel: Tunnel, limit: Ending, action: 'close' | 'throttle'): void;
   /** A peer did not answer a keepalive ping in time; the ending's label names the peer. */
   keepaliveTimeout(tunnel: Tunnel, timeout: Ending): void;
+  /** The tunnel reached its deadline (lifetime.ts) and is being closed with `ending`. */
+  deadlineReached(tunnel: Tunnel, ending: Ending): void;
   /** Called exactly once, after both sockets closed. */
   ended(tunnel: Tunnel, end: TunnelEnd): void;
 }
@@ -64,6 +67,8 @@ export interface TunnelOptions {
   /** Close after this long without a data message (0: never). */
   readonly idleMs: number;
   readonly keepalive: KeepaliveConfig | undefined;
+  /** When the proxy ends the tunnel on its own (maxLifetime, token expiry); absent: never. */
+  readonly deadline?: Deadline | undefined;
 }
 
 export class Tunnel {
@@ -79,6 +84,9 @@ export class Tunnel {
   readonly limits: ConnectionLimits;
   readonly keepalive: Keepalive | undefined;
   readonly startedAt: number;
+  /** performance.now() time of the deadline (Infinity: none) and the ending it brings; the sweeper checks it. */
+  readonly deadlineMs: number;
+  readonly deadlineEnding: Ending;
   readonly c2b: Pump;
   readonly b2c: Pump;
   /** Coarse time of the last data message (or chunk, without scanning); the sweeper closes idle tunnels. */
@@ -109,6 +117,9 @@ export class Tunnel {
     this.limits = options.limits;
     this.startedAt = performance.now();
     this.lastActivityMs = this.startedAt;
+    const deadline = options.deadline ?? NO_DEADLINE;
+    this.deadlineMs = deadline.atMs;
+    this.deadlineEnding = deadline.ending;
     const keepalive = options.keepalive && new Keepalive(options.keepalive, this.startedAt);
     this.keepalive = keepalive;
     this.c2b = new Pump(this, client, backend, true, options, keepalive?.client);

@@ -1,0 +1,45 @@
+// Reads and checks a JWKS (RFC 7517 §5) for routes[].auth.jwt: from a file at load and reload, and the same checks
+// for one fetched from a URL (access/jwt/jwks-remote.ts). Bounded in size and key count, so a huge or hostile key
+// set costs a refusal, not memory or a linear scan of thousands of keys on every handshake.
+
+import { readFileSync } from 'node:fs';
+
+/** Larger JWKS documents are refused: a real one holds a few keys, each well under 2 KiB. */
+export const MAX_JWKS_BYTES = 256 * 1024;
+/** More keys than this are refused (key rotation needs two or three). */
+export const MAX_JWKS_KEYS = 100;
+
+export interface Jwks {
+  readonly keys: readonly object[];
+}
+
+/** A JWKS document's text checked: JSON, an object with a `keys` array of objects, within the caps. */
+export function parseJwks(text: string): Jwks | { error: string } {
+  if (Buffer.byteLength(text) > MAX_JWKS_BYTES) return { error: `a JWKS must be at most ${MAX_JWKS_BYTES} bytes` };
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    if (err instanceof SyntaxError) return { error: `not JSON: ${err.message}` };
+    throw err;
+  }
+  const keys = (doc as { keys?: unknown } | null)?.keys;
+  if (!Array.isArray(keys) || keys.some((k) => typeof k !== 'object' || k === null || Array.isArray(k))) {
+    return { error: 'a JWKS is an object with a "keys" array of key objects' };
+  }
+  if (keys.length > MAX_JWKS_KEYS)
+    return { error: `a JWKS may hold at most ${MAX_JWKS_KEYS} keys, got ${keys.length}` };
+  return { keys };
+}
+
+/** A JWKS file, or why it cannot be used. */
+export function readJwksFile(file: string): Jwks | { error: string } {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (err) {
+    return { error: `cannot read the JWKS file ${file}: ${(err as Error).message}` };
+  }
+  const jwks = parseJwks(text);
+  return 'error' in jwks ? { error: `JWKS file ${file}: ${jwks.error}` } : jwks;
+}
