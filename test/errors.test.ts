@@ -43,6 +43,8 @@ const EXPECTED: Record<keyof typeof Endings, Row> = {
   REBALANCE: ['reconnect', '', 'proxy', '1012 reconnect', '1001 reconnect'],
   BACKEND_UNHEALTHY: ['backend unhealthy', '', 'proxy', '1014 backend unhealthy', '1001 backend unhealthy'],
   BACKEND_DISABLED: ['backend disabled', '', 'proxy', '1012 backend disabled', '1001 backend disabled'],
+  MAX_LIFETIME: ['max lifetime', 'max_lifetime', 'proxy', '1001 max lifetime', '1001 max lifetime'],
+  TOKEN_EXPIRED: ['token expired', 'token_expired', 'proxy', '1008 token expired', '1001 token expired'],
   ...(Object.fromEntries(
     VIOLATION_KINDS.map((kind) => [
       kind.toUpperCase(),

@@ -87,6 +87,13 @@ export class AdminServer {
       return this.reload(req, res);
     }
     if (path?.startsWith('/api/')) {
+      // A wrong method is answered before any auth question, as for the other routes.
+      const allow = BACKEND_PATH.test(path) ? 'POST' : 'GET, HEAD';
+      if (!allow.split(', ').includes(req.method ?? '')) {
+        req.resume();
+        const hint = allow === 'POST' ? 'use POST with {"state": …} or {"weight": …}\n' : 'method not allowed\n';
+        return send(res, 405, hint, TEXT, { Allow: allow });
+      }
       if (!this.authorized(req)) {
         req.resume();
         return unauthorized(res);
@@ -116,10 +123,6 @@ export class AdminServer {
   private async api(req: IncomingMessage, res: ServerResponse, path: string): Promise<void> {
     const backend = BACKEND_PATH.exec(path);
     if (backend) {
-      if (req.method !== 'POST') {
-        req.resume();
-        return send(res, 405, 'use POST with {"state": …} or {"weight": …}\n', TEXT, { Allow: 'POST' });
-      }
       return this.controlBackend(
         req,
         res,
@@ -128,9 +131,6 @@ export class AdminServer {
       );
     }
     req.resume(); // the other routes take no body
-    if (req.method !== 'GET' && req.method !== 'HEAD') {
-      return send(res, 405, 'method not allowed\n', TEXT, { Allow: 'GET, HEAD' });
-    }
     switch (path) {
       case '/api/status':
         return sendJson(res, 200, await this.state.status());

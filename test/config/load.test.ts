@@ -42,7 +42,14 @@ function issuesOf(text: string, env: NodeJS.ProcessEnv = {}): ConfigIssue[] {
 describe('valid config', () => {
   it('normalises units, hosts, hash keys and backends, and fills defaults', () => {
     const c = parseConfig(VALID, FILE);
-    expect(c.timeouts).toEqual({ handshakeMs: 250, idleMs: 120_000, drainMs: 30_000, bodyMs: 10_000 });
+    expect(c.timeouts).toEqual({
+      handshakeMs: 250,
+      idleMs: 120_000,
+      drainMs: 30_000,
+      bodyMs: 10_000,
+      maxLifetimeMs: 0,
+      maxLifetimeJitter: 0.1,
+    });
     expect(c.routes[0]?.host).toBe('chat.example.com');
     expect(c.routes[0]?.origins).toEqual(['https://chat.example.com']);
     expect(c.routes[0]?.protocol).toBe('strict');

@@ -31,8 +31,18 @@ function config(backends: readonly TestBackend[], workers: number, pool: ConfigO
     workers,
     admin: { address: '127.0.0.1', port: 0, token: TOKEN },
     limits: { maxConnections: 5000, maxConnectionsPerIp: 5000 },
-    timeouts: { handshake: '2s', idle: '5m', drain: '2s' },
-    pools: { main: { hashKey: 'header:x-user-id', backends: urls, sticky: { cookie: COOKIE }, ...pool } },
+    timeouts: { handshake: '10s', idle: '5m', drain: '2s' },
+    // Opening 1,000 connections on a loaded machine can time out a few backend handshakes; the states asserted here
+    // are the operator's, so passive ejection must not flip a backend under the test.
+    pools: {
+      main: {
+        hashKey: 'header:x-user-id',
+        backends: urls,
+        sticky: { cookie: COOKIE },
+        outlier: { consecutiveFailures: 1000 },
+        ...pool,
+      },
+    },
   });
 }
 

@@ -159,3 +159,13 @@ export async function upgradedClient(port: number, cleanups: Cleanup[]) {
   const closed = new Promise<Buffer>((resolve) => res.socket.once('close', () => resolve(Buffer.concat(chunks))));
   return { socket: res.socket, received: () => Buffer.concat(chunks), closed };
 }
+
+/**
+ * `head` (a backend's answer head, ending in the blank line) as wsgate relays it: byte-exact, with the request's
+ * X-Request-Id line added last. The id is taken from `received` (it is generated per request); where `received` has
+ * none, the expected line says so and the comparison fails.
+ */
+export function headWithRequestId(head: string, received: string): string {
+  const id = /\r\nX-Request-Id: ([A-Za-z0-9_-]+)\r\n/.exec(received)?.[1] ?? '(missing)';
+  return `${head.slice(0, -2)}X-Request-Id: ${id}\r\n\r\n`;
+}

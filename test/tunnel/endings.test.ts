@@ -18,7 +18,14 @@ import {
   type TestGateway,
 } from '../helpers/gateway.js';
 import { receivedAfterHead, startAcceptingBackend, switchingProtocols } from '../helpers/hostile-backends.js';
-import { openSocket, rawUpgrade, readUntilClose, upgradedClient, upgradeRequest } from '../helpers/raw-client.js';
+import {
+  headWithRequestId,
+  openSocket,
+  rawUpgrade,
+  readUntilClose,
+  upgradedClient,
+  upgradeRequest,
+} from '../helpers/raw-client.js';
 import { delay, waitFor } from '../helpers/wait.js';
 
 const cleanups = cleanupAfterEach();
@@ -248,8 +255,8 @@ describe('backend answers other than a plain 101', () => {
       }, 2);
     });
     const gw = await gateway([backend.url]);
-    const got = await upgradeAndReadAll(gw.port);
-    expect(got.toString('latin1')).toBe(head + body);
+    const got = (await upgradeAndReadAll(gw.port)).toString('latin1');
+    expect(got).toBe(headWithRequestId(head, got) + body);
     await expectNoLeaks(gw);
   });
 
