@@ -114,9 +114,7 @@ describe('config.schema.json', () => {
       const inSchema = nodeAt(schema, key)?.default;
       // A list is written in the reference as YAML's flow form: `[a, b]`.
       const shown = Array.isArray(inSchema) ? `[${inSchema.join(', ')}]` : String(inSchema);
-      return shown === documented
-        ? []
-        : [`${key}: documented \`${documented}\`, schema ${JSON.stringify(inSchema)}`];
+      return shown === documented ? [] : [`${key}: documented \`${documented}\`, schema ${JSON.stringify(inSchema)}`];
     });
     expect(differing).toEqual([]);
   });

@@ -9,7 +9,14 @@ import { cleanupAfterEach } from '../helpers/cleanups.js';
 import { frame, parseFrames } from '../helpers/frames.js';
 import { metricValue, simpleConfig, startGateway, type TestGateway } from '../helpers/gateway.js';
 import { keyOf, switchingProtocols } from '../helpers/hostile-backends.js';
-import { closesWithin, headWithRequestId, openSocket, rawUpgrade, readUntilClose, upgradeRequest } from '../helpers/raw-client.js';
+import {
+  closesWithin,
+  headWithRequestId,
+  openSocket,
+  rawUpgrade,
+  readUntilClose,
+  upgradeRequest,
+} from '../helpers/raw-client.js';
 import { delay, waitFor } from '../helpers/wait.js';
 
 const cleanups = cleanupAfterEach();
