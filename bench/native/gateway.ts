@@ -23,7 +23,7 @@ import { Endings } from '../../src/errors.js';
 import { acceptFor } from '../../src/handshake/accept.js';
 import { parseUpgradeHead } from '../../src/handshake/upgrade-head.js';
 import { validateUpgrade } from '../../src/handshake/validate.js';
-import { RouteStats } from '../../src/observe/metrics.js';
+import { RouteStats } from '../../src/observe/hot-counts.js';
 import { directWriteFd, writeChunk } from '../../src/platform/socket-io.js';
 import { TunnelSweeper } from '../../src/tunnel/sweeper.js';
 import { Tunnel, type TunnelEnd, type TunnelHooks } from '../../src/tunnel/tunnel.js';

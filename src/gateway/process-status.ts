@@ -2,7 +2,7 @@
 // traffic totals): the data plane's part of GET /api/status. The control plane merges one or several of these.
 
 import type { Registry } from 'prom-client';
-import type { RouteStats } from '../observe/metrics.js';
+import type { RouteStats } from '../observe/hot-counts.js';
 import { type AdminState, backendAddress } from '../pool/admin-state.js';
 import type { Member } from '../pool/pool.js';
 import type { Runtime } from '../proxy/runtime.js';

@@ -7,7 +7,7 @@
 import type { IncomingMessage } from 'node:http';
 import { Readable } from 'node:stream';
 import { REQUEST_BODY_FAILED } from '../listen/listener.js';
-import type { BodyErrorReason } from '../observe/metrics.js';
+import type { BodyErrorReason } from '../observe/hot-counts.js';
 
 /** Told once, when the body broke or stalled; the relay has stopped by then. */
 export type BodyFailure = (reason: BodyErrorReason, detail: string) => void;

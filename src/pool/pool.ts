@@ -30,8 +30,8 @@
 import { pino } from 'pino';
 import type { BackendConfig, PoolConfig } from '../config/types.js';
 import { Endings } from '../errors.js';
+import type { StickyResult } from '../observe/hot-counts.js';
 import type { Logger } from '../observe/log.js';
-import type { StickyResult } from '../observe/metrics.js';
 import { hashString } from '../routing/hash.js';
 import { Ring } from '../routing/ring.js';
 import { StickyCookies } from '../routing/sticky.js';

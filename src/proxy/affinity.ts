@@ -2,7 +2,7 @@
 // ring decides the pick, whatever the hash key, bounded loads or a ring change would say; otherwise the hash picks
 // and the answer sets the cookie for the backend it picked. Shared by the upgrade and plain HTTP paths.
 
-import type { StickyResult } from '../observe/metrics.js';
+import type { StickyResult } from '../observe/hot-counts.js';
 import type { Member, Pool } from '../pool/pool.js';
 import { cookieValues } from '../routing/sticky.js';
 import type { ProxyContext } from './context.js';

@@ -15,7 +15,7 @@ import { latin1Headers } from '../http/headers.js';
 import { RequestBody } from '../http/request-body.js';
 import { UpstreamClient, type UpstreamSettings } from '../http/upstream-client.js';
 import type { ConnectionInfo } from '../listen/client-address.js';
-import type { BodyErrorReason } from '../observe/metrics.js';
+import type { BodyErrorReason } from '../observe/hot-counts.js';
 import { targetForLog } from '../observe/redact.js';
 import { MAX_ATTEMPTS, type Member } from '../pool/pool.js';
 import { hashString } from '../routing/hash.js';

@@ -2,7 +2,7 @@
 // log line. One binding per (route, member), made on first use.
 
 import type { Ending } from '../errors.js';
-import type { BackendChildren, Direction } from '../observe/metrics.js';
+import type { BackendChildren, Direction } from '../observe/hot-counts.js';
 import type { Member, Pool } from '../pool/pool.js';
 import type { Tunnel, TunnelEnd, TunnelHooks } from '../tunnel/tunnel.js';
 import type { ProxyContext } from './context.js';

@@ -9,7 +9,7 @@
 
 import type { Socket } from 'node:net';
 import type { Ending } from '../errors.js';
-import { B2C, C2B, TYPE_BINARY, TYPE_CONTROL, TYPE_TEXT } from '../observe/metrics.js';
+import { B2C, C2B, TYPE_BINARY, TYPE_CONTROL, TYPE_TEXT } from '../observe/hot-counts.js';
 import { detach, directWriteFd, writeChunk } from '../platform/socket-io.js';
 import { CLOSE_CODES, OPCODE_CLOSE, OPCODE_PONG, parseClosePayload } from './close-frame.js';
 import { closeForFault, closeFramePassed, pushUntilBoundary } from './closing.js';

@@ -10,7 +10,7 @@
 import type { Socket } from 'node:net';
 import type { ConnectionLimits, KeepaliveConfig } from '../config/types.js';
 import { type CloseInitiator, type Ending, Endings, logReasonOf } from '../errors.js';
-import type { RouteStats } from '../observe/metrics.js';
+import type { RouteStats } from '../observe/hot-counts.js';
 import { readDirect } from '../platform/socket-io.js';
 import { closeByProxy, closeCodeOf, peerGone } from './closing.js';
 import { coarseClock } from './coarse-clock.js';

@@ -21,7 +21,9 @@ describe('chaos soak', () => {
     const problems = chaosProblems(report);
     if (problems.length > 0) process.stderr.write(`${formatChaos(report)}\n`);
     expect(problems, formatChaos(report)).toEqual([]);
-    expect(report.cycles).toBeGreaterThanOrEqual(10_000);
+    // The run stops at 75 s whatever the count: about 20,000 cycles on an idle 2-core machine, a third of that when
+    // it is shared. The floor only shows the load really ran; the count is the benchmark's business, not this test's.
+    expect(report.cycles).toBeGreaterThanOrEqual(2_000);
     // The scheduler really fired: at least a dozen events of at least five kinds.
     const fired = Object.values(report.events).reduce((a, b) => a + b, 0);
     expect(fired).toBeGreaterThanOrEqual(12);

@@ -42,7 +42,10 @@ export function compareProcesses(
       // Timers must be exactly as many: one more is a timer some replaced config left running.
       const slack = kind === 'Timeout' || kind.startsWith('timers') ? 0 : kind === 'TCPSocketWrap' ? FD_SLACK : 1;
       if (n > before + slack) {
-        const sites = kind.startsWith('timers') ? ` (made at: ${JSON.stringify(now.timerSites)})` : '';
+        const was = name === 'primary' ? baseline.primary : same;
+        const sites = kind.startsWith('timers')
+          ? ` (made at: ${JSON.stringify(now.timerSites)}; at the baseline: ${JSON.stringify(was?.timerSites ?? {})})`
+          : '';
         checks.push(`${name}: ${kind} handles ${before} → ${n}${sites}`);
       }
     }

@@ -20,18 +20,20 @@ if (dir) {
   createHook({
     init(id, type) {
       if (type !== 'Timeout') return;
-      const stack = new Error().stack ?? '';
-      const frames = stack
-        .split('\n')
-        .filter((l) => l.includes('/src/') || l.includes('/dist/'))
-        .slice(0, 3)
-        .map((l) =>
-          l
-            .trim()
-            .replace(/^at /, '')
-            .replace(/\(?file:\/\/\S*\/(src|dist)\//, '$1/'),
-        );
-      timers.set(id, frames.join(' < ') || 'node internals');
+      const limit = Error.stackTraceLimit;
+      Error.stackTraceLimit = 40;
+      const lines = (new Error().stack ?? '').split('\n').slice(2);
+      Error.stackTraceLimit = limit;
+      const ours = lines.filter((l) => l.includes('/src/') || l.includes('/dist/'));
+      // A timer Node made for itself (a socket's timeout, a server's check) is named by its own frames instead.
+      const frames = (ours.length > 0 ? ours : lines.map((l) => `node: ${l.trim()}`)).slice(0, 3);
+      const site = frames.map((l) =>
+        l
+          .trim()
+          .replace(/^at /, '')
+          .replace(/\(?file:\/\/\S*\/(src|dist)\//, '$1/'),
+      );
+      timers.set(id, site.join(' < ') || 'unknown');
     },
     destroy(id) {
       timers.delete(id);
