@@ -5,7 +5,7 @@
 import type { Registry } from 'prom-client';
 import type { BackendControlResult } from '../gateway/backend-control.js';
 import type { ConnectionFilter, ConnectionList } from '../gateway/connections.js';
-import type { BoundListener } from '../gateway/gateway.js';
+import type { BoundListener } from '../gateway/listener-set.js';
 import type { ProcessStatus } from '../gateway/process-status.js';
 import type { BackendChange } from '../pool/admin-state.js';
 import type { ConfigTarget } from './reload.js';

@@ -5,15 +5,13 @@
 
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Duplex } from 'node:stream';
-import { createSecureContext } from 'node:tls';
-import { isDeepStrictEqual } from 'node:util';
 import { ConnectionRate } from '../access/connection-rate.js';
-import type { Config, ListenerConfig } from '../config/types.js';
+import type { Config } from '../config/types.js';
 import { type CatalogueEntry, type Ending, Endings } from '../errors.js';
 import type { UpgradeRequest } from '../handshake/upgrade-head.js';
 import type { ConnectionInfo } from '../listen/client-address.js';
-import { Listener, type ListenerHandlers, type SharedTls } from '../listen/listener.js';
-import { type CertificatePair, generateSelfSigned, tlsServerOptions } from '../listen/tls.js';
+import type { ListenerHandlers } from '../listen/listener.js';
+import type { CertificatePair } from '../listen/tls.js';
 import { newTicketKey } from '../listen/tls-sessions.js';
 import { createLogger, type Logger } from '../observe/log.js';
 import { Metrics } from '../observe/metrics.js';
@@ -31,6 +29,7 @@ import { type DrainResult, drainTunnels } from '../tunnel/drain.js';
 import { sweepPeriodFor, TunnelSweeper } from '../tunnel/sweeper.js';
 import type { Tunnel } from '../tunnel/tunnel.js';
 import { runtimeOverrides } from './backend-control.js';
+import { type BoundListener, type ListenerDiff, ListenerSet } from './listener-set.js';
 import { collectProcessStatus, type ProcessStatus } from './process-status.js';
 
 /** How long a shutdown waits for cut tunnels' sockets to close, so each gets its close line. */
@@ -51,26 +50,6 @@ export interface GatewayOptions {
    * workers get the primary's, so a session resumes whichever worker the client reaches.
    */
   readonly ticketKey?: Buffer;
-}
-
-export interface BoundListener {
-  readonly name: string;
-  readonly address: string;
-  readonly port: number;
-  readonly secure: boolean;
-  readonly selfSigned: boolean;
-}
-
-export interface ListenerDiff {
-  readonly added: string[];
-  readonly removed: string[];
-  /** Address, port or plain/TLS changed: a new socket was bound (before the old one closed, where possible). */
-  readonly rebound: string[];
-  /** Certificates or TLS settings changed: new handshakes use them, live sessions keep theirs. */
-  readonly tlsUpdated: string[];
-  /** Other settings changed in place (clientAddress): new connections and requests use them. */
-  readonly updated: string[];
-  readonly unchanged: string[];
 }
 
 /** What a reload changed; returned by POST /reload and logged. */
@@ -106,28 +85,21 @@ export class Gateway implements ProxyContext {
   generation: number;
   /** Idle timeouts and keepalive pings for every tunnel, on one timer. */
   private readonly sweeper = new TunnelSweeper(this.tunnels);
-  private listeners: Listener[] = [];
+  private readonly listeners: ListenerSet;
   private readonly plainHttp = new PlainHttpProxy();
   private started = false;
-  /** Generated once, reused by every TLS listener without files, across reloads. */
-  private fallbackCert: CertificatePair | undefined;
-  /** The process tree's session ticket key (see GatewayOptions.ticketKey); replaced by setTicketKey(). */
-  private ticketKey: Buffer;
   /** Tunnels already sent 1001, shared by every drain so no tunnel gets two close frames. */
   private readonly toldToGoAway = new WeakSet<Tunnel>();
   private readonly backgroundDrains = new Set<Promise<DrainResult>>();
   private shutdownPromise: Promise<number> | undefined;
-  private readonly handlers: ListenerHandlers;
 
   private constructor(config: Config, options: GatewayOptions) {
     this.log = options.log ?? createLogger(config.log.level);
     this.metrics = options.metrics ?? new Metrics();
     this.runtime = new Runtime(config, this.metrics, this.log);
     this.metrics.trackConfigured(() => this.runtime.configuredBackendKeys());
-    this.fallbackCert = options.fallbackCert;
-    this.ticketKey = options.ticketKey ?? newTicketKey();
     this.generation = options.generation ?? 1;
-    this.handlers = {
+    const handlers: ListenerHandlers = {
       upgrade: (req: UpgradeRequest, socket: Duplex, head: Buffer, connection: ConnectionInfo) => {
         handleUpgrade(this, req, socket, head, connection).catch((err: Error) => {
           this.log.error({ err }, 'upgrade handler failed');
@@ -161,6 +133,13 @@ export class Gateway implements ProxyContext {
         }
       },
     };
+    this.listeners = new ListenerSet({
+      handlers,
+      log: this.log,
+      handshakeMs: () => this.runtime.config.timeouts.handshakeMs,
+      fallbackCert: options.fallbackCert,
+      ticketKey: options.ticketKey ?? newTicketKey(),
+    });
   }
 
   /** Binds every listener; rejects (and closes what was bound) if any bind fails. */
@@ -181,13 +160,7 @@ export class Gateway implements ProxyContext {
   }
 
   get boundListeners(): readonly BoundListener[] {
-    return this.listeners.map((l) => ({
-      name: l.config.name,
-      address: l.config.address,
-      port: l.port,
-      secure: l.secure,
-      selfSigned: l.selfSigned,
-    }));
+    return this.listeners.bound;
   }
 
   /** Ready for traffic: listeners bound and no shutdown begun (what /readyz reports). */
@@ -197,38 +170,16 @@ export class Gateway implements ProxyContext {
 
   private async bind(): Promise<void> {
     const config = this.runtime.config;
-    for (const lc of config.listeners) this.listeners.push(await this.openListener(lc));
+    await this.listeners.bindAll(config.listeners);
     const platform = platformReport();
     this.log.info(platform, describePlatform(platform));
     this.startSweeper();
     this.started = true;
   }
 
-  private async openListener(lc: ListenerConfig): Promise<Listener> {
-    if (lc.tls && !lc.tls.files && !this.fallbackCert) this.fallbackCert = await generateSelfSigned();
-    const listener = new Listener(lc, this.handlers, this.runtime.config.timeouts.handshakeMs, this.sharedTls());
-    await listener.listen();
-    this.log.info(
-      {
-        listener: lc.name,
-        address: lc.address,
-        port: listener.port,
-        tls: listener.secure,
-        selfSigned: listener.selfSigned,
-      },
-      listener.selfSigned ? 'listening (TLS with a generated self-signed certificate)' : 'listening',
-    );
-    return listener;
-  }
-
-  private sharedTls(): SharedTls {
-    return { fallbackCert: this.fallbackCert, ticketKey: this.ticketKey };
-  }
-
   /** A new session ticket key for the TLS listeners without a key file (rotation); earlier tickets no longer resume. */
   setTicketKey(key: Buffer): void {
-    this.ticketKey = key;
-    for (const l of this.listeners) l.setTreeTicketKey(key);
+    this.listeners.setTicketKey(key);
   }
 
   /** Sweeps often enough for the shortest idle timeout or keepalive setting in the running config. */
@@ -247,7 +198,7 @@ export class Gateway implements ProxyContext {
   async reload(config: Config, generation = this.generation + 1): Promise<ReloadSummary> {
     if (this.shuttingDown) throw new Error('shutting down: reload refused');
     const previous = this.runtime;
-    const listeners = await this.reconcileListeners(config);
+    const listeners = await this.listeners.reconcile(config);
 
     const runtime = new Runtime(config, this.metrics, this.log, previous);
     // New pools check health and run their first DNS lookup before any connection can pick them.
@@ -276,92 +227,6 @@ export class Gateway implements ProxyContext {
     };
     this.log.info({ event: 'reload', ...summary }, 'configuration applied');
     return summary;
-  }
-
-  /** Brings the listeners in line with `config`; on a bind failure closes what it bound and rethrows. */
-  private async reconcileListeners(config: Config): Promise<ListenerDiff> {
-    const diff: ListenerDiff = { added: [], removed: [], rebound: [], tlsUpdated: [], updated: [], unchanged: [] };
-    const oldByName = new Map(this.listeners.map((l) => [l.config.name, l]));
-    const keep = new Map<string, Listener>();
-    const toBind: ListenerConfig[] = [];
-    for (const lc of config.listeners) {
-      const old = oldByName.get(lc.name);
-      if (old && sameSocket(old.config, lc)) keep.set(lc.name, old);
-      else toBind.push(lc);
-    }
-    // Every TLS setting that will be used is checked before anything is bound: a key that does not match its
-    // certificate fails the reload here, with nothing changed.
-    for (const lc of config.listeners) {
-      if (!lc.tls || isDeepStrictEqual(keep.get(lc.name)?.config, lc)) continue;
-      if (!lc.tls.files && !this.fallbackCert) this.fallbackCert = await generateSelfSigned();
-      const {
-        SNICallback: _sni,
-        ALPNProtocols: _alpn,
-        ...options
-      } = tlsServerOptions(lc.tls, this.fallbackCert).options;
-      try {
-        createSecureContext(options);
-      } catch (err) {
-        throw new Error(`listener ${lc.name}: TLS certificate or key unusable: ${(err as Error).message}`);
-      }
-    }
-    const retiring = this.listeners.filter((l) => keep.get(l.config.name) !== l);
-    // A new socket on an endpoint a retiring listener holds cannot be bound first: that one closes, then binds.
-    const heldBy = (lc: ListenerConfig) =>
-      lc.port === 0
-        ? undefined
-        : retiring.find((l) => l.server.listening && l.config.address === lc.address && l.port === lc.port);
-    const fresh: Listener[] = [];
-    const closedEarly: Listener[] = [];
-    try {
-      for (const lc of toBind.filter((c) => !heldBy(c))) fresh.push(await this.openListener(lc));
-      for (const lc of toBind) {
-        const holder = heldBy(lc);
-        if (!holder) continue;
-        this.log.warn(
-          { listener: lc.name, address: lc.address, port: lc.port },
-          'endpoint taken over by another listener definition: closing the old socket first (brief refusal window)',
-        );
-        await holder.stopAccepting();
-        closedEarly.push(holder);
-        fresh.push(await this.openListener(lc));
-      }
-      // Certificates: a changed TLS block (or changed file contents) on a kept socket swaps its secure context.
-      for (const lc of config.listeners) {
-        const listener = keep.get(lc.name);
-        if (!listener) continue;
-        if (isDeepStrictEqual(listener.config, lc)) {
-          diff.unchanged.push(lc.name);
-          continue;
-        }
-        const tlsChanged = !isDeepStrictEqual(listener.config.tls, lc.tls);
-        listener.update(lc, this.sharedTls());
-        if (tlsChanged) {
-          diff.tlsUpdated.push(lc.name);
-          this.log.info({ listener: lc.name }, 'TLS settings updated for new handshakes');
-        } else {
-          diff.updated.push(lc.name);
-          this.log.info({ listener: lc.name }, 'client address settings updated for new connections');
-        }
-      }
-    } catch (err) {
-      for (const l of fresh) await l.stopAccepting();
-      for (const l of closedEarly) {
-        await l.listen().catch((e: Error) => this.log.error({ err: e, listener: l.config.name }, 'could not rebind'));
-      }
-      throw err;
-    }
-    for (const l of retiring) {
-      await l.stopAccepting();
-      if (config.listeners.some((lc) => lc.name === l.config.name)) diff.rebound.push(l.config.name);
-      else diff.removed.push(l.config.name);
-      this.log.info({ listener: l.config.name, port: l.port }, 'listener closed (live tunnels continue)');
-    }
-    for (const l of fresh) if (!diff.rebound.includes(l.config.name)) diff.added.push(l.config.name);
-    // Keep the configured order for boundListeners.
-    const byName = new Map([...keep, ...fresh.map((l) => [l.config.name, l] as const)]);
-    this.listeners = config.listeners.map((lc) => byName.get(lc.name) as Listener);
-    return diff;
   }
 
   private drainInBackground(tunnels: Tunnel[], ending: Ending, deadlineMs: number): void {
@@ -403,7 +268,7 @@ export class Gateway implements ProxyContext {
       await delay(acceptDelayMs);
     }
     this.draining = true;
-    await Promise.all(this.listeners.map((l) => l.stopAccepting()));
+    await this.listeners.stopAccepting();
     this.log.info({ live: this.tunnels.size, drainMs }, 'stopped accepting; draining');
     const result = await drainTunnels([...this.tunnels], {
       deadlineMs: drainMs,
@@ -454,21 +319,6 @@ export class Gateway implements ProxyContext {
       routeStats: this.metrics.allRouteStats(),
     });
   }
-}
-
-/**
- * Same socket: same address, port, plain/TLS, PROXY protocol on/off and client certificates asked for or not (node
- * fixes that when a TLS server is made); the rest can change in place.
- */
-function sameSocket(a: ListenerConfig, b: ListenerConfig): boolean {
-  return (
-    a.address === b.address &&
-    a.port === b.port &&
-    (a.tls === undefined) === (b.tls === undefined) &&
-    (a.tls?.clientCert === 'none') === (b.tls?.clientCert === 'none') &&
-    // With a PROXY header expected, the server bound to the port is a plain TCP one even for TLS.
-    (a.clientAddress.proxyProtocol === 'off') === (b.clientAddress.proxyProtocol === 'off')
-  );
 }
 
 function delay(ms: number): Promise<void> {

@@ -6,6 +6,7 @@ import { parseConfig } from '../../src/config/load.js';
 import { ControlPlane } from '../../src/control/control-plane.js';
 import { InProcessFleet } from '../../src/control/in-process.js';
 import { Gateway } from '../../src/gateway/gateway.js';
+import type { Listener } from '../../src/listen/listener.js';
 import { Metrics } from '../../src/observe/metrics.js';
 import type { Cleanup } from './cleanups.js';
 import { waitFor } from './wait.js';
@@ -123,4 +124,9 @@ export async function startGatewayFor(cleanups: Cleanup[], config: ConfigObject)
   const gw = await startGateway(config);
   cleanups.push(() => gw.stop());
   return gw;
+}
+
+/** The gateway's listeners, in config order (private: tests read their servers and first-head readers). */
+export function listenersOf(gateway: Gateway): Listener[] {
+  return (gateway as unknown as { listeners: { listeners: Listener[] } }).listeners.listeners;
 }

@@ -5,10 +5,9 @@
 import type { Server } from 'node:http';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import type { Listener } from '../../src/listen/listener.js';
 import { startEchoBackend, type TestBackend } from '../helpers/backends.js';
 import { spawnGateway } from '../helpers/child-gateway.js';
-import { simpleConfig, startGateway, type TestGateway } from '../helpers/gateway.js';
+import { listenersOf, simpleConfig, startGateway, type TestGateway } from '../helpers/gateway.js';
 import { openSocket, readResponseHead, SAMPLE_ACCEPT, upgradeRequest } from '../helpers/raw-client.js';
 import { delay } from '../helpers/wait.js';
 
@@ -28,7 +27,7 @@ beforeAll(async () => {
     }),
   );
   // Reaching into the gateway for its servers: what is observed is which parser produced the upgrade.
-  const listeners = (gw.gateway as unknown as { listeners: Listener[] }).listeners;
+  const listeners = listenersOf(gw.gateway);
   for (const l of listeners) {
     const server: Server = l.http;
     server.on('upgrade', () => nodeUpgrades[l.secure ? 'tls' : 'plain']++);

@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { acceptFor } from '../../src/handshake/accept.js';
 import { listenTracked, refusedPort } from '../helpers/backends.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
-import { metricValue, simpleConfig, startGatewayFor, type TestGateway } from '../helpers/gateway.js';
+import { listenersOf, metricValue, simpleConfig, startGatewayFor, type TestGateway } from '../helpers/gateway.js';
 import { receivedText, startAcceptingBackend } from '../helpers/hostile-backends.js';
 import { openSocket, readResponseHead, readUntilClose, SAMPLE_ACCEPT, upgradeRequest } from '../helpers/raw-client.js';
 import { delay, waitFor } from '../helpers/wait.js';
@@ -259,7 +259,7 @@ describe('after our own refusal (reject.ts) on a connection node:http parses', (
 
   it('after the 408, the rest of a malformed head is drained, not parsed: the lingering close is not cut short', async () => {
     const gw = await gatewayFor([`ws://127.0.0.1:${await refusedPort()}`]);
-    const server = (gw.gateway as unknown as { listeners: { server: Server }[] }).listeners[0]?.server as Server;
+    const server = listenersOf(gw.gateway)[0]?.server as Server;
     let gatewaySide: Socket | undefined;
     server.prependListener('connection', (s: Socket) => {
       gatewaySide = s;
@@ -368,8 +368,7 @@ describe('first head: slow but in time, early frames, resets', () => {
 
   it('clients that reset in the middle of a head are forgotten by the first-head reader, not timed out', async () => {
     const gw = await gatewayFor([`ws://127.0.0.1:${await refusedPort()}`]);
-    const listener = (gw.gateway as unknown as { listeners: { firstRequest?: { waitingCount: number } }[] })
-      .listeners[0];
+    const listener = listenersOf(gw.gateway)[0] as unknown as { firstRequest?: { waitingCount: number } };
     const sockets = await Promise.all(Array.from({ length: 5 }, () => openSocket(gw.port)));
     for (const s of sockets) s.write('GET /ws HTTP/1.1\r\nHost: loc');
     await waitFor(() => listener?.firstRequest?.waitingCount === 5, 2000, 'five waiting');

@@ -12,6 +12,7 @@ import { cleanupAfterEach } from '../helpers/cleanups.js';
 import {
   type ConfigObject,
   expectNoLeaks,
+  listenersOf,
   metricValue,
   simpleConfig,
   startGateway,
@@ -447,8 +448,7 @@ describe('wsgate_accept_errors_total counts every accept error', () => {
   it('a burst of 5 accept errors within a second is counted as 5 (after a quiet second), not 1', async () => {
     const b = await rawBackend((req) => switchingProtocols(req));
     const gw = await gatewayFor([b.url]);
-    const server = (gw.gateway as unknown as { listeners: { server: import('node:net').Server }[] }).listeners[0]!
-      .server;
+    const server = listenersOf(gw.gateway)[0]!.server;
     expect(server.listening).toBe(true);
     for (let i = 0; i < 5; i++) {
       server.emit('error', Object.assign(new Error('accept EMFILE'), { code: 'EMFILE', syscall: 'accept' }));

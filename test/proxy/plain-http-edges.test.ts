@@ -7,7 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { listenTracked } from '../helpers/backends.js';
 import { spawnGateway } from '../helpers/child-gateway.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
-import { simpleConfig, startGatewayFor, type TestGateway } from '../helpers/gateway.js';
+import { listenersOf, simpleConfig, startGatewayFor, type TestGateway } from '../helpers/gateway.js';
 import { openSocket, readUntilClose } from '../helpers/raw-client.js';
 import { delay, waitFor } from '../helpers/wait.js';
 
@@ -81,8 +81,7 @@ const gatewayFor = (backends: string[], extra: Record<string, unknown> = {}) =>
 
 /** The first-head reader of the gateway's first plain listener (private; read for the test only). */
 function readerOf(gw: TestGateway): { waitingCount: number; waitingFrom: Map<string, number> } {
-  const listeners = (gw.gateway as unknown as { listeners: { secure: boolean; firstRequest: unknown }[] }).listeners;
-  const listener = listeners.find((l) => !l.secure);
+  const listener = listenersOf(gw.gateway).find((l) => !l.secure) as unknown as { firstRequest: unknown } | undefined;
   return listener?.firstRequest as { waitingCount: number; waitingFrom: Map<string, number> };
 }
 
