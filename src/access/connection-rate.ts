@@ -64,7 +64,8 @@ export class ConnectionRate {
    * and come back in lumps. Instead each refusal is promised the next token nobody was promised yet (one every 1/R s
    * from the bucket's next one), and Retry-After is the whole seconds until it: the crowd comes back spread at the
    * rate, and each client is refused about once. A promise is advice, not a reservation: whoever comes first gets
-   * the token, and promises nobody comes for expire as the clock passes them.
+   * the token, and promises nobody comes for expire as the clock passes them. Clients that ignore it and hammer take
+   * a place with each refusal; the per-address bucket, checked first, keeps one address from lengthening the queue.
    */
   private retryAfterForProcess(bucket: TokenBucket, now: number): number {
     const slot = Math.max(now + bucket.msUntil(1, now), this.promisedUntilMs);
