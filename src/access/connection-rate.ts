@@ -12,7 +12,10 @@ export type RateScope = 'process' | 'ip';
 
 export interface RateRefusal {
   readonly scope: RateScope;
-  /** Whole seconds until a token is back (at least 1): the Retry-After value. */
+  /**
+   * The Retry-After value, whole seconds (at least 1): for the process, until the client's place in the queue of
+   * refused clients; for an address, until its bucket's next token.
+   */
   readonly retryAfterSeconds: number;
 }
 
