@@ -26,6 +26,7 @@ import { adoptConnections, UPGRADE_PARSER } from '../platform/connection-adoptio
 import { ClientAddressPolicy, type ConnectionInfo, clientOfConnection } from './client-address.js';
 import { FirstRequestReader } from './first-request.js';
 import { type ClientAddressRejection, ProxyStage } from './proxy-stage.js';
+import { clientErrorEntry, emitAcceptWarning, isTlsHandshakeError, reportAcceptError } from './server-errors.js';
 import { type CertificatePair, tlsServerOptions } from './tls.js';
 import { SessionCache, ticketKeyFor } from './tls-sessions.js';
 import { inTurn, responsePending } from './turns.js';
@@ -383,47 +384,3 @@ function expectationFailed(res: ServerResponse): void {
 }
 
 function ignoreError(): void {}
-
-/** Accept errors come in bursts (every pending connection fails alike): one log line per second at most. */
-const ACCEPT_ERROR_REPORT_INTERVAL_MS = 1000;
-let lastAcceptErrorReport = 0;
-let acceptErrorsSinceReport = 0;
-
-function reportAcceptError(
-  err: NodeJS.ErrnoException,
-  report: (err: NodeJS.ErrnoException, logCount: number | undefined) => void,
-): void {
-  acceptErrorsSinceReport++;
-  const now = Date.now();
-  if (now - lastAcceptErrorReport < ACCEPT_ERROR_REPORT_INTERVAL_MS) {
-    report(err, undefined);
-    return;
-  }
-  report(err, acceptErrorsSinceReport);
-  lastAcceptErrorReport = now;
-  acceptErrorsSinceReport = 0;
-}
-
-function emitAcceptWarning(err: NodeJS.ErrnoException, logCount: number | undefined): void {
-  if (logCount === undefined) return;
-  process.emitWarning(`accept failed ${logCount} time(s): ${err.code ?? err.message}`, { code: 'WSG_ACCEPT_ERROR' });
-}
-
-/** A failed or timed-out TLS handshake (node's own timeout, or an OpenSSL error such as a refused version). */
-function isTlsHandshakeError(err: NodeJS.ErrnoException & { library?: string }): boolean {
-  return (
-    err.code === 'ERR_TLS_HANDSHAKE_TIMEOUT' || err.library !== undefined || err.code?.startsWith('ERR_SSL_') === true
-  );
-}
-
-function clientErrorEntry(err: NodeJS.ErrnoException): CatalogueEntry {
-  switch (err.code) {
-    case 'HPE_HEADER_OVERFLOW':
-      return Errors.HEADERS_TOO_LARGE;
-    case 'ERR_HTTP_REQUEST_TIMEOUT':
-    case 'HPE_TIMEOUT':
-      return Errors.HANDSHAKE_TIMEOUT;
-    default:
-      return Errors.BAD_REQUEST;
-  }
-}
