@@ -97,7 +97,7 @@ export function requestBytes(options: RequestOptions): Buffer {
   const path = options.path ?? '/';
   const text =
     options.kind === 'get'
-      ? `GET ${path} HTTP/1.1\r\nHost: localhost\r\n${Object.entries(options.headers ?? {})
+      ? `GET ${path} HTTP/1.1\r\n${Object.entries({ Host: 'localhost', ...options.headers })
           .map(([k, v]) => `${k}: ${v}\r\n`)
           .join('')}\r\n`
       : upgradeRequest({ path, ...(options.headers === undefined ? {} : { headers: options.headers }) });
