@@ -9,6 +9,7 @@
 import { X509Certificate } from 'node:crypto';
 import { connect as tlsConnect } from 'node:tls';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { makeCert } from '../helpers/certs.js';
 import { type Cleanup, cleanupAfterEach, runCleanups } from '../helpers/cleanups.js';
 import { type ClientCerts, type KeyPair, makeClientCerts } from '../helpers/client-certs.js';
 import { expectNoLeaks, metricValue, simpleConfig, startGateway, type TestGateway } from '../helpers/gateway.js';
@@ -43,12 +44,19 @@ async function denials(route: string, reason: string): Promise<number> {
 
 beforeAll(async () => {
   certs = await makeClientCerts();
+  const sni = makeCert('chat.example');
   backend = await countingBackend(fileCleanups);
   const config = simpleConfig([backend.url], { limits: { maxConnections: 1000, maxConnectionsPerIp: 1000 } });
   config.listeners = [
     { name: 'public', address: '127.0.0.1', port: 0 },
     { name: 'required', address: '127.0.0.1', port: 0, tls: { clientCa: certs.caFile, clientCert: 'require' } },
     { name: 'optional', address: '127.0.0.1', port: 0, tls: { clientCa: certs.caFile, clientCert: 'optional' } },
+    {
+      name: 'sni',
+      address: '127.0.0.1',
+      port: 0,
+      tls: { clientCa: certs.caFile, clientCert: 'require', sni: { 'chat.example': { cert: sni.cert, key: sni.key } } },
+    },
   ];
   config.routes = [
     { name: 'xfcc', match: { path: '/xfcc' }, pool: 'main', forwardClientCert: true },
@@ -122,6 +130,18 @@ describe('listeners[].tls.clientCert: require', () => {
       expect(backend.seen.at(-1)?.['x-forwarded-client-cert']).toBe(expectedXfcc());
     });
   }
+});
+
+describe('listeners[].tls.sni', () => {
+  it('a connection served an SNI certificate is held to clientCa all the same', async () => {
+    const port = portOf(gw, 'sni');
+    const tls = (pair: Partial<KeyPair>) => ({ ...pair, servername: 'chat.example' });
+    await expectRefused(port, backend, { tls: tls({}) }, 403, 'WSG_CLIENT_CERT_REQUIRED');
+    await expectRefused(port, backend, { tls: tls(certs.otherCa) }, 403, 'WSG_CLIENT_CERT_INVALID');
+    await expectPassed(port, { tls: tls(certs.valid), path: '/xfcc' });
+    expect(backend.seen.at(-1)?.['x-forwarded-client-cert']).toBe(expectedXfcc());
+    await expectNoLeaks(gw);
+  });
 });
 
 describe('listeners[].tls.clientCert: optional', () => {

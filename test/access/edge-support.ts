@@ -82,8 +82,8 @@ export interface RequestOptions {
   /** `upgrade` (default) or a plain `GET`. */
   readonly kind?: 'upgrade' | 'get';
   readonly headers?: Record<string, string>;
-  /** Connect with TLS, presenting this client certificate if given (`{}`: TLS without one). */
-  readonly tls?: Partial<KeyPair>;
+  /** Connect with TLS, presenting this client certificate if given (`{}`: TLS without one), naming `servername`. */
+  readonly tls?: Partial<KeyPair> & { readonly servername?: string };
   /** Local address to connect from (any 127.x.y.z works on Linux loopback). */
   readonly from?: string;
   /** Address to connect to (default 127.0.0.1). */
@@ -123,6 +123,7 @@ export function send(port: number, options: RequestOptions = {}): Promise<RawRes
               rejectUnauthorized: false,
               ...(localAddress ? { localAddress } : {}),
               ...(options.tls.cert === undefined ? {} : { cert: options.tls.cert, key: options.tls.key }),
+              ...(options.tls.servername === undefined ? {} : { servername: options.tls.servername }),
             },
             onConnected,
           );
