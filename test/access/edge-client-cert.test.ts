@@ -76,7 +76,7 @@ function expectedXfcc(): string {
 
 describe('listeners[].tls.clientCert: require', () => {
   for (const kind of ['upgrade', 'get'] as const) {
-    it(`${kind}: no certificate → 403 WSG_CLIENT_CERT_REQUIRED over a completed TLS handshake; no backend`, async () => {
+    it(`${kind}: no certificate → 403 WSG_CLIENT_CERT_REQUIRED over a completed TLS 1.3 or 1.2 handshake; no backend`, async () => {
       const before = await denials('open', 'client_cert_missing');
       const headers = await expectRefused(
         portOf(gw, 'required'),
@@ -86,7 +86,22 @@ describe('listeners[].tls.clientCert: require', () => {
         'WSG_CLIENT_CERT_REQUIRED',
       );
       expect(headers.connection).toBe('close');
-      expect(await denials('open', 'client_cert_missing')).toBe(before + 1);
+      // TLS 1.2 as well: the handshake completes without a certificate, the answer is the same 403.
+      await expectRefused(
+        portOf(gw, 'required'),
+        backend,
+        { kind, tls: { maxVersion: 'TLSv1.2' } },
+        403,
+        'WSG_CLIENT_CERT_REQUIRED',
+      );
+      await expectRefused(
+        portOf(gw, 'required'),
+        backend,
+        { kind, tls: { ...certs.expired, maxVersion: 'TLSv1.2' } },
+        403,
+        'WSG_CLIENT_CERT_INVALID',
+      );
+      expect(await denials('open', 'client_cert_missing')).toBe(before + 2);
       await expectNoLeaks(gw);
     });
 

@@ -83,7 +83,7 @@ export interface RequestOptions {
   readonly kind?: 'upgrade' | 'get';
   readonly headers?: Record<string, string>;
   /** Connect with TLS, presenting this client certificate if given (`{}`: TLS without one), naming `servername`. */
-  readonly tls?: Partial<KeyPair> & { readonly servername?: string };
+  readonly tls?: Partial<KeyPair> & { readonly servername?: string; readonly maxVersion?: 'TLSv1.2' };
   /** Local address to connect from (any 127.x.y.z works on Linux loopback). */
   readonly from?: string;
   /** Address to connect to (default 127.0.0.1). */
@@ -124,6 +124,7 @@ export function send(port: number, options: RequestOptions = {}): Promise<RawRes
               ...(localAddress ? { localAddress } : {}),
               ...(options.tls.cert === undefined ? {} : { cert: options.tls.cert, key: options.tls.key }),
               ...(options.tls.servername === undefined ? {} : { servername: options.tls.servername }),
+              ...(options.tls.maxVersion === undefined ? {} : { maxVersion: options.tls.maxVersion }),
             },
             onConnected,
           );
