@@ -184,27 +184,21 @@ describe('the real client address (listeners[].clientAddress)', () => {
   it('a PROXY v2 header naming a denied address is refused 403; another address passes', async () => {
     const port = portOf(proxied, 'proxy-v2');
     const header = (who: typeof DENIED) => proxyHeaderFor('v2', who, GATEWAY);
-    await expectDenied(proxied, port, { path: '/test-net', preamble: header(DENIED) }, 'test-net', 'denied_address');
-    await expectDenied(
-      proxied,
-      port,
-      { path: '/test-net', kind: 'get', preamble: header(DENIED) },
-      'test-net',
-      'denied_address',
-    );
-    await expectPassed(port, { path: '/test-net', preamble: header(ALLOWED) });
-    // /v4-only allows 127/8 only: the balancer's own address would pass, the client's does not.
-    await expectDenied(proxied, port, { path: '/v4-only', preamble: header(DENIED) }, 'v4-only', 'not_allowed_address');
-    await expectDenied(
-      proxied,
-      port,
-      { path: '/v4-only', kind: 'get', preamble: header(ALLOWED) },
-      'v4-only',
-      'not_allowed_address',
-    );
-    // /denied denies 127/8: the balancer is in it, the clients it speaks for are not.
-    await expectPassed(port, { path: '/denied', preamble: header(DENIED) });
-    await expectPassed(port, { path: '/denied', kind: 'get', preamble: header(ALLOWED) });
+    for (const kind of ['upgrade', 'get'] as const) {
+      await expectDenied(
+        proxied,
+        port,
+        { kind, path: '/test-net', preamble: header(DENIED) },
+        'test-net',
+        'denied_address',
+      );
+      await expectPassed(port, { kind, path: '/test-net', preamble: header(ALLOWED) });
+      // /v4-only allows 127/8 only: the balancer's own address would pass, the client's does not.
+      const notAllowed = { kind, path: '/v4-only', preamble: header(ALLOWED) };
+      await expectDenied(proxied, port, notAllowed, 'v4-only', 'not_allowed_address');
+      // /denied denies 127/8: the balancer is in it, the clients it speaks for are not.
+      await expectPassed(port, { kind, path: '/denied', preamble: header(DENIED) });
+    }
     await expectNoLeaks(proxied);
   });
 
