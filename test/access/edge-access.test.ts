@@ -2,18 +2,22 @@
 // WSG_ADDRESS_DENIED on ws://, wss:// and plain HTTP, counted in wsgate_access_denied_total{route,reason}, with no
 // backend connection opened and nothing left admitted; deny is checked before allow; IPv6 and the IPv4-mapped
 // addresses of a dual-stack listener meet the right entries; and the address checked is the real client's
-// (listeners[].clientAddress: a PROXY v2 header, a trusted X-Forwarded-For), not the balancer's.
+// (listeners[].clientAddress: a PROXY v2 header, a trusted X-Forwarded-For), not the balancer's. A reload's new
+// list applies to new connections and leaves open tunnels alone.
 
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { proxyHeaderFor } from '../../src/upstream/proxy-header.js';
+import { startFileGateway } from '../control/support.js';
 import { type Cleanup, runCleanups } from '../helpers/cleanups.js';
 import { expectNoLeaks, metricValue, simpleConfig, startGateway, type TestGateway } from '../helpers/gateway.js';
+import { closesWithin } from '../helpers/raw-client.js';
 import {
   type CountingBackend,
   countingBackend,
   expectPassed,
   expectRefused,
   type RequestOptions,
+  send,
 } from './edge-support.js';
 
 const cleanups: Cleanup[] = [];
@@ -209,5 +213,27 @@ describe('the real client address (listeners[].clientAddress)', () => {
     await expectDenied(proxied, port, { path: '/v4-only', headers: xff }, 'v4-only', 'not_allowed_address');
     await expectPassed(port, { path: '/denied', headers: xff, kind: 'get' });
     await expectNoLeaks(proxied);
+  });
+});
+
+describe('reload', () => {
+  it('a new access list applies to new connections; tunnels already open stay open', async () => {
+    const config = simpleConfig([backend.url]);
+    const gw = await startFileGateway(config);
+    cleanups.push(() => gw.stop());
+    const open = await send(gw.port(), { path: '/' });
+    expect(open.status).toBe(101);
+    gw.write({
+      ...config,
+      routes: [{ name: 'main', match: { path: '/' }, pool: 'main', access: { deny: ['127.0.0.0/8'] } }],
+    });
+    expect((await gw.control.reload('admin')).ok).toBe(true);
+    await expectRefused(gw.port(), backend, { path: '/' }, 403, 'WSG_ADDRESS_DENIED');
+    await expectRefused(gw.port(), backend, { path: '/', kind: 'get' }, 403, 'WSG_ADDRESS_DENIED');
+    expect(await closesWithin(open.socket, 300)).toBe(false);
+    gw.write(config);
+    expect((await gw.control.reload('admin')).ok).toBe(true);
+    await expectPassed(gw.port(), { path: '/' });
+    open.socket.destroy();
   });
 });
