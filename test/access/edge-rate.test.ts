@@ -66,10 +66,9 @@ describe('per client address: 429 WSG_CONNECTION_RATE_PER_IP', () => {
 
 describe('per process: 503 WSG_CONNECTION_RATE', () => {
   for (const kind of ['upgrade', 'get'] as const) {
-    it(`${kind}: perSecond passes from any addresses, the next gets 503 + Retry-After; after it, one more gets in`, async () => {
-      const { gw, backend } = await gatewayWith({ perSecond: 2 });
+    it(`${kind}: perSecond passes, the next from any address gets 503 + Retry-After; after it, one more gets in`, async () => {
+      const { gw, backend } = await gatewayWith({ perSecond: 1 });
       await expectPassed(gw.port, { kind, from: '127.0.0.31' });
-      await expectPassed(gw.port, { kind, from: '127.0.0.32' });
       const headers = await expectRefused(gw.port, backend, { kind, from: '127.0.0.33' }, 503, 'WSG_CONNECTION_RATE');
       expect(headers['retry-after']).toBe('1');
       expect(await limited(gw, 'process')).toBe(1);
