@@ -19,7 +19,11 @@ async function gatewayWith(
 ): Promise<{ gw: TestGateway; backend: CountingBackend }> {
   const backend = await countingBackend(cleanups);
   const gw = await startGateway(
-    simpleConfig([backend.url], { limits: { maxConnections: 10_000, maxConnectionsPerIp: 10_000, connectionRate } }),
+    simpleConfig([backend.url], {
+      limits: { maxConnections: 10_000, maxConnectionsPerIp: 10_000, connectionRate },
+      // A flood on a loaded machine must not turn a slow backend handshake into a 504.
+      timeouts: { handshake: '10s', idle: '60s', drain: '2s' },
+    }),
   );
   cleanups.push(() => gw.stop());
   return { gw, backend };
@@ -119,11 +123,11 @@ describe('a flood across 1,000 source addresses with a global cap', () => {
     const { gw, backend } = await gatewayWith({ perSecond: PER_SECOND, perIpPerSecond: 1, perIpBurst: 2 });
     const { statuses, seconds } = await flood(gw.port, 0);
     const passed = statuses.get(101) ?? 0;
+    expect([...statuses.keys()].sort()).toEqual([101, 503]);
     // The process bucket starts with one second's worth and refills at perSecond while the flood lasts.
     expect(passed).toBeGreaterThanOrEqual(PER_SECOND);
     expect(passed).toBeLessThanOrEqual(Math.ceil(PER_SECOND * (1 + seconds)) + 1);
     expect(statuses.get(503)).toBe(ADDRESSES - passed);
-    expect(statuses.get(429)).toBeUndefined();
     expect(backend.accepted).toBe(passed);
     expect(await limited(gw, 'process')).toBe(ADDRESSES - passed);
     expect(gw.gateway.connectionRate.trackedAddresses).toBe(ADDRESSES);
@@ -133,7 +137,7 @@ describe('a flood across 1,000 source addresses with a global cap', () => {
     // comes: without the sweep the map would hold 2,000.
     await delay(1200);
     const second = await flood(gw.port, 1);
-    expect(second.statuses.get(429)).toBeUndefined();
+    expect([...second.statuses.keys()].sort()).toEqual([101, 503]);
     expect(gw.gateway.connectionRate.trackedAddresses).toBeLessThanOrEqual(ADDRESSES);
     await expectNoLeaks(gw);
     process.stdout.write(
