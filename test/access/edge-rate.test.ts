@@ -101,7 +101,7 @@ describe('per process: 503 WSG_CONNECTION_RATE', () => {
 describe('a flood across 1,000 source addresses with a global cap', () => {
   const ADDRESSES = 1000;
   const BATCH = 100;
-  const PER_SECOND = 100;
+  const PER_SECOND = 20;
 
   /** One upgrade from each of 1,000 addresses of `block`, BATCH at a time: the statuses and how long it took. */
   async function flood(port: number, block: number): Promise<{ statuses: Map<number, number>; seconds: number }> {
