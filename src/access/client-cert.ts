@@ -35,11 +35,12 @@ export function clientCertVerdict(mode: ClientCertMode, socket: Duplex): CertVer
 
 /**
  * X-Forwarded-Client-Cert for a verified certificate, as Envoy writes it: `Hash` (SHA-256 of the DER, hex),
- * `Subject` (RFC 2253, quoted), then one `URI` and one `DNS` element per subjectAltName entry of those kinds.
+ * `Subject` (RFC 2253 as OpenSSL prints it, quoted: its own escapes leave no bare `"` inside), then one `URI` and one
+ * `DNS` element per subjectAltName entry of those kinds.
  */
 export function forwardedClientCert(cert: X509Certificate): string {
   const hash = createHash('sha256').update(cert.raw).digest('hex');
-  let value = `Hash=${hash};Subject="${quoteXfcc(rfc2253(cert.subject))}"`;
+  let value = `Hash=${hash};Subject="${rfc2253(cert.subject)}"`;
   for (const entry of subjectAltNames(cert.subjectAltName)) {
     if (entry.startsWith('URI:')) value += `;URI=${xfccValue(entry.slice(4))}`;
     else if (entry.startsWith('DNS:')) value += `;DNS=${xfccValue(entry.slice(4))}`;
@@ -47,29 +48,51 @@ export function forwardedClientCert(cert: X509Certificate): string {
   return value;
 }
 
-/** node writes the subject one attribute a line, in certificate order; RFC 2253 lists them the other way round. */
+/**
+ * node prints the subject one RDN a line (the parts of a multi-valued one joined by " + "), in certificate order,
+ * with the values already escaped as RFC 2253 says but non-ASCII characters as they are; OpenSSL's RFC 2253 form
+ * (what Envoy sends) lists every part the other way round and writes each byte of a non-ASCII character as `\XX`,
+ * which also keeps the header value ASCII.
+ */
 function rfc2253(subject: string): string {
   return subject
     .split('\n')
     .filter((line) => line !== '')
+    .map((rdn) => rdn.split(' + ').reverse().join('+'))
     .reverse()
-    .map((line) => {
-      const eq = line.indexOf('=');
-      return `${line.slice(0, eq + 1)}${line.slice(eq + 1).replace(/[,+"\\<>;]/g, '\\$&')}`;
-    })
-    .join(',');
+    .join(',')
+    .replace(/[\u{80}-\u{10ffff}]/gu, hexBytes);
 }
 
-/** Entries of node's subjectAltName text (`DNS:a, URI:b`; a value with a comma comes quoted: `DNS:"a,b"`). */
+function hexBytes(char: string): string {
+  let out = '';
+  for (const byte of Buffer.from(char, 'utf8')) out += `\\${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  return out;
+}
+
+/**
+ * Entries of node's subjectAltName text (`DNS:a, URI:b`). A value with a character that could be taken for a
+ * separator comes as a JSON string literal (`URI:"a\u002cb"`): its escapes are undone, except those of control and
+ * non-ASCII characters, which stay escaped text (a line break must never reach the backend's request head, and a
+ * header value stays ASCII).
+ */
 function subjectAltNames(text: string | undefined): string[] {
   if (text === undefined) return [];
   const out: string[] = [];
   const pattern = /([A-Za-z ]+):(?:"((?:[^"\\]|\\.)*)"|([^,]*))(?:,\s*|$)/g;
   for (const m of text.matchAll(pattern)) {
-    const value = m[2] === undefined ? (m[3] ?? '') : m[2].replace(/\\(.)/g, '$1');
+    const value = m[2] === undefined ? (m[3] ?? '') : m[2].replace(JSON_ESCAPE, unescapePrintable);
     out.push(`${(m[1] as string).trim()}:${value}`);
   }
   return out;
+}
+
+const JSON_ESCAPE = /\\(?:u([0-9a-fA-F]{4})|(.))/g;
+
+function unescapePrintable(escaped: string, hex: string | undefined, char: string | undefined): string {
+  if (hex === undefined) return char === '"' || char === '\\' || char === '/' ? char : escaped;
+  const code = Number.parseInt(hex, 16);
+  return code < 0x20 || code > 0x7e ? escaped : String.fromCharCode(code);
 }
 
 /** An element value: quoted when it holds a character that separates XFCC elements or pairs. */

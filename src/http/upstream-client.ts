@@ -125,6 +125,8 @@ function commonOptions(settings: UpstreamSettings) {
   } as const;
 }
 
+const NO_PREAMBLE = Buffer.alloc(0);
+
 /** Dials `backend` with `preamble` first on the TCP connection (before TLS for a wss:// backend). */
 function connectorWithPreamble(backend: BackendConfig, preamble: Buffer, timeoutMs: number): buildConnector.connector {
   return (_options, callback) => {
@@ -149,19 +151,11 @@ function connectorWithPreamble(backend: BackendConfig, preamble: Buffer, timeout
 }
 
 function poolFor(backend: BackendConfig, settings: UpstreamSettings): Pool {
-  const tls = backend.tls ? upstreamTlsOptions(backend) : undefined;
   return new Pool(originOf(backend), {
     connections: settings.maxConnections,
     ...commonOptions(settings),
-    ...(tls === undefined
-      ? {}
-      : {
-          connect: {
-            rejectUnauthorized: tls.rejectUnauthorized,
-            ...(tls.ca === undefined ? {} : { ca: tls.ca }),
-            ...(tls.servername === undefined ? {} : { servername: tls.servername }),
-            ...(tls.cert === undefined ? {} : { cert: tls.cert, key: tls.key }),
-          },
-        }),
+    // A wss:// backend is dialled with pools.NAME.tls only: undici's own connector would take the SNI name and the
+    // name the certificate is checked against from the client's Host header, over tls.serverName and the address.
+    ...(backend.tls ? { connect: connectorWithPreamble(backend, NO_PREAMBLE, settings.connectTimeoutMs) } : {}),
   });
 }
