@@ -5,7 +5,7 @@
 
 import { randomBytes } from 'node:crypto';
 import type { Server as TlsServer } from 'node:tls';
-import { TICKET_KEY_BYTES } from '../config/load.js';
+import { TICKET_KEY_BYTES } from '../config/normalise.js';
 import type { TlsConfig } from '../config/types.js';
 
 /** A process tree's own ticket key (no `sessionTicketKeys` file) is replaced this often. */
