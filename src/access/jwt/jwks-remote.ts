@@ -5,9 +5,10 @@
 // FETCH_TIMEOUT_MS long, and not at all while the cooldown runs: a dead JWKS server means a quick 401, not a hang.
 
 import { request } from 'node:https';
-import { type CompactJWSHeaderParameters, createLocalJWKSet, errors, type JWTVerifyGetKey } from 'jose';
+import { type CompactJWSHeaderParameters, errors, type JWTVerifyGetKey } from 'jose';
 import { type Jwks, MAX_JWKS_BYTES, parseJwks } from '../../config/jwks-file.js';
 import type { Logger } from '../../observe/log.js';
+import { keySetOf } from './key-set.js';
 
 export const REFETCH_COOLDOWN_MS = 30_000;
 export const REFRESH_AFTER_MS = 5 * 60_000;
@@ -61,7 +62,7 @@ export class RemoteJwks {
     this.attemptedAtMs = performance.now();
     const fetching = fetchJwks(this.url, this.ca).then(
       (jwks) => {
-        this.local = createLocalJWKSet({ keys: jwks.keys as never[] });
+        this.local = keySetOf(jwks.keys);
         this.fetchedAtMs = performance.now();
         this.log.info({ event: 'jwks_fetched', url: this.url, keys: jwks.keys.length }, 'JWKS fetched');
       },

@@ -1,0 +1,27 @@
+// A JWKS as jose's key lookup, indexed by kid: a token names its key, so a set of thousands of keys costs one map
+// lookup per handshake instead of a scan of every key. Within one kid, and for a token that names none, jose's own
+// local set decides, so the key type, `alg`, `use`, `key_ops` and curve are matched exactly as jose matches them.
+
+import { createLocalJWKSet, errors, type JWTVerifyGetKey } from 'jose';
+
+export function keySetOf(keys: readonly object[]): JWTVerifyGetKey {
+  const byKid = new Map<string, object[]>();
+  for (const jwk of keys) {
+    const kid = (jwk as { kid?: unknown }).kid;
+    if (typeof kid !== 'string') continue;
+    const group = byKid.get(kid);
+    if (group === undefined) byKid.set(kid, [jwk]);
+    else group.push(jwk);
+  }
+  const sets = new Map<string, JWTVerifyGetKey>();
+  for (const [kid, group] of byKid) sets.set(kid, createLocalJWKSet({ keys: group as never[] }));
+  // A token without a kid may use any key of the set, as jose has it (one key of each type, say).
+  const all = createLocalJWKSet({ keys: keys as never[] });
+  return async (header, token) => {
+    const kid: unknown = header.kid;
+    if (kid === undefined) return all(header, token);
+    const set = typeof kid === 'string' ? sets.get(kid) : undefined;
+    if (set === undefined) throw new errors.JWKSNoMatchingKey();
+    return set(header, token);
+  };
+}
