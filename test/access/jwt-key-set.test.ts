@@ -1,7 +1,7 @@
 // keySetOf (access/jwt/key-set.ts): a JWKS indexed by kid gives the answers jose's own local set gives, kid-less
 // tokens included, however large the set.
 
-import { createLocalJWKSet, type errors, jwtVerify, SignJWT } from 'jose';
+import { createLocalJWKSet, type errors, type JWTVerifyGetKey, jwtVerify, SignJWT } from 'jose';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { keySetOf } from '../../src/access/jwt/key-set.js';
 import { makeKey, type TestKey } from '../helpers/jwt.js';
@@ -25,7 +25,7 @@ function token(key: TestKey, kid: string | undefined): Promise<string> {
 /** What verifying `jwt` against `keys` ends in: 'ok' or the jose error's code, with jose's set and with ours. */
 async function outcomes(keys: TestKey[], jwt: string): Promise<{ jose: string; ours: string }> {
   const jwks = { keys: keys.map((k) => k.publicJwk) };
-  const run = (getKey: ReturnType<typeof createLocalJWKSet>) =>
+  const run = (getKey: JWTVerifyGetKey) =>
     jwtVerify(jwt, getKey, { algorithms: ['RS256', 'ES256'] }).then(
       () => 'ok',
       (err: errors.JOSEError) => err.code,
@@ -51,7 +51,7 @@ describe('keySetOf', () => {
 
   it('a kid-less token keeps its answer per alg: the same key twice, and a refusal twice', async () => {
     const one = keySetOf([es.publicJwk]);
-    const verify = async (set: ReturnType<typeof keySetOf>, jwt: string) =>
+    const verify = async (set: JWTVerifyGetKey, jwt: string) =>
       jwtVerify(jwt, set, { algorithms: ['ES256'] }).then(
         () => 'ok',
         (err: errors.JOSEError) => err.code,
