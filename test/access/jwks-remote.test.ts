@@ -9,7 +9,9 @@
 import { request } from 'node:http';
 import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import WebSocket from 'ws';
+import { stringify } from 'yaml';
 import { REFETCH_COOLDOWN_MS, REFRESH_AFTER_MS } from '../../src/access/jwt/jwks-remote.js';
+import { parseConfig } from '../../src/config/load.js';
 import { echoBackendFor, type TestBackend } from '../helpers/backends.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
 import { expectNoLeaks, metricValue, simpleConfig, startGatewayFor, type TestGateway } from '../helpers/gateway.js';
@@ -45,27 +47,29 @@ interface Setup {
   readonly backend: TestBackend;
 }
 
+function configWith(jwks: JwksServer, backend: TestBackend, route: Record<string, unknown> = {}) {
+  return simpleConfig([backend.url], {
+    listeners: [
+      { name: 'public', address: '127.0.0.1', port: 0 },
+      { name: 'tls', address: '127.0.0.1', port: 0, tls: {} },
+    ],
+    routes: [
+      {
+        name: 'chat',
+        match: { path: '/' },
+        pool: 'main',
+        auth: jwtAuth({ keys: jwks.url }, { keysCa: jwks.caFile }),
+        ...route,
+      },
+    ],
+  });
+}
+
 async function setup(mode: JwksServer['mode'] = 'serve'): Promise<Setup> {
   const jwks = await startJwksServer([current], cleanups);
   jwks.mode = mode;
   const backend = await echoBackendFor(cleanups, 'b1');
-  const gw = await startGatewayFor(
-    cleanups,
-    simpleConfig([backend.url], {
-      listeners: [
-        { name: 'public', address: '127.0.0.1', port: 0 },
-        { name: 'tls', address: '127.0.0.1', port: 0, tls: {} },
-      ],
-      routes: [
-        {
-          name: 'chat',
-          match: { path: '/' },
-          pool: 'main',
-          auth: jwtAuth({ keys: jwks.url }, { keysCa: jwks.caFile }),
-        },
-      ],
-    }),
-  );
+  const gw = await startGatewayFor(cleanups, configWith(jwks, backend));
   if (mode === 'serve') await waitFor(() => jwks.requests === 1, 5000, 'the first JWKS fetch');
   return { gw, jwks, backend };
 }
@@ -213,6 +217,21 @@ describe('a JWKS URL', () => {
     const during = await upgradeWith(gw.port, await sign(current));
     expect(during.status).toBe(101);
     expect(during.ms).toBeLessThan(1000);
+    await expectNoLeaks(gw);
+  });
+
+  it('a reload that changes the route keeps the cached keys: the server may be down meanwhile', async () => {
+    const { gw, jwks, backend } = await setup();
+    await jwks.stop();
+    const changed = configWith(jwks, backend, { origins: ['https://app.example'] });
+    await gw.gateway.reload(parseConfig(stringify(changed), '/virtual/wsgate-test.yaml'));
+    const res = await rawUpgrade(gw.port, {
+      headers: { Authorization: `Bearer ${await sign(current)}`, Origin: 'https://app.example' },
+    });
+    res.socket.destroy();
+    expect(res.status).toBe(101);
+    // A route using the same URL shares the copy and its fetches.
+    expect(jwks.requests).toBe(1);
     await expectNoLeaks(gw);
   });
 

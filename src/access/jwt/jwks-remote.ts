@@ -16,6 +16,24 @@ export const FETCH_TIMEOUT_MS = 3000;
 
 type KeyResult = Awaited<ReturnType<JWTVerifyGetKey>>;
 
+/** The copies in use in this process, by URL and CA; held weakly, so one no generation uses any more can go. */
+const inUse = new Map<string, WeakRef<RemoteJwks>>();
+
+/**
+ * The copy of `url`'s JWKS (trusting `ca`) for a route of a new config generation: the one a route of the running
+ * generation already has when there is one. So a reload starts with the keys in force, also while the JWKS server
+ * is down, and routes naming the same URL share one copy and its fetches.
+ */
+export function remoteJwksFor(url: string, ca: string | undefined, log: Logger): RemoteJwks {
+  const key = `${url}\n${ca ?? ''}`;
+  const running = inUse.get(key)?.deref();
+  if (running !== undefined) return running;
+  for (const [k, ref] of inUse) if (ref.deref() === undefined) inUse.delete(k);
+  const fresh = new RemoteJwks(url, ca, log);
+  inUse.set(key, new WeakRef(fresh));
+  return fresh;
+}
+
 export class RemoteJwks {
   private readonly url: string;
   private readonly ca: string | undefined;

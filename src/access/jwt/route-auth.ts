@@ -9,7 +9,7 @@ import type { JwtConfig } from '../../config/types.js';
 import { type CatalogueEntry, Errors } from '../../errors.js';
 import type { Logger } from '../../observe/log.js';
 import type { Metrics } from '../../observe/metrics.js';
-import { RemoteJwks } from './jwks-remote.js';
+import { remoteJwksFor } from './jwks-remote.js';
 import { keySetOf } from './key-set.js';
 import {
   findToken,
@@ -73,7 +73,7 @@ export class RouteAuth {
     const keys = config.keys;
     if (keys.kind === 'secret') this.key = new TextEncoder().encode(keys.secret);
     else if (keys.kind === 'file') this.key = keySetOf(keys.jwks.keys);
-    else this.key = new RemoteJwks(keys.url, keys.ca, log).getKey;
+    else this.key = remoteJwksFor(keys.url, keys.ca, log).getKey;
     const counts = {} as Record<AuthResult, Counter>;
     for (const result of AUTH_RESULTS) {
       counts[result] = metrics.authResults.labels({ route, result });
