@@ -16,8 +16,9 @@ import { WebSocketServer } from 'ws';
 import { stringify } from 'yaml';
 import { MAX_JWKS_KEYS } from '../../src/config/jwks-file.js';
 import { ConfigError, parseConfig } from '../../src/config/load.js';
+import { cleanupAfterEach } from '../helpers/cleanups.js';
 import { expectNoLeaks, metricValue, simpleConfig, startGateway, type TestGateway } from '../helpers/gateway.js';
-import { AUDIENCE, ISSUER, jwtAuth, makeKey, sign, type TestKey, writeJwks } from '../helpers/jwt.js';
+import { AUDIENCE, ISSUER, jwtAuth, makeKey, sign, startJwksServer, type TestKey, writeJwks } from '../helpers/jwt.js';
 import { openSocket, readUntilClose, upgradeRequest } from '../helpers/raw-client.js';
 
 /** How a request reaches the gateway: an upgrade on ws:// or wss://, or a plain GET (a long poll) on http://. */
@@ -67,6 +68,8 @@ async function countingBackend(): Promise<CountingBackend> {
   };
   return backend;
 }
+
+const cleanups = cleanupAfterEach();
 
 let backend: CountingBackend;
 let gw: TestGateway;
@@ -226,6 +229,25 @@ describe('algorithm attacks', () => {
     await expectInvalidToken('/rs', await sign(es));
     const text = await gw.metrics();
     expect(metricValue(text, 'wsgate_auth_results_total', { route: 'rs', result: 'invalid' })).toBeGreaterThan(0);
+    await expectUntouched(accepts);
+  });
+  it('a key named or embedded in the token (jwk, jku, x5u headers) is never used: 401', async () => {
+    const accepts = backend.accepts;
+    const jwks = await startJwksServer([attackerKey], cleanups);
+    const headers = [
+      { jwk: attackerKey.publicJwk },
+      { jku: jwks.url },
+      { x5u: jwks.url },
+      { jwk: attackerKey.publicJwk, jku: jwks.url, kid: 'es' },
+    ];
+    for (const extra of headers) {
+      const token = await new SignJWT({ sub: 'admin', iss: ISSUER, aud: AUDIENCE })
+        .setProtectedHeader({ alg: 'ES256', kid: 'attacker', ...extra })
+        .setExpirationTime('1h')
+        .sign(attackerKey.privateKey);
+      await expectInvalidToken('/big', token);
+    }
+    expect(jwks.requests).toBe(0);
     await expectUntouched(accepts);
   });
 });
