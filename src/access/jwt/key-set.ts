@@ -1,8 +1,9 @@
 // A JWKS as jose's key lookup, indexed by kid: a token names its key, so a set of thousands of keys costs one map
 // lookup per handshake instead of a scan of every key. Within one kid, and for a token that names none, jose's own
 // local set decides, so the key type, `alg`, `use`, `key_ops` and curve are matched exactly as jose matches them.
-// A token without a kid gets the same answer for the same `alg` (one of the route's algorithms: jose checks that
-// before asking for a key), so that answer is looked up once per alg, not by a scan on every such token.
+// jose's sets are made when first needed (making one per kid up front would take most of a second for 10,000 keys,
+// on every load and reload). A token without a kid gets the same answer for the same `alg` (one of the route's
+// algorithms: jose checks that before asking for a key), so that answer is looked up once per alg.
 
 import { createLocalJWKSet, errors, type JWTVerifyGetKey } from 'jose';
 
@@ -16,22 +17,27 @@ export function keySetOf(keys: readonly object[]): JWTVerifyGetKey {
     else group.push(jwk);
   }
   const sets = new Map<string, JWTVerifyGetKey>();
-  for (const [kid, group] of byKid) sets.set(kid, createLocalJWKSet({ keys: group as never[] }));
-  // A token without a kid may use any key of the set, as jose has it (one key of each type, say).
-  const all = createLocalJWKSet({ keys: keys as never[] });
+  let all: JWTVerifyGetKey | undefined;
   const withoutKid = new Map<string, ReturnType<JWTVerifyGetKey>>();
   return async (header, token) => {
     const kid: unknown = header.kid;
     if (kid === undefined) {
       let found = withoutKid.get(header.alg);
       if (found === undefined) {
+        // A token without a kid may use any key of the set, as jose has it (one key of each type, say).
+        all ??= createLocalJWKSet({ keys: keys as never[] });
         found = all({ alg: header.alg }, token);
         withoutKid.set(header.alg, found);
       }
       return found;
     }
-    const set = typeof kid === 'string' ? sets.get(kid) : undefined;
-    if (set === undefined) throw new errors.JWKSNoMatchingKey();
+    const group = typeof kid === 'string' ? byKid.get(kid) : undefined;
+    if (group === undefined) throw new errors.JWKSNoMatchingKey();
+    let set = sets.get(kid as string);
+    if (set === undefined) {
+      set = createLocalJWKSet({ keys: group as never[] });
+      sets.set(kid as string, set);
+    }
     return set(header, token);
   };
 }
