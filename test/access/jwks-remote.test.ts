@@ -177,9 +177,9 @@ describe('a JWKS URL', () => {
     await expectNoLeaks(gw);
   });
 
-  it('keeps the copy when a fetch fails with 500 or hangs', async () => {
+  it('keeps the copy when a fetch fails with 500, hangs, or trickles in byte by byte', async () => {
     const { gw, jwks } = await setup();
-    for (const mode of ['fail', 'hang'] as const) {
+    for (const mode of ['fail', 'hang', 'drip'] as const) {
       jwks.mode = mode;
       advance(REFETCH_COOLDOWN_MS + 1000);
       const before = jwks.requests;

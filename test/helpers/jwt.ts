@@ -2,6 +2,7 @@
 // halves, a JWKS served over HTTPS, and signed tokens. Nothing here is a fixture on disk.
 
 import { mkdtempSync, writeFileSync } from 'node:fs';
+import type { ServerResponse } from 'node:http';
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -59,8 +60,8 @@ export function jwtAuth(keys: { keys: string } | { secret: string }, extra: Reco
 
 /**
  * A JWKS served over HTTPS on 127.0.0.1 with a certificate of a CA made at test time (`caFile` for keysCa). The
- * test changes what it serves, counts the requests, makes it hang (accept and never answer) or fail (500), and
- * stops and restarts it on the same port.
+ * test changes what it serves, counts the requests, makes it hang (accept and never answer), fail (500) or answer
+ * byte by byte, and stops and restarts it on the same port.
  */
 export interface JwksServer {
   readonly url: string;
@@ -68,7 +69,8 @@ export interface JwksServer {
   /** GET requests received so far. */
   readonly requests: number;
   serve(keys: readonly TestKey[]): void;
-  mode: 'serve' | 'hang' | 'fail';
+  /** `drip`: the body one byte every 200 ms, so no single wait is long. */
+  mode: 'serve' | 'hang' | 'fail' | 'drip';
   stop(): Promise<void>;
   start(): Promise<void>;
 }
@@ -82,6 +84,7 @@ export async function startJwksServer(keys: readonly TestKey[], cleanups: Cleanu
     requests++;
     if (jwks.mode === 'hang') return;
     if (jwks.mode === 'fail') res.writeHead(500).end();
+    else if (jwks.mode === 'drip') drip(res, body);
     else res.writeHead(200, { 'Content-Type': 'application/jwk-set+json' }).end(body);
   });
   server.on('connection', (s: Socket) => {
@@ -121,4 +124,18 @@ export async function startJwksServer(keys: readonly TestKey[], cleanups: Cleanu
   jwks.serve(keys);
   cleanups.push(() => (server.listening ? stop() : undefined));
   return jwks;
+}
+
+function drip(res: ServerResponse, body: string): void {
+  res.writeHead(200, { 'Content-Type': 'application/jwk-set+json', 'Content-Length': Buffer.byteLength(body) });
+  let sent = 0;
+  const timer = setInterval(() => {
+    if (res.destroyed || sent >= body.length) {
+      clearInterval(timer);
+      res.end();
+      return;
+    }
+    res.write(body[sent++]);
+  }, 200);
+  res.on('close', () => clearInterval(timer));
 }
