@@ -11,6 +11,7 @@ import { afterEach, beforeAll, beforeEach, describe, expect, it, vi } from 'vite
 import WebSocket from 'ws';
 import { stringify } from 'yaml';
 import { REFETCH_COOLDOWN_MS, REFRESH_AFTER_MS } from '../../src/access/jwt/jwks-remote.js';
+import { MAX_JWKS_BYTES, MAX_JWKS_KEYS } from '../../src/config/jwks-file.js';
 import { parseConfig } from '../../src/config/load.js';
 import { echoBackendFor, type TestBackend } from '../helpers/backends.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
@@ -181,6 +182,23 @@ describe('a JWKS URL', () => {
     const { gw, jwks } = await setup();
     for (const mode of ['fail', 'hang', 'drip'] as const) {
       jwks.mode = mode;
+      advance(REFETCH_COOLDOWN_MS + 1000);
+      const before = jwks.requests;
+      const unknown = await upgradeWith(gw.port, await sign(next));
+      expect(unknown.status).toBe(401);
+      expect(unknown.ms).toBeLessThan(QUICK_REFUSAL_MS);
+      expect(jwks.requests).toBe(before + 1);
+      expect((await upgradeWith(gw.port, await sign(current))).status).toBe(101);
+    }
+    await expectNoLeaks(gw);
+  });
+
+  it(`refuses a fetched JWKS over ${MAX_JWKS_KEYS} keys or ${MAX_JWKS_BYTES} bytes, or not a JWKS, and keeps the copy`, async () => {
+    const { gw, jwks } = await setup();
+    const many = { keys: Array.from({ length: MAX_JWKS_KEYS + 1 }, (_, i) => ({ ...next.publicJwk, kid: `k${i}` })) };
+    const huge = JSON.stringify({ keys: [next.publicJwk], pad: 'x'.repeat(MAX_JWKS_BYTES) });
+    for (const text of [JSON.stringify(many), huge, '<html>', JSON.stringify({ keys: {} })]) {
+      jwks.serveText(text);
       advance(REFETCH_COOLDOWN_MS + 1000);
       const before = jwks.requests;
       const unknown = await upgradeWith(gw.port, await sign(next));

@@ -69,6 +69,8 @@ export interface JwksServer {
   /** GET requests received so far. */
   readonly requests: number;
   serve(keys: readonly TestKey[]): void;
+  /** Serves `text` as the JWKS document, whatever it is. */
+  serveText(text: string): void;
   /** `drip`: the body one byte every 200 ms, so no single wait is long. */
   mode: 'serve' | 'hang' | 'fail' | 'drip';
   stop(): Promise<void>;
@@ -115,6 +117,9 @@ export async function startJwksServer(keys: readonly TestKey[], cleanups: Cleanu
     },
     serve: (served) => {
       body = JSON.stringify({ keys: served.map((k) => k.publicJwk) });
+    },
+    serveText: (text) => {
+      body = text;
     },
     mode: 'serve',
     stop,
