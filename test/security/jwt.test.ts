@@ -38,17 +38,21 @@ interface CountingBackend {
   readonly url: string;
   accepts: number;
   readonly seen: IncomingHttpHeaders[];
+  /** The request target of each request, in the same order. */
+  readonly targets: string[];
   close(): Promise<void>;
 }
 
 async function countingBackend(): Promise<CountingBackend> {
   const server = createServer((req, res) => {
     backend.seen.push(req.headers);
+    backend.targets.push(req.url ?? '');
     res.end('plain');
   });
   const wss = new WebSocketServer({ server });
   wss.on('connection', (ws, req) => {
     backend.seen.push(req.headers);
+    backend.targets.push(req.url ?? '');
     ws.on('error', () => {});
     ws.send('hello');
   });
@@ -58,6 +62,7 @@ async function countingBackend(): Promise<CountingBackend> {
     url: `ws://127.0.0.1:${(server.address() as AddressInfo).port}`,
     accepts: 0,
     seen: [],
+    targets: [],
     close: () =>
       new Promise<void>((resolve) => {
         for (const c of wss.clients) c.terminate();
@@ -422,6 +427,38 @@ describe('forwarded claims', () => {
         expect(headers['x-user-id'], channel).toBe(userId);
         expect(headers['x-tenant'], channel).toBe(tenant);
         expect(headers.authorization, channel).toBe(`Bearer ${token}`);
+      }
+    }
+  });
+});
+
+describe('what the backend receives', () => {
+  it('the token leaves the query string; in Authorization or a cookie it is forwarded as sent', async () => {
+    const token = await sign(rsa);
+    const cases = [
+      {
+        path: `/rs?room=1&access_token=${token}`,
+        headers: {},
+        target: '/rs?room=1',
+        auth: undefined,
+        cookie: undefined,
+      },
+      { path: '/rs', headers: bearer(token), target: '/rs', auth: `Bearer ${token}`, cookie: undefined },
+      {
+        path: '/rs',
+        headers: { Cookie: `theme=dark; session=${token}` },
+        target: '/rs',
+        auth: undefined,
+        cookie: `theme=dark; session=${token}`,
+      },
+    ];
+    for (const { path, headers, target, auth, cookie } of cases) {
+      for (const channel of CHANNELS) {
+        const seen = backend.seen.length;
+        expect((await ask(channel, path, headers)).status).toBe(channel === 'http' ? 200 : 101);
+        expect(backend.targets[seen], channel).toBe(target);
+        expect(backend.seen[seen]?.authorization, channel).toBe(auth);
+        expect(backend.seen[seen]?.cookie, channel).toBe(cookie);
       }
     }
   });
