@@ -435,7 +435,13 @@ describe('forwarded claims', () => {
 describe('what the backend receives', () => {
   it('the token leaves the query string; in Authorization or a cookie it is forwarded as sent', async () => {
     const token = await sign(rsa);
-    const cases = [
+    const cases: {
+      path: string;
+      headers: Record<string, string>;
+      target: string;
+      auth: string | undefined;
+      cookie: string | undefined;
+    }[] = [
       {
         path: `/rs?room=1&access_token=${token}`,
         headers: {},
