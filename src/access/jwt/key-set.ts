@@ -1,9 +1,9 @@
 // A JWKS as jose's key lookup, indexed by kid: a token names its key, so a set of thousands of keys costs one map
 // lookup per handshake instead of a scan of every key. Within one kid, and for a token that names none, jose's own
 // local set decides, so the key type, `alg`, `use`, `key_ops` and curve are matched exactly as jose matches them.
-// jose's sets are made when first needed (making one per kid up front would take most of a second for 10,000 keys,
-// on every load and reload). A token without a kid gets the same answer for the same `alg` (one of the route's
-// algorithms: jose checks that before asking for a key), so that answer is looked up once per alg.
+// jose's sets are made when a kid is first asked for, so loading (and reloading) a large set costs only the grouping.
+// A token without a kid gets the same answer for the same `alg` (one of the route's algorithms: jose checks that
+// before asking for a key), so that answer is looked up once per alg.
 
 import { createLocalJWKSet, errors, type JWTVerifyGetKey } from 'jose';
 
@@ -32,11 +32,11 @@ export function keySetOf(keys: readonly object[]): JWTVerifyGetKey {
       return found;
     }
     const group = typeof kid === 'string' ? byKid.get(kid) : undefined;
-    if (group === undefined) throw new errors.JWKSNoMatchingKey();
-    let set = sets.get(kid as string);
+    if (typeof kid !== 'string' || group === undefined) throw new errors.JWKSNoMatchingKey();
+    let set = sets.get(kid);
     if (set === undefined) {
       set = createLocalJWKSet({ keys: group as never[] });
-      sets.set(kid as string, set);
+      sets.set(kid, set);
     }
     return set(header, token);
   };
