@@ -1,13 +1,13 @@
 // Reads and checks a JWKS (RFC 7517 §5) for routes[].auth.jwt: from a file at load and reload, and the same checks
 // for one fetched from a URL (access/jwt/jwks-remote.ts). Bounded in size and key count, so a huge or hostile key
-// set costs a refusal, not memory or a linear scan of thousands of keys on every handshake.
+// set costs a refusal rather than unbounded memory; within the bounds, keys are found by kid (access/jwt/key-set.ts).
 
 import { readFileSync } from 'node:fs';
 
-/** Larger JWKS documents are refused: a real one holds a few keys, each well under 2 KiB. */
-export const MAX_JWKS_BYTES = 256 * 1024;
-/** More keys than this are refused (key rotation needs two or three). */
-export const MAX_JWKS_KEYS = 100;
+/** Larger JWKS documents are refused: room for MAX_JWKS_KEYS RSA-2048 keys, or a few thousand RSA-4096 ones. */
+export const MAX_JWKS_BYTES = 8 * 1024 * 1024;
+/** More keys than this are refused. Rotation needs two or three; a multi-tenant issuer may publish thousands. */
+export const MAX_JWKS_KEYS = 10_000;
 
 export interface Jwks {
   readonly keys: readonly object[];

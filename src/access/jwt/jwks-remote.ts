@@ -5,15 +5,34 @@
 // FETCH_TIMEOUT_MS long, and not at all while the cooldown runs: a dead JWKS server means a quick 401, not a hang.
 
 import { request } from 'node:https';
-import { type CompactJWSHeaderParameters, createLocalJWKSet, errors, type JWTVerifyGetKey } from 'jose';
+import { type CompactJWSHeaderParameters, errors, type JWTVerifyGetKey } from 'jose';
 import { type Jwks, MAX_JWKS_BYTES, parseJwks } from '../../config/jwks-file.js';
 import type { Logger } from '../../observe/log.js';
+import { keySetOf } from './key-set.js';
 
 export const REFETCH_COOLDOWN_MS = 30_000;
 export const REFRESH_AFTER_MS = 5 * 60_000;
 export const FETCH_TIMEOUT_MS = 3000;
 
 type KeyResult = Awaited<ReturnType<JWTVerifyGetKey>>;
+
+/** The copies in use in this process, by URL and CA; held weakly, so one no generation uses any more can go. */
+const inUse = new Map<string, WeakRef<RemoteJwks>>();
+
+/**
+ * The copy of `url`'s JWKS (trusting `ca`) for a route of a new config generation: the one a route of the running
+ * generation already has when there is one. So a reload starts with the keys in force, also while the JWKS server
+ * is down, and routes naming the same URL share one copy and its fetches.
+ */
+export function remoteJwksFor(url: string, ca: string | undefined, log: Logger): RemoteJwks {
+  const key = `${url}\n${ca ?? ''}`;
+  const running = inUse.get(key)?.deref();
+  if (running !== undefined) return running;
+  for (const [k, ref] of inUse) if (ref.deref() === undefined) inUse.delete(k);
+  const fresh = new RemoteJwks(url, ca, log);
+  inUse.set(key, new WeakRef(fresh));
+  return fresh;
+}
 
 export class RemoteJwks {
   private readonly url: string;
@@ -61,7 +80,7 @@ export class RemoteJwks {
     this.attemptedAtMs = performance.now();
     const fetching = fetchJwks(this.url, this.ca).then(
       (jwks) => {
-        this.local = createLocalJWKSet({ keys: jwks.keys as never[] });
+        this.local = keySetOf(jwks.keys);
         this.fetchedAtMs = performance.now();
         this.log.info({ event: 'jwks_fetched', url: this.url, keys: jwks.keys.length }, 'JWKS fetched');
       },
@@ -79,34 +98,37 @@ export class RemoteJwks {
   }
 }
 
-/** GET `url` (trusting `ca` instead of the system store when given), bounded in size and time. */
+/**
+ * GET `url` (trusting `ca` instead of the system store when given), bounded in size and in total time: a server
+ * that trickles its answer is cut at FETCH_TIMEOUT_MS like one that says nothing.
+ */
 function fetchJwks(url: string, ca: string | undefined): Promise<Jwks> {
   return new Promise((resolve, reject) => {
-    const req = request(
-      url,
-      { method: 'GET', timeout: FETCH_TIMEOUT_MS, ...(ca === undefined ? {} : { ca }) },
-      (res) => {
-        if (res.statusCode !== 200) {
-          res.resume();
-          reject(new Error(`status ${res.statusCode}`));
-          return;
-        }
-        const chunks: Buffer[] = [];
-        let size = 0;
-        res.on('data', (chunk: Buffer) => {
-          size += chunk.length;
-          if (size > MAX_JWKS_BYTES) req.destroy(new Error(`larger than ${MAX_JWKS_BYTES} bytes`));
-          else chunks.push(chunk);
-        });
-        res.on('end', () => {
-          const jwks = parseJwks(Buffer.concat(chunks).toString('utf8'));
-          if ('error' in jwks) reject(new Error(jwks.error));
-          else resolve(jwks);
-        });
-        res.on('error', reject);
-      },
+    const req = request(url, { method: 'GET', ...(ca === undefined ? {} : { ca }) }, (res) => {
+      if (res.statusCode !== 200) {
+        res.resume();
+        reject(new Error(`status ${res.statusCode}`));
+        return;
+      }
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > MAX_JWKS_BYTES) req.destroy(new Error(`larger than ${MAX_JWKS_BYTES} bytes`));
+        else chunks.push(chunk);
+      });
+      res.on('end', () => {
+        const jwks = parseJwks(Buffer.concat(chunks).toString('utf8'));
+        if ('error' in jwks) reject(new Error(jwks.error));
+        else resolve(jwks);
+      });
+      res.on('error', reject);
+    });
+    const deadline = setTimeout(
+      () => req.destroy(new Error(`no answer within ${FETCH_TIMEOUT_MS}ms`)),
+      FETCH_TIMEOUT_MS,
     );
-    req.on('timeout', () => req.destroy(new Error(`no answer within ${FETCH_TIMEOUT_MS}ms`)));
+    req.on('close', () => clearTimeout(deadline));
     req.on('error', reject);
     req.end();
   });

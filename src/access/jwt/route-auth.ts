@@ -4,12 +4,13 @@
 // of the forwarded-claim headers out, the claims in. A refusal says only what RFC 6750 §3 lets it say; the log
 // line gets the detail (never the token).
 
-import { createLocalJWKSet, errors, type JWTPayload, type JWTVerifyGetKey, jwtVerify } from 'jose';
+import { errors, type JWTPayload, type JWTVerifyGetKey, jwtVerify } from 'jose';
 import type { JwtConfig } from '../../config/types.js';
 import { type CatalogueEntry, Errors } from '../../errors.js';
 import type { Logger } from '../../observe/log.js';
 import type { Metrics } from '../../observe/metrics.js';
-import { RemoteJwks } from './jwks-remote.js';
+import { remoteJwksFor } from './jwks-remote.js';
+import { keySetOf } from './key-set.js';
 import {
   findToken,
   MAX_TOKEN_CHARS,
@@ -71,8 +72,8 @@ export class RouteAuth {
     this.config = config;
     const keys = config.keys;
     if (keys.kind === 'secret') this.key = new TextEncoder().encode(keys.secret);
-    else if (keys.kind === 'file') this.key = createLocalJWKSet({ keys: keys.jwks.keys as never[] });
-    else this.key = new RemoteJwks(keys.url, keys.ca, log).getKey;
+    else if (keys.kind === 'file') this.key = keySetOf(keys.jwks.keys);
+    else this.key = remoteJwksFor(keys.url, keys.ca, log).getKey;
     const counts = {} as Record<AuthResult, Counter>;
     for (const result of AUTH_RESULTS) {
       counts[result] = metrics.authResults.labels({ route, result });
