@@ -15,7 +15,6 @@ const LAYERS: readonly (readonly string[])[] = [
   ['control'],
   ['admin'],
   ['gateway'],
-  ['ops'],
   ['proxy'],
   ['access'],
   ['http'],
