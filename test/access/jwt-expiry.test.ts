@@ -4,7 +4,7 @@
 
 import { describe, expect, it } from 'vitest';
 import WebSocket from 'ws';
-import { startEchoBackend } from '../helpers/backends.js';
+import { echoBackendFor } from '../helpers/backends.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
 import { expectNoLeaks, metricValue, simpleConfig, startGatewayFor } from '../helpers/gateway.js';
 import { jwtAuth, makeKey, sign, writeJwks } from '../helpers/jwt.js';
@@ -26,29 +26,21 @@ function closed(ws: WebSocket): Promise<{ code: number; reason: string; ms: numb
   );
 }
 
-async function backendFor() {
-  const backend = await startEchoBackend('b1');
-  cleanups.push(() => backend.close());
-  return backend;
+/** An echo backend behind a gateway whose one route ('chat') takes ES256 tokens, with or without closeOnExpiry. */
+async function tokenGateway(closeOnExpiry: boolean) {
+  const key = await makeKey('ES256', 'k1');
+  const backend = await echoBackendFor(cleanups, 'b1');
+  const auth = jwtAuth({ keys: writeJwks([key]) }, { clockSkew: '0s', ...(closeOnExpiry ? { closeOnExpiry } : {}) });
+  const gw = await startGatewayFor(
+    cleanups,
+    simpleConfig([backend.url], { routes: [{ name: 'chat', match: { path: '/' }, pool: 'main', auth }] }),
+  );
+  return { key, backend, gw };
 }
 
 describe('closeOnExpiry', () => {
   it('closes an open tunnel with 1008 "token expired" when exp passes; the backend hears 1001', async () => {
-    const key = await makeKey('ES256', 'k1');
-    const backend = await backendFor();
-    const gw = await startGatewayFor(
-      cleanups,
-      simpleConfig([backend.url], {
-        routes: [
-          {
-            name: 'chat',
-            match: { path: '/' },
-            pool: 'main',
-            auth: jwtAuth({ keys: writeJwks([key]) }, { clockSkew: '0s', closeOnExpiry: true }),
-          },
-        ],
-      }),
-    );
+    const { key, backend, gw } = await tokenGateway(true);
     const exp = Math.floor(Date.now() / 1000) + 2;
     const ws = await opened(`ws://127.0.0.1:${gw.port}/`, { Authorization: `Bearer ${await sign(key, {}, exp)}` });
     const backendSide = [...backend.sockets][0] as WebSocket;
@@ -65,21 +57,7 @@ describe('closeOnExpiry', () => {
   });
 
   it('leaves a tunnel open past exp without closeOnExpiry', async () => {
-    const key = await makeKey('ES256', 'k1');
-    const backend = await backendFor();
-    const gw = await startGatewayFor(
-      cleanups,
-      simpleConfig([backend.url], {
-        routes: [
-          {
-            name: 'chat',
-            match: { path: '/' },
-            pool: 'main',
-            auth: jwtAuth({ keys: writeJwks([key]) }, { clockSkew: '0s' }),
-          },
-        ],
-      }),
-    );
+    const { key, gw } = await tokenGateway(false);
     const exp = Math.floor(Date.now() / 1000) + 1;
     const ws = await opened(`ws://127.0.0.1:${gw.port}/`, { Authorization: `Bearer ${await sign(key, {}, exp)}` });
     await new Promise((r) => setTimeout(r, exp * 1000 - Date.now() + 1500));
@@ -91,7 +69,7 @@ describe('closeOnExpiry', () => {
 
 describe('timeouts.maxLifetime', () => {
   it('closes every tunnel with 1001 within [maxLifetime × (1 − jitter), maxLifetime], spread over that window', async () => {
-    const backend = await backendFor();
+    const backend = await echoBackendFor(cleanups, 'b1');
     const gw = await startGatewayFor(
       cleanups,
       simpleConfig([backend.url], { timeouts: { handshake: '2s', maxLifetime: '2s', maxLifetimeJitter: '50%' } }),

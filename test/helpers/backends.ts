@@ -18,6 +18,32 @@ export interface TestBackend {
   killConnections(): void;
 }
 
+/**
+ * Listens on a free loopback port and has `cleanups` close the server, cutting its kept-alive connections; resolves
+ * with the port.
+ */
+export async function listenFor(cleanups: Cleanup[], server: HttpServer): Promise<number> {
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  cleanups.push(
+    () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  );
+  return (server.address() as AddressInfo).port;
+}
+
+/** startRawBackend, closed by `cleanups` when the test ends. */
+export async function rawBackendFor(
+  cleanups: Cleanup[],
+  respond: Parameters<typeof startRawBackend>[0],
+): Promise<RawBackend> {
+  const b = await startRawBackend(respond);
+  cleanups.push(() => b.close());
+  return b;
+}
+
 /** startEchoBackend, closed by `cleanups` when the test ends. */
 export async function echoBackendFor(
   cleanups: Cleanup[],

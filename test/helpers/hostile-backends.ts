@@ -4,6 +4,7 @@
 import type { Socket } from 'node:net';
 import { acceptFor } from '../../src/handshake/accept.js';
 import { type RawBackend, startRawBackend } from './backends.js';
+import type { Cleanup } from './cleanups.js';
 import { afterHead } from './frames.js';
 
 /** The client's Sec-WebSocket-Key in a raw request head ('' if absent). */
@@ -28,6 +29,16 @@ export function startAcceptingBackend(after?: (socket: Socket, request: string) 
     if (after) setImmediate(() => after(socket, request));
     return switchingProtocols(request);
   });
+}
+
+/** startAcceptingBackend, closed by the test's cleanups. */
+export async function acceptingBackendFor(
+  cleanups: Cleanup[],
+  after?: (socket: Socket, request: string) => void,
+): Promise<RawBackend> {
+  const b = await startAcceptingBackend(after);
+  cleanups.push(() => b.close());
+  return b;
 }
 
 /** The frames connection `i` of a raw backend received: its bytes after the upgrade request's head. */

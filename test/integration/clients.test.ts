@@ -13,6 +13,7 @@ import type { AddressInfo, Socket } from 'node:net';
 import type { Browser, BrowserContext, Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import WebSocket, { WebSocketServer } from 'ws';
+import { listenFor } from '../helpers/backends.js';
 import { makeCert } from '../helpers/certs.js';
 import { CHROMIUM, describeBrowser, launchChromium } from '../helpers/chromium.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
@@ -208,15 +209,7 @@ async function pageServer(): Promise<{ origin: string; port: number }> {
     res.writeHead(200, { 'Content-Type': 'text/html' });
     res.end('<!doctype html><title>t</title>');
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
-  cleanups.push(
-    () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  );
-  const port = (server.address() as AddressInfo).port;
+  const port = await listenFor(cleanups, server);
   return { origin: `http://127.0.0.1:${port}`, port };
 }
 

@@ -4,9 +4,16 @@
 
 import { type ChildProcess, spawn } from 'node:child_process';
 import { createServer as createHttpServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { type AddressInfo, connect, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { type RawBackend, refusedPort, startEchoBackend, startRawBackend } from '../helpers/backends.js';
+import {
+  listenFor,
+  type RawBackend,
+  rawBackendFor,
+  refusedPort,
+  startEchoBackend,
+  type startRawBackend,
+} from '../helpers/backends.js';
 import { writeConfig } from '../helpers/child-gateway.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
 import {
@@ -29,11 +36,8 @@ const MiB = 1 << 20;
 const gatewayFor = (backends: string[], extra: ConfigObject = {}) =>
   startGatewayFor(cleanups, simpleConfig(backends, extra));
 
-async function rawBackend(respond: Parameters<typeof startRawBackend>[0]): Promise<RawBackend> {
-  const b = await startRawBackend(respond);
-  cleanups.push(() => b.close());
-  return b;
-}
+const rawBackend = (respond: Parameters<typeof startRawBackend>[0]): Promise<RawBackend> =>
+  rawBackendFor(cleanups, respond);
 
 /** A TCP connection from a chosen loopback source address (127.0.0.x all route to lo on Linux). */
 function connectFrom(port: number, localAddress: string, host = '127.0.0.1'): Promise<Socket> {
@@ -59,15 +63,7 @@ async function holdingHttpBackend(): Promise<{ url: string; live: () => number; 
     held.add(res);
     res.on('close', () => held.delete(res));
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  cleanups.push(
-    () =>
-      new Promise<void>((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  );
-  const port = (server.address() as AddressInfo).port;
+  const port = await listenFor(cleanups, server);
   return { url: `ws://127.0.0.1:${port}`, live: () => held.size, seen: () => seen };
 }
 
@@ -301,15 +297,8 @@ describe('slow-reading clients do not make the proxy buffer', () => {
       };
       pump();
     });
-    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-    cleanups.push(
-      () =>
-        new Promise<void>((resolve) => {
-          server.closeAllConnections();
-          server.close(() => resolve());
-        }),
-    );
-    const gw = await gatewayFor([`ws://127.0.0.1:${(server.address() as AddressInfo).port}`]);
+    const port = await listenFor(cleanups, server);
+    const gw = await gatewayFor([`ws://127.0.0.1:${port}`]);
     const s = await connectFrom(gw.port, '127.0.0.1');
     cleanups.push(() => s.destroy());
     s.on('error', () => {});

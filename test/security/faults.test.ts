@@ -6,7 +6,7 @@ import { randomBytes } from 'node:crypto';
 import type { Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { TEARDOWN_LINGER_MS, type Tunnel } from '../../src/tunnel/tunnel.js';
-import { type RawBackend, startEchoBackend, startRawBackend } from '../helpers/backends.js';
+import { type RawBackend, rawBackendFor, startEchoBackend, type startRawBackend } from '../helpers/backends.js';
 import { spawnGateway } from '../helpers/child-gateway.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
 import { afterHead, closeCodeIn, frame, frameHeader, parseFrames } from '../helpers/frames.js';
@@ -35,11 +35,8 @@ const cleanups = cleanupAfterEach();
 const gatewayFor = (backends: string[], extra: ConfigObject = {}) =>
   startGatewayFor(cleanups, simpleConfig(backends, extra));
 
-async function rawBackend(respond: Parameters<typeof startRawBackend>[0]): Promise<RawBackend> {
-  const b = await startRawBackend(respond);
-  cleanups.push(() => b.close());
-  return b;
-}
+const rawBackend = (respond: Parameters<typeof startRawBackend>[0]): Promise<RawBackend> =>
+  rawBackendFor(cleanups, respond);
 
 function collect(res: RawResponse): { bytes: () => Buffer; closed: Promise<Buffer> } {
   const chunks: Buffer[] = [res.rest];

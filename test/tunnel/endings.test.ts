@@ -3,9 +3,9 @@
 // shutdown, series across reloads. Real sockets on port 0, raw peers that send exact bytes.
 
 import { createServer as createHttpServer, request as httpRequest, type IncomingMessage, type Server } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import type { Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import { type RawBackend, startRawBackend } from '../helpers/backends.js';
+import { listenFor, type RawBackend, startRawBackend } from '../helpers/backends.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
 import { afterHead, closeCodeIn, frame, parseFrames } from '../helpers/frames.js';
 import {
@@ -17,7 +17,7 @@ import {
   startGatewayFor,
   type TestGateway,
 } from '../helpers/gateway.js';
-import { receivedAfterHead, startAcceptingBackend, switchingProtocols } from '../helpers/hostile-backends.js';
+import { acceptingBackendFor, receivedAfterHead, switchingProtocols } from '../helpers/hostile-backends.js';
 import {
   headWithRequestId,
   openSocket,
@@ -34,11 +34,8 @@ const gateway = (backends: string[], route: ConfigObject = {}, extra: ConfigObje
   startGatewayFor(cleanups, routeConfig(backends, route, extra));
 
 /** A raw backend that completes the handshake, records every byte and hands each socket to `after`. */
-async function acceptingBackend(after?: (socket: Socket) => void): Promise<RawBackend> {
-  const b = await startAcceptingBackend(after);
-  cleanups.push(() => b.close());
-  return b;
-}
+const acceptingBackend = (after?: (socket: Socket) => void): Promise<RawBackend> =>
+  acceptingBackendFor(cleanups, after);
 
 const rawClient = (port: number) => upgradedClient(port, cleanups);
 
@@ -338,15 +335,8 @@ describe('shutdown with plain HTTP requests in flight', () => {
         res.end('poll answer');
       }, answerAfterMs);
     });
-    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
-    cleanups.push(
-      () =>
-        new Promise<void>((r) => {
-          server.closeAllConnections();
-          server.close(() => r());
-        }),
-    );
-    return { url: `ws://127.0.0.1:${(server.address() as AddressInfo).port}`, seen: () => seen };
+    const port = await listenFor(cleanups, server);
+    return { url: `ws://127.0.0.1:${port}`, seen: () => seen };
   }
 
   function get(port: number): Promise<{ status: number; body: string } | { error: string }> {

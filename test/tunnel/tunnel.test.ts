@@ -11,7 +11,7 @@ import { echoBackendFor, type RawBackend, type TestBackend } from '../helpers/ba
 import { cleanupAfterEach } from '../helpers/cleanups.js';
 import { afterHead, closeCodeIn, frame, parseFrames } from '../helpers/frames.js';
 import { type ConfigObject, expectNoLeaks, metricValue, routeConfig, startGatewayFor } from '../helpers/gateway.js';
-import { receivedAfterHead, startAcceptingBackend } from '../helpers/hostile-backends.js';
+import { acceptingBackendFor, receivedAfterHead } from '../helpers/hostile-backends.js';
 import { sendRequest, upgradedClient, upgradeRequest } from '../helpers/raw-client.js';
 import { delay, waitFor } from '../helpers/wait.js';
 
@@ -21,11 +21,8 @@ const gateway = (backends: string[], route: ConfigObject = {}, extra: ConfigObje
   startGatewayFor(cleanups, routeConfig(backends, route, extra));
 
 /** A raw backend that completes the handshake, records every byte and hands each socket to `after`. */
-async function acceptingBackend(after?: (socket: Socket) => void): Promise<RawBackend> {
-  const b = await startAcceptingBackend(after);
-  cleanups.push(() => b.close());
-  return b;
-}
+const acceptingBackend = (after?: (socket: Socket) => void): Promise<RawBackend> =>
+  acceptingBackendFor(cleanups, after);
 
 const echoBackend = (): Promise<TestBackend> => echoBackendFor(cleanups, 'b', { welcome: false });
 
