@@ -117,6 +117,7 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
     const runCycles = async (total: number, deadline: number) => {
       let started = 0;
       let done = 0;
+      let shownProblems = 0;
       const worker = async () => {
         while (started < total && performance.now() < deadline) {
           started++;
@@ -126,6 +127,10 @@ export async function runChaos(options: ChaosOptions): Promise<ChaosReport> {
             process.stderr.write(
               `chaos: ${done}/${total} cycles, ${ledger.problemCount} problems, ${(performance.now() / 1000).toFixed(0)} s\n`,
             );
+            // A long run shows its first problems as they come, not an hour later in the report.
+            for (; shownProblems < ledger.problems.length; shownProblems++) {
+              process.stderr.write(`  problem: ${ledger.problems[shownProblems]}\n`);
+            }
           }
         }
       };
