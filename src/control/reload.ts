@@ -123,6 +123,11 @@ export class ReloadController {
     }
     if (trigger === 'watch' && isDeepStrictEqual(config, this.current)) {
       this.log.debug({ event: 'reload_skipped', file: this.file }, 'file touched but configuration unchanged');
+      // A broken file put back as it was: the status must stop reporting the failure, though nothing was applied.
+      if (this.lastReload?.result === 'failure') {
+        this.lastReload = { at: new Date().toISOString(), trigger, result: 'success', errors: [] };
+        this.log.info({ event: 'reload_restored', file: this.file }, 'configuration file back to the running one');
+      }
       return {
         ok: true,
         status: 200,

@@ -191,6 +191,19 @@ describe('reload keeps what did not change', () => {
     expect(gw.gateway.generation).toBe(2);
     expect(metricValue(await gw.metrics(), 'wsgate_config_reload_total', { result: 'success' })).toBe(1);
   });
+
+  it('a broken file put back as it was: the status reports the failure, then success again, same generation', async () => {
+    const a = await echo('a');
+    const good = baseConfig({ main: a.url }, [mainRoute]);
+    const gw = await fileGateway(good, { watch: true });
+    gw.write({ ...good, routes: [{ ...mainRoute, pol: 'main' }] });
+    await waitFor(() => gw.control.controller?.lastReload?.result === 'failure', 5000, 'the broken file refused');
+    gw.write(good);
+    await waitFor(() => gw.control.controller?.lastReload?.result === 'success', 5000, 'the file back as it was');
+    const status = (await admin(gw.adminPort, '/api/status')).json<Status>();
+    expect(status.generation).toBe(1);
+    expect(status.lastReload).toMatchObject({ result: 'success', trigger: 'watch', errors: [] });
+  });
 });
 
 describe('listeners and TLS on reload', () => {
