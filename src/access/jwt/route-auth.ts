@@ -1,5 +1,6 @@
 // One route's JWT check (routes[].auth.jwt), built once per config generation (proxy/runtime.ts): its keys, its
-// claim rules and its metric children. check() finds the token, verifies it with jose, and on success rewrites
+// claim rules and its metric children. check() finds the token, verifies it with jose (or finds it verified
+// recently, verified-tokens.ts), and on success rewrites
 // the request for the backend: the token out of the query string and Sec-WebSocket-Protocol, the client's copies
 // of the forwarded-claim headers out, the claims in. A refusal says only what RFC 6750 §3 lets it say; the log
 // line gets the detail (never the token).
@@ -19,6 +20,7 @@ import {
   type TokenRequest,
   withoutQueryParameter,
 } from './token-source.js';
+import { VerifiedTokens } from './verified-tokens.js';
 
 /** Values of wsgate_auth_results_total's `result` label. */
 export const AUTH_RESULTS = [
@@ -67,6 +69,8 @@ export class RouteAuth {
   /** Lower-cased names of the headers forwardClaims sets: the client's own copies never pass. */
   private readonly claimHeaders: ReadonlySet<string>;
   private readonly verifyOptions: Parameters<typeof jwtVerify>[2];
+  /** Tokens verified recently, so a reconnect with the same token skips the signature check. */
+  private readonly verified = new VerifiedTokens();
 
   constructor(route: string, config: JwtConfig, metrics: Metrics, log: Logger) {
     this.config = config;
@@ -99,13 +103,16 @@ export class RouteAuth {
     if (found.token.length > MAX_TOKEN_CHARS) {
       return this.refused('invalid', Errors.AUTH_INVALID, CHALLENGE_TOKEN, `token longer than ${MAX_TOKEN_CHARS}`);
     }
-    let claims: JWTPayload;
-    try {
-      // Both jose overloads take the key or a getter; the union is narrowed by the call's own typing only.
-      claims = (await jwtVerify(found.token, this.key as Uint8Array, this.verifyOptions)).payload;
-    } catch (err) {
-      const result = resultOf(err);
-      return this.refused(result, Errors.AUTH_INVALID, CHALLENGE_TOKEN, `${result}: ${(err as Error).message}`);
+    let claims = this.verified.get(found.token, Date.now());
+    if (claims === undefined) {
+      try {
+        // Both jose overloads take the key or a getter; the union is narrowed by the call's own typing only.
+        claims = (await jwtVerify(found.token, this.key as Uint8Array, this.verifyOptions)).payload;
+      } catch (err) {
+        const result = resultOf(err);
+        return this.refused(result, Errors.AUTH_INVALID, CHALLENGE_TOKEN, `${result}: ${(err as Error).message}`);
+      }
+      this.verified.remember(found.token, claims, Date.now(), this.config.clockSkewMs);
     }
     this.counts.ok.inc();
     const protocolReply = this.rewrite(req, found.source.kind, claims);
