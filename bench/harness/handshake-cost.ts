@@ -1,5 +1,6 @@
 // What a feature costs per WebSocket handshake: wsgate's own CPU (user + system of its process, all threads, read
-// from /proc) per handshake (open, 101, close 1000), for several targets side by side: each a build of wsgate and a
+// from /proc; and of its main thread alone, so work sent to the libuv thread pool shows as the difference) per
+// handshake (open, 101, close 1000), for several targets side by side: each a build of wsgate and a
 // variant of one listener and one route. The targets run at once and are driven in turns, every other round in
 // reverse order, so drift in the machine's load falls on all of them; each round's figure is also compared with the
 // first target's of the same round (paired differences and ratios). Used by client-address.bench.ts and
@@ -77,8 +78,9 @@ interface Running {
   readonly target: HandshakeTarget;
   readonly process: ChildProcess;
   readonly port: number;
-  /** CPU µs per handshake, one per round. */
+  /** CPU µs per handshake, one per round: the process, and its main thread. */
   readonly cpu: number[];
+  readonly mainThread: number[];
   /** Handshakes per second of wall time, one per round. */
   readonly rate: number[];
 }
@@ -120,9 +122,9 @@ async function startBackend(): Promise<{ child: ChildProcess; port: number }> {
   return { child, port: ports.ws };
 }
 
-/** User + system CPU of `pid` (all its threads) in µs. */
-function cpuMicros(pid: number): number {
-  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.split(' ') ?? [];
+/** User + system CPU in µs of a process (all its threads: /proc/PID/stat) or a thread (/proc/PID/task/TID/stat). */
+function cpuMicros(statFile: string): number {
+  const fields = readFileSync(statFile, 'utf8').split(') ')[1]?.split(' ') ?? [];
   const ticks = Number(fields[11]) + Number(fields[12]);
   return (ticks * 1_000_000) / 100; // USER_HZ
 }
@@ -151,7 +153,9 @@ function oneHandshake(running: Running, n: number): Promise<void> {
 
 async function round(running: Running, settings: CostSettings): Promise<void> {
   const pid = running.process.pid as number;
-  const before = cpuMicros(pid);
+  const [processStat, mainStat] = [`/proc/${pid}/stat`, `/proc/${pid}/task/${pid}/stat`];
+  const before = cpuMicros(processStat);
+  const mainBefore = cpuMicros(mainStat);
   const startedMs = performance.now();
   let next = 0;
   const worker = async () => {
@@ -160,7 +164,8 @@ async function round(running: Running, settings: CostSettings): Promise<void> {
   await Promise.all(Array.from({ length: settings.concurrency }, worker));
   const wallMs = performance.now() - startedMs;
   await new Promise((r) => setTimeout(r, 200)); // the last closes' CPU
-  running.cpu.push((cpuMicros(pid) - before) / settings.handshakes);
+  running.cpu.push((cpuMicros(processStat) - before) / settings.handshakes);
+  running.mainThread.push((cpuMicros(mainStat) - mainBefore) / settings.handshakes);
   running.rate.push((settings.handshakes * 1000) / wallMs);
 }
 
@@ -183,11 +188,12 @@ export async function measureInTurns(targets: readonly HandshakeTarget[], settin
   try {
     for (const target of targets) {
       const { child, port } = await start(target, backend.port, settings, dir);
-      running.push({ target, process: child, port, cpu: [], rate: [] });
+      running.push({ target, process: child, port, cpu: [], mainThread: [], rate: [] });
     }
     for (const r of running) for (let i = 0; i < 2; i++) await round(r, settings); // warm-up
     for (const r of running) {
       r.cpu.length = 0;
+      r.mainThread.length = 0;
       r.rate.length = 0;
     }
     for (let i = 0; i < settings.rounds; i++) {
@@ -199,7 +205,8 @@ export async function measureInTurns(targets: readonly HandshakeTarget[], settin
         `${settings.concurrency} loops, in turns, log.level ${settings.logLevel}:\n`,
     );
     process.stdout.write(
-      `  ${'target'.padEnd(26)} median µs (range)  paired Δ to ${base.target.name} (range)  ratio  handshakes/s\n`,
+      `  ${'target'.padEnd(26)} median µs (range)  paired Δ to ${base.target.name} (range)  ratio  ` +
+        'main thread µs  handshakes/s\n',
     );
     for (const r of running) {
       // Each round against the first target's same round: drift of the machine falls on both alike.
@@ -208,7 +215,7 @@ export async function measureInTurns(targets: readonly HandshakeTarget[], settin
       process.stdout.write(
         `  ${r.target.name.padEnd(26)} ${median(r.cpu).toFixed(1)} (${range(r.cpu, 0)})  ` +
           `${signed(median(deltas), 1)} µs (${signed(Math.min(...deltas), 0)}…${signed(Math.max(...deltas), 0)})  ` +
-          `${ratio.toFixed(3)}  ${median(r.rate).toFixed(0)} (${range(r.rate, 0)})\n`,
+          `${ratio.toFixed(3)}  ${median(r.mainThread).toFixed(1)}  ${median(r.rate).toFixed(0)} (${range(r.rate, 0)})\n`,
       );
     }
   } finally {
