@@ -198,7 +198,7 @@ describePrometheus('dashboard queries on a real Prometheus', () => {
     const expiring = await sign(key, {}, Math.floor(Date.now() / 1000) + 2);
     const expires = await connectClient(`ws://127.0.0.1:${port}/token`, { Authorization: `Bearer ${expiring}` });
     cleanups.push(() => expires.ws.terminate()); // kept out of the ticks, which close their oldest client
-    const flood = await Promise.all(Array.from({ length: 80 }, (_, i) => viaBalancer(gw.port('balanced'), i)));
+    const flood = await Promise.all(Array.from({ length: 150 }, (_, i) => viaBalancer(gw.port('balanced'), i)));
     expect(flood).toContain(401);
     expect(flood).toContain(429);
     prometheus = await startPrometheus(gw.adminPort, cleanups);
