@@ -44,6 +44,11 @@ const WSGATE_METRICS: Record<string, readonly string[]> = {
   // Behind the load balancer
   wsgate_client_address_rejections_total: ['listener', 'reason'],
   wsgate_tls_handshakes_total: ['listener', 'resumed'],
+  // Edge controls
+  wsgate_auth_results_total: ['route', 'result'],
+  wsgate_access_denied_total: ['route', 'reason'],
+  wsgate_connection_rate_limited_total: ['scope'],
+  wsgate_lifetime_closes_total: ['route', 'reason'],
 };
 const HISTOGRAMS = new Set(['wsgate_upstream_handshake_seconds', 'wsgate_message_bytes']);
 const FILTER_LABELS = ['route', 'pool', 'backend'] as const;
@@ -354,6 +359,7 @@ describe('grafana/alerts.yml', () => {
         'WsgateAllBackendsDown',
         'WsgateReloadFailing',
         'WsgateHandshakeRejectionSpike',
+        'WsgateAuthFailuresSpike',
         'WsgateUpstreamErrors',
         'WsgateEventLoopLag',
       ]),
@@ -502,6 +508,54 @@ const ALERT_UNIT_TESTS = [
         exp_alerts: ['chat', 'ghost'].map((route) => ({
           exp_labels: { severity: 'warning', job: 'wsgate', instance: 'a:8077', route },
         })),
+      },
+    ],
+  },
+  {
+    name: 'token failures spike relative to all token checks, above a noise floor',
+    interval: '1m',
+    input_series: [
+      // chat: 2 expired tokens/s against 1 accepted/s, and a few unknown keys.
+      {
+        series: 'wsgate_auth_results_total{job="wsgate",instance="a:8077",route="chat",result="expired"}',
+        values: '0+120x15',
+      },
+      {
+        series: 'wsgate_auth_results_total{job="wsgate",instance="a:8077",route="chat",result="unknown_key"}',
+        values: '0+6x15',
+      },
+      {
+        series: 'wsgate_auth_results_total{job="wsgate",instance="a:8077",route="chat",result="ok"}',
+        values: '0+60x15',
+      },
+      // quiet: every token refused, but only 0.5/s.
+      {
+        series: 'wsgate_auth_results_total{job="wsgate",instance="a:8077",route="quiet",result="missing"}',
+        values: '0+30x15',
+      },
+      { series: 'wsgate_auth_results_total{job="wsgate",instance="a:8077",route="quiet",result="ok"}', values: '0x15' },
+      // busy: 1.5 refused/s against 100 accepted/s.
+      {
+        series: 'wsgate_auth_results_total{job="wsgate",instance="a:8077",route="busy",result="invalid"}',
+        values: '0+90x15',
+      },
+      {
+        series: 'wsgate_auth_results_total{job="wsgate",instance="a:8077",route="busy",result="ok"}',
+        values: '0+6000x15',
+      },
+      // idle: a route with auth that nobody uses (its series sit at 0).
+      {
+        series: 'wsgate_auth_results_total{job="wsgate",instance="a:8077",route="idle",result="expired"}',
+        values: '0x15',
+      },
+      { series: 'wsgate_auth_results_total{job="wsgate",instance="a:8077",route="idle",result="ok"}', values: '0x15' },
+    ],
+    alert_rule_test: [
+      { eval_time: '4m', alertname: 'WsgateAuthFailuresSpike', exp_alerts: [] },
+      {
+        eval_time: '10m',
+        alertname: 'WsgateAuthFailuresSpike',
+        exp_alerts: [{ exp_labels: { severity: 'warning', job: 'wsgate', instance: 'a:8077', route: 'chat' } }],
       },
     ],
   },

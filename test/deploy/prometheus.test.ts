@@ -11,6 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Metrics } from '../../src/observe/metrics.js';
+import { proxyHeaderFor } from '../../src/upstream/proxy-header.js';
 import {
   type Client,
   connectClient,
@@ -22,8 +23,10 @@ import {
 import { refusedPort, startEchoBackend, type TestBackend } from '../helpers/backends.js';
 import { type Cleanup, runCleanups } from '../helpers/cleanups.js';
 import { frame } from '../helpers/frames.js';
+import { type ConfigObject, metricValue } from '../helpers/gateway.js';
+import { jwtAuth, makeKey, sign } from '../helpers/jwt.js';
 import { IN_CI, ROOT } from '../helpers/paths.js';
-import { openSocket, rawUpgrade, upgradeRequest } from '../helpers/raw-client.js';
+import { openSocket, rawUpgrade, readResponseHead, upgradeRequest } from '../helpers/raw-client.js';
 import { chain } from '../helpers/tls-client.js';
 import { delay, waitFor } from '../helpers/wait.js';
 
@@ -81,39 +84,53 @@ describePrometheus('dashboard queries on a real Prometheus', () => {
     cleanups.push(() => Promise.all(backends.map((b) => b.close())));
     const [a, b, c] = backends as [TestBackend, TestBackend, TestBackend];
     const dead = await refusedPort();
-    gw = await startFileGateway(
-      {
-        listeners: [
-          { name: 'public', address: '127.0.0.1', port: 0 },
-          // Behind a balancer: PROXY-stage rejections and TLS resumption have their own panels.
-          {
-            name: 'balanced',
-            address: '127.0.0.1',
-            port: 0,
-            clientAddress: { proxyProtocol: 'v2', trustedProxies: ['127.0.0.1/32'] },
-          },
-          { name: 'secure', address: '127.0.0.1', port: 0, tls: {} },
-        ],
-        admin: { address: '127.0.0.1', port: 0 },
-        routes: [
-          {
-            name: 'chat',
-            match: { path: '/chat' },
-            pool: 'chat',
-            limits: { perConnection: { maxMessageBytes: '4KiB' } },
-            keepalive: { interval: '200ms', timeout: '300ms', peers: 'client' },
-          },
-          { name: 'echo', match: { path: '/' }, pool: 'echo' },
-        ],
-        pools: {
-          // A refusing member: upstream errors, retries, and (after five in a row) an ejection.
-          chat: { hashKey: 'header:x-user-id', backends: [a.url, b.url, `ws://127.0.0.1:${dead}`] },
-          echo: { backends: [c.url], healthCheck: { path: '/', interval: '200ms', timeout: '500ms' } },
+    const key = await makeKey('ES256', 'dashboard');
+    const config: ConfigObject = {
+      listeners: [
+        { name: 'public', address: '127.0.0.1', port: 0 },
+        // Behind a balancer: PROXY-stage rejections and TLS resumption have their own panels.
+        {
+          name: 'balanced',
+          address: '127.0.0.1',
+          port: 0,
+          clientAddress: { proxyProtocol: 'v2', trustedProxies: ['127.0.0.1/32'] },
         },
-        timeouts: { handshake: '2s', idle: '5m', drain: '1s' },
+        { name: 'secure', address: '127.0.0.1', port: 0, tls: {} },
+      ],
+      admin: { address: '127.0.0.1', port: 0 },
+      routes: [
+        {
+          name: 'chat',
+          match: { path: '/chat' },
+          pool: 'chat',
+          limits: { perConnection: { maxMessageBytes: '4KiB' } },
+          keepalive: { interval: '200ms', timeout: '300ms', peers: 'client' },
+        },
+        // Edge controls: a token route whose tokens close their tunnels when they expire, and a route that
+        // refuses every loopback client.
+        {
+          name: 'token',
+          match: { path: '/token' },
+          pool: 'echo',
+          auth: jwtAuth({ keys: './jwks.json' }, { clockSkew: '0s', closeOnExpiry: true }),
+        },
+        { name: 'private', match: { path: '/private' }, pool: 'echo', access: { deny: ['127.0.0.0/8'] } },
+        { name: 'echo', match: { path: '/' }, pool: 'echo' },
+      ],
+      pools: {
+        // A refusing member: upstream errors, retries, and (after five in a row) an ejection.
+        chat: { hashKey: 'header:x-user-id', backends: [a.url, b.url, `ws://127.0.0.1:${dead}`] },
+        echo: { backends: [c.url], healthCheck: { path: '/', interval: '200ms', timeout: '500ms' } },
       },
-      { metrics: new Metrics() },
-    );
+      timeouts: { handshake: '2s', idle: '5m', drain: '1s' },
+      // Per address, so the flood below (one address behind the PROXY listener) runs dry and the steady traffic
+      // from 127.0.0.1 (about 12 new connections/s, and the search for connections on b) does not.
+      limits: { connectionRate: { perIpPerSecond: 30, perIpBurst: 60 } },
+    };
+    gw = await startFileGateway(config, {
+      metrics: new Metrics(),
+      files: { 'jwks.json': JSON.stringify({ keys: [key.publicJwk] }) },
+    });
     cleanups.push(() => gw.stop());
     const port = gw.port();
 
@@ -123,10 +140,12 @@ describePrometheus('dashboard queries on a real Prometheus', () => {
       for (const cl of clients) cl.ws.terminate();
     });
     let n = 0;
+    const bearer = { Authorization: `Bearer ${await sign(key)}` };
     const tick = async () => {
       n++;
       clients.push(await connectClient(`ws://127.0.0.1:${port}/chat`, { 'x-user-id': `user-${n}` }));
       clients.push(await connectClient(`ws://127.0.0.1:${port}/`));
+      clients.push(await connectClient(`ws://127.0.0.1:${port}/token`, bearer));
       for (const cl of clients) if (cl.ws.readyState === cl.ws.OPEN) cl.ws.send(`message ${n}`);
       clients.shift()?.ws.close(1000, 'done');
     };
@@ -171,9 +190,22 @@ describePrometheus('dashboard queries on a real Prometheus', () => {
     const silent = await rawUpgrade(port, { path: '/chat', headers: { 'x-user-id': 'silent' } });
     silent.socket.pause(); // never reads, so never answers a ping
     cleanups.push(() => (silent.socket as Socket).destroy());
+    // Edge controls: an address refused, a token that expires in a second or two (closed with 1008), and a flood
+    // from one address behind the balancer: the first ones get 401 (no token), the rest 429 once its bucket is dry.
+    const denied = await rawUpgrade(port, { path: '/private' });
+    denied.socket.destroy();
+    expect(denied.status).toBe(403);
+    const expiring = await sign(key, {}, Math.floor(Date.now() / 1000) + 2);
+    const expires = await connectClient(`ws://127.0.0.1:${port}/token`, { Authorization: `Bearer ${expiring}` });
+    cleanups.push(() => expires.ws.terminate()); // kept out of the ticks, which close their oldest client
+    const flood = await Promise.all(Array.from({ length: 150 }, (_, i) => viaBalancer(gw.port('balanced'), i)));
+    expect(flood).toContain(401);
+    expect(flood).toContain(429);
     prometheus = await startPrometheus(gw.adminPort, cleanups);
-    // A reload once Prometheus has seen generation 1, so the annotation's changes() sees it move.
+    // A reload once Prometheus has seen generation 1, so the annotation's changes() sees it move. It gives tunnels
+    // opened from now on a short maxLifetime (the ones open keep theirs: none), so the ticks' clients end with 1001.
     await delay(1500);
+    gw.write({ ...config, timeouts: { ...(config.timeouts as ConfigObject), maxLifetime: '1s' } });
     await gw.control.reload('admin');
   }, 60_000);
 
@@ -214,11 +246,48 @@ describePrometheus('dashboard queries on a real Prometheus', () => {
     expect(queries.length).toBeGreaterThanOrEqual(40);
   }, 60_000);
 
+  it('the edge traffic moved every edge counter', async () => {
+    const moved = (text: string) => ({
+      authOk: metricValue(text, 'wsgate_auth_results_total', { route: 'token', result: 'ok' }),
+      authMissing: metricValue(text, 'wsgate_auth_results_total', { route: 'token', result: 'missing' }),
+      denied: metricValue(text, 'wsgate_access_denied_total', { route: 'private', reason: 'denied_address' }),
+      rateLimited: metricValue(text, 'wsgate_connection_rate_limited_total', { scope: 'ip' }),
+      maxLifetime: metricValue(text, 'wsgate_lifetime_closes_total', { reason: 'max_lifetime' }),
+      tokenExpired: metricValue(text, 'wsgate_lifetime_closes_total', { route: 'token', reason: 'token_expired' }),
+    });
+    let last: ReturnType<typeof moved> | undefined;
+    await waitFor(
+      async () => {
+        last = moved(await gw.metrics());
+        return Object.values(last).every((v) => (v ?? 0) > 0);
+      },
+      10_000,
+      'every edge counter above 0',
+    ).catch(() => undefined);
+    const still = Object.entries(last ?? {}).filter(([, value]) => !((value ?? 0) > 0));
+    expect(
+      still.map(([name]) => name),
+      'edge counters still at 0',
+    ).toEqual([]);
+    // One refused address, one expiring token: each counted once.
+    expect([last?.denied, last?.tokenExpired]).toEqual([1, 1]);
+  });
+
   it('promtool check metrics accepts the exposition', async () => {
     if (!existsSync(PROMTOOL)) throw new Error(`${PROMTOOL} is missing`);
     expect(promtoolMetricProblems(await gw.metrics())).toEqual([]);
   });
 });
+
+/** An upgrade without a token to /token from 198.51.100.7 (by its PROXY v2 header); resolves with the status. */
+async function viaBalancer(port: number, i: number): Promise<number> {
+  const socket = await openSocket(port);
+  const header = proxyHeaderFor('v2', { address: '198.51.100.7', port: 40000 + i }, { address: '127.0.0.1', port });
+  socket.write(Buffer.concat([header, Buffer.from(upgradeRequest({ path: '/token' }))]));
+  const { status } = await readResponseHead(socket);
+  socket.destroy();
+  return status;
+}
 
 /** Number of series an instant query returns (throws on a query error). */
 async function resultCount(baseUrl: string, expr: string): Promise<number> {
