@@ -21,7 +21,8 @@ export interface TestGateway {
   readonly tlsPort: number;
   readonly adminPort: number;
   metrics(): Promise<string>;
-  stop(): Promise<void>;
+  /** Drains within `drainMs` (default 500 ms: tests rarely wait for a drain), then closes the admin listener. */
+  stop(drainMs?: number): Promise<void>;
 }
 
 export type ConfigObject = Record<string, unknown>;
@@ -87,8 +88,8 @@ export async function startGateway(
     tlsPort: tls?.port ?? 0,
     adminPort: control.adminPort,
     metrics: async () => (await control.metrics()).text,
-    stop: async () => {
-      await gateway.stop(500);
+    stop: async (drainMs = 500) => {
+      await gateway.stop(drainMs);
       await control.close();
     },
   };

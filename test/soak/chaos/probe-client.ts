@@ -2,6 +2,7 @@
 // handles and heap, and reads their open fds from /proc; then compares the end of a run with its baseline.
 
 import { existsSync, readdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { get } from 'node:http';
 import { join } from 'node:path';
 import { delay } from '../../helpers/wait.js';
 
@@ -62,7 +63,7 @@ export class ProcessProbe {
 
   /** "primary" and "worker N" for every ready worker. */
   async snapshot(): Promise<Record<string, ProcessSnapshot>> {
-    const status = (await (await fetch(`http://127.0.0.1:${this.adminPort}/api/status`)).json()) as {
+    const status = (await statusWithoutKeepAlive(this.adminPort)) as {
       pid: number;
       workers: { list: { id: number; pid: number; state: string }[] };
     };
@@ -79,4 +80,23 @@ export class ProcessProbe {
     const data = JSON.parse(readFileSync(file, 'utf8')) as Omit<ProcessSnapshot, 'pid' | 'fds'>;
     return { pid, fds: readdirSync(`/proc/${pid}/fd`).length, ...data };
   }
+}
+
+/**
+ * GET /api/status on a connection closed after the answer: a kept-alive one would leave the primary a keep-alive
+ * timer of the probe's own making in the very snapshot it asked for.
+ */
+function statusWithoutKeepAlive(adminPort: number): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const req = get(
+      { host: '127.0.0.1', port: adminPort, path: '/api/status', agent: false, headers: { connection: 'close' } },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve(JSON.parse(Buffer.concat(chunks).toString('utf8'))));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+  });
 }
