@@ -53,7 +53,9 @@ export interface World {
 export function configFor(model: ConfigModel, backends: ReadonlyMap<string, BackendProcess>, dns: DnsStub): object {
   const url = (id: string) => (backends.get(id) as BackendProcess).url;
   const dPort = (backends.get('d2') as BackendProcess).port;
-  const health = { path: '/health', interval: '1s', timeout: '500ms', healthyThreshold: 1, unhealthyThreshold: 2 };
+  // A killed backend refuses its checks at once; the timeout and threshold only keep a starved machine (a long run
+  // shares it) from taking a live backend out, a 1014 no event of the run would explain.
+  const health = { path: '/health', interval: '1s', timeout: '2s', healthyThreshold: 1, unhealthyThreshold: 3 };
   const outlier = { consecutiveFailures: 3, ejectFor: '2s', maxEjectFor: '4s' };
   return {
     workers: 2,
