@@ -1,7 +1,8 @@
 // What the edge controls cost per WebSocket handshake. End to end: wsgate's CPU per handshake on a route without
 // access or auth, on one with access allow/deny lists (the client allowed), on one with auth.jwt verifying an
-// ES256 token sent in Authorization (a different token per handshake, from a pool signed up front), and on one
-// verifying HS256 tokens (cheap signature math: what is left is the rest of the token check); with --baseline DIR,
+// ES256 token sent in Authorization (a new token every handshake, signed up front: each is verified), the same
+// with a token the route saw before (a reconnect: remembered, access/jwt/verified-tokens.ts), and new HS256 tokens
+// (cheap signature math: what is left is the rest of the token check); with --baseline DIR,
 // also the plain route of the build in DIR (a worktree of the commit before the edge controls, built), to see that
 // a route without access/auth pays nothing (method: bench/harness/handshake-cost.ts). Then the checks alone, in
 // this process without sockets: AddressList.check, RouteAuth.check, and one ES256 signature verification with
@@ -24,9 +25,12 @@ import { cliOf, costSettings, type HandshakeTarget, measureInTurns, median } fro
 const settings = costSettings({ rounds: 12, logLevel: 'warn' });
 const ISSUER = 'https://auth.bench.example';
 const AUDIENCE = 'chat';
-/** Distinct tokens, used in turn: no two handshakes in a row carry the same one. */
-const TOKENS = 512;
 const CHECK_ROUNDS = 5;
+const CHECK_CALLS = 4000;
+/** Distinct tokens: one per handshake of the run (two warm-up rounds included) and per call of the checks alone. */
+const TOKENS = Math.max((settings.rounds + 2) * settings.handshakes, (CHECK_ROUNDS + 1) * CHECK_CALLS);
+/** The tokens of the "seen before" target: a few clients reconnecting again and again. */
+const RECONNECTING = 64;
 
 const ACCESS = {
   allow: ['10.0.0.0/8', '172.16.0.0/12', '192.168.0.0/16', '127.0.0.0/8', '2001:db8::/32'],
@@ -108,7 +112,7 @@ async function checkCosts(keys: Keys): Promise<void> {
   const metrics = new Metrics({ defaultMetrics: false });
   const authOf = (route: typeof es256) => new RouteAuth(route!.name, route!.jwt!, metrics, pino({ level: 'silent' }));
   const checks = (auth: RouteAuth, tokens: readonly string[]) => async (n: number) => {
-    const header = `Bearer ${tokens[n % TOKENS]}`;
+    const header = `Bearer ${tokens[n % tokens.length]}`;
     const verdict = await auth.check({
       url: '/',
       headers: { host: 'bench', authorization: header },
@@ -118,18 +122,20 @@ async function checkCosts(keys: Keys): Promise<void> {
   };
   const addresses = ['127.0.0.1', '172.20.1.9', '::ffff:127.0.0.1'];
   const publicKey = createPublicKey({ key: keys.publicJwk, format: 'jwk' });
-  const signed = keys.tokens.map((t) => {
+  const reconnecting = keys.tokens.slice(0, RECONNECTING);
+  const signed = keys.tokens.slice(0, CHECK_CALLS).map((t) => {
     const [header, payload, signature] = t.split('.') as [string, string, string];
     return { data: Buffer.from(`${header}.${payload}`), signature: Buffer.from(signature, 'base64url') };
   });
   const results = [
     ['AddressList.check (9 CIDRs)', await perCall(200_000, (n) => list.check(addresses[n % 3]!))],
-    ['RouteAuth.check (ES256)', await perCall(4000, checks(authOf(es256), keys.tokens))],
-    ['RouteAuth.check (HS256)', await perCall(4000, checks(authOf(hs256), keys.hsTokens))],
+    ['RouteAuth.check (ES256, new)', await perCall(CHECK_CALLS, checks(authOf(es256), keys.tokens))],
+    ['RouteAuth.check (ES256, seen)', await perCall(CHECK_CALLS, checks(authOf(es256), reconnecting))],
+    ['RouteAuth.check (HS256, new)', await perCall(CHECK_CALLS, checks(authOf(hs256), keys.hsTokens))],
     [
       'node:crypto verify (ES256)',
       await perCall(4000, (n) => {
-        const { data, signature } = signed[n % TOKENS]!;
+        const { data, signature } = signed[n % CHECK_CALLS]!;
         if (!verify('sha256', data, { key: publicKey, dsaEncoding: 'ieee-p1363' }, signature)) throw new Error('bad');
       }),
     ],
@@ -142,6 +148,12 @@ async function checkCosts(keys: Keys): Promise<void> {
   }
 }
 
+/** An Authorization header per handshake, the tokens in turn across rounds (the round's `n` starts at 0 each time). */
+function inTurn(tokens: readonly string[]): () => string {
+  let next = 0;
+  return () => `Authorization: Bearer ${tokens[next++ % tokens.length]}\r\n`;
+}
+
 async function main(): Promise<void> {
   const dir = mkdtempSync(join(tmpdir(), 'wsgate-edge-bench-'));
   try {
@@ -149,17 +161,18 @@ async function main(): Promise<void> {
     const targets: HandshakeTarget[] = [
       { name: 'plain', cli: cliOf() },
       { name: 'access allow/deny', cli: cliOf(), route: { access: ACCESS } },
+      { name: 'auth.jwt ES256, new', cli: cliOf(), route: jwtRoute({ keys: keys.jwks }), headers: inTurn(keys.tokens) },
       {
-        name: 'auth.jwt ES256',
+        name: 'auth.jwt ES256, seen',
         cli: cliOf(),
         route: jwtRoute({ keys: keys.jwks }),
-        headers: (n) => `Authorization: Bearer ${keys.tokens[n % TOKENS]}\r\n`,
+        headers: inTurn(keys.tokens.slice(0, RECONNECTING)),
       },
       {
-        name: 'auth.jwt HS256',
+        name: 'auth.jwt HS256, new',
         cli: cliOf(),
         route: jwtRoute({ secret: SECRET }),
-        headers: (n) => `Authorization: Bearer ${keys.hsTokens[n % TOKENS]}\r\n`,
+        headers: inTurn(keys.hsTokens),
       },
     ];
     if (settings.baseline) targets.push({ name: 'plain (pre-edge build)', cli: cliOf(settings.baseline) });
