@@ -84,7 +84,8 @@ export class ProcessProbe {
 
 /**
  * GET /api/status on a connection closed after the answer: a kept-alive one would leave the primary a keep-alive
- * timer of the probe's own making in the very snapshot it asked for.
+ * timer of the probe's own making in the very snapshot it asked for (probe.ts leaves out the other one a response
+ * makes, node:http's Date-header cache).
  */
 function statusWithoutKeepAlive(adminPort: number): Promise<unknown> {
   return new Promise((resolve, reject) => {

@@ -24,6 +24,9 @@ if (dir) {
       Error.stackTraceLimit = 40;
       const lines = (new Error().stack ?? '').split('\n').slice(2);
       Error.stackTraceLimit = limit;
+      // node:http's cache of the Date header: one unref'd timer of a second, made again by any response (the probe's
+      // own /api/status call included). Not a timer wsgate holds.
+      if (lines.some((l) => l.includes('at utcDate (node:internal/http'))) return;
       const ours = lines.filter((l) => l.includes('/src/') || l.includes('/dist/'));
       // A timer Node made for itself (a socket's timeout, a server's check) is named by its own frames instead.
       const frames = (ours.length > 0 ? ours : lines.map((l) => `node: ${l.trim()}`)).slice(0, 3);
