@@ -111,14 +111,18 @@ async function checkCosts(keys: Keys): Promise<void> {
   const list = new AddressList(accessRoute!.access!);
   const metrics = new Metrics({ defaultMetrics: false });
   const authOf = (route: typeof es256) => new RouteAuth(route!.name, route!.jwt!, metrics, pino({ level: 'silent' }));
-  const checks = (auth: RouteAuth, tokens: readonly string[]) => async (n: number) => {
-    const header = `Bearer ${tokens[n % tokens.length]}`;
-    const verdict = await auth.check({
-      url: '/',
-      headers: { host: 'bench', authorization: header },
-      rawHeaders: ['Host', 'bench', 'Authorization', header],
-    });
-    if (!verdict.ok) throw new Error('a bench token was refused');
+  // The tokens in turn across rounds (each round's `n` starts at 0): "new" tokens are never repeated.
+  const checks = (auth: RouteAuth, tokens: readonly string[]) => {
+    let next = 0;
+    return async () => {
+      const header = `Bearer ${tokens[next++ % tokens.length]}`;
+      const verdict = await auth.check({
+        url: '/',
+        headers: { host: 'bench', authorization: header },
+        rawHeaders: ['Host', 'bench', 'Authorization', header],
+      });
+      if (!verdict.ok) throw new Error('a bench token was refused');
+    };
   };
   const addresses = ['127.0.0.1', '172.20.1.9', '::ffff:127.0.0.1'];
   const publicKey = createPublicKey({ key: keys.publicJwk, format: 'jwk' });
