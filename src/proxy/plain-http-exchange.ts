@@ -23,6 +23,12 @@ export interface DispatcherSource {
   dispatcherFor(ctx: ProxyContext, member: Member, req: IncomingMessage, connection: ConnectionInfo): Dispatcher;
 }
 
+// undici takes a request's TLS name from its Host header unless told, and closes a wss:// backend's idle connection
+// whenever that name changes from one request to the next. Our connector names the backend from pools.NAME.tls
+// alone (src/http/upstream-client.ts), so one constant keeps the connections of a client that varies Host. The
+// option is read by undici's Request but missing from its DispatchOptions type.
+const ONE_SERVERNAME = 'wsgate-backend';
+
 const kExchange = Symbol('wsgate.exchange');
 type ExchangeResponse = ServerResponse & { [kExchange]?: Exchange };
 
@@ -117,7 +123,8 @@ export class Exchange implements Dispatcher.DispatchHandler {
         body: this.body ?? null,
         headersTimeout: idleMs,
         bodyTimeout: idleMs,
-      },
+        servername: ONE_SERVERNAME,
+      } as Dispatcher.DispatchOptions,
       this,
     );
   }

@@ -254,6 +254,16 @@ describe('pools.NAME.tls.cert/.key: mutual TLS toward a wss:// backend', () => {
     await expectNoLeaks(g);
   });
 
+  it("plain requests with different Host headers share one connection to the backend (the TLS name is the pool's)", async () => {
+    const { g, backend: secure } = await gatewayTo(certs.validFiles);
+    for (const host of ['a.example', 'b.example', 'a.example', 'localhost'])
+      await expectPassed(g.port, { kind: 'get', headers: { Host: host } });
+    expect(secure.seen).toHaveLength(4);
+    // undici would close the idle connection and dial again each time the name it derives from Host changes.
+    expect(secure.accepted).toBe(1);
+    await expectNoLeaks(g);
+  });
+
   it('without it, the backend refuses the TLS handshake: the client gets 502, nothing is tunnelled', async () => {
     const { g, backend: secure } = await gatewayTo({});
     const upgrade = await statusOf(g.port, {});
