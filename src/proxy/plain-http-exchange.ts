@@ -151,7 +151,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
       typeof connection === 'string' ? connection : undefined,
     );
     if (this.setCookie !== undefined) out.push('Set-Cookie', this.setCookie);
-    if (headers['x-request-id'] !== this.pick.identity.id) out.push('X-Request-Id', this.pick.identity.id);
+    if (headers['x-request-id'] !== this.pick.identity.id) setRequestId(out, this.pick.identity.id);
     try {
       this.res.writeHead(statusCode, statusMessage, out);
     } catch (err) {
@@ -347,4 +347,12 @@ function isRepeatable(req: IncomingMessage): boolean {
   if (method !== 'GET' && method !== 'HEAD' && method !== 'OPTIONS') return false;
   const length = req.headers['content-length'];
   return req.headers['transfer-encoding'] === undefined && (length === undefined || length === '0');
+}
+
+/** The answer's one X-Request-Id is the request's: a different one of the backend's is replaced (see upgrade.ts). */
+function setRequestId(headers: string[], id: string): void {
+  for (let i = headers.length - 2; i >= 0; i -= 2) {
+    if ((headers[i] as string).toLowerCase() === 'x-request-id') headers.splice(i, 2);
+  }
+  headers.push('X-Request-Id', id);
 }

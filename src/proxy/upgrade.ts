@@ -11,7 +11,7 @@ import { Endings, Errors, reasonLabel } from '../errors.js';
 import { acceptFor } from '../handshake/accept.js';
 import type { UpgradeRequest } from '../handshake/upgrade-head.js';
 import { originAllowed, validateUpgrade } from '../handshake/validate.js';
-import { withHeaderLine } from '../http/headers.js';
+import { withHeaderLine, withHeaderSet } from '../http/headers.js';
 import type { ConnectionInfo } from '../listen/client-address.js';
 import { targetForLog } from '../observe/redact.js';
 import { directWriteFd, writeChunk } from '../platform/socket-io.js';
@@ -264,9 +264,16 @@ function relayBackendRefusal(
   relayRefusal(client, result.socket, head, result.rest, framing, ctx.runtime.config.timeouts.handshakeMs);
 }
 
-/** A backend's answer head with the request's id, unless the backend already echoed that very id. */
+/**
+ * A backend's answer head with the request's id as its one X-Request-Id: kept as it is when the backend echoed that
+ * very id; any other id of the backend's is replaced, so the client, the backend's request and our logs agree.
+ */
 function withRequestId(head: Buffer, headers: { get(name: string): string | undefined }, requestId: string): Buffer {
-  return headers.get('x-request-id') === requestId ? head : withHeaderLine(head, 'X-Request-Id', requestId);
+  const echoed = headers.get('x-request-id');
+  if (echoed === requestId) return head;
+  return echoed === undefined
+    ? withHeaderLine(head, 'X-Request-Id', requestId)
+    : withHeaderSet(head, 'X-Request-Id', requestId);
 }
 
 function ignoreError(): void {}
