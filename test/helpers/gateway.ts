@@ -127,6 +127,25 @@ export async function startGatewayFor(cleanups: Cleanup[], config: ConfigObject)
   return gw;
 }
 
+/**
+ * A gateway in front of `backends`, closed by `cleanups`, for tests of plain HTTP and pipelined requests: connection
+ * limits too high to refuse anyone, a 1 s handshake and drain, and a 60 s idle timeout (long polls wait).
+ */
+export function lenientGatewayFor(
+  cleanups: Cleanup[],
+  backends: string[],
+  extra: ConfigObject = {},
+): Promise<TestGateway> {
+  return startGatewayFor(
+    cleanups,
+    simpleConfig(backends, {
+      limits: { maxConnections: 1000, maxConnectionsPerIp: 1000 },
+      timeouts: { handshake: '1s', idle: '60s', drain: '1s' },
+      ...extra,
+    }),
+  );
+}
+
 /** The gateway's listeners, in config order (private: tests read their servers and first-head readers). */
 export function listenersOf(gateway: Gateway): Listener[] {
   return (gateway as unknown as { listeners: { listeners: Listener[] } }).listeners.listeners;

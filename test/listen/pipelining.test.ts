@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { acceptFor } from '../../src/handshake/accept.js';
 import { listenTracked, refusedPort } from '../helpers/backends.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
-import { listenersOf, metricValue, simpleConfig, startGatewayFor, type TestGateway } from '../helpers/gateway.js';
+import { lenientGatewayFor, listenersOf, metricValue, type TestGateway } from '../helpers/gateway.js';
 import { receivedText, startAcceptingBackend } from '../helpers/hostile-backends.js';
 import { openSocket, readResponseHead, readUntilClose, SAMPLE_ACCEPT, upgradeRequest } from '../helpers/raw-client.js';
 import { delay, waitFor } from '../helpers/wait.js';
@@ -61,14 +61,7 @@ async function mixedBackend(plainDelayMs: number): Promise<MixedBackend> {
 }
 
 const gatewayFor = (backends: string[], extra: Record<string, unknown> = {}) =>
-  startGatewayFor(
-    cleanups,
-    simpleConfig(backends, {
-      limits: { maxConnections: 1000, maxConnectionsPerIp: 1000 },
-      timeouts: { handshake: '1s', idle: '60s', drain: '1s' },
-      ...extra,
-    }),
-  );
+  lenientGatewayFor(cleanups, backends, extra);
 
 /** Everything the socket receives from now on, as latin1 text. */
 function collect(socket: Socket): () => string {

@@ -7,7 +7,7 @@ import type { Socket } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { listenTracked, refusedPort } from '../helpers/backends.js';
 import { cleanupAfterEach } from '../helpers/cleanups.js';
-import { metricValue, simpleConfig, startGatewayFor, type TestGateway } from '../helpers/gateway.js';
+import { lenientGatewayFor, metricValue, type TestGateway } from '../helpers/gateway.js';
 import { openSocket, readResponseHead, readUntilClose, sendRequest, upgradeRequest } from '../helpers/raw-client.js';
 import { delay, waitFor } from '../helpers/wait.js';
 
@@ -62,14 +62,7 @@ async function httpBackend(
 }
 
 const gatewayFor = (backends: string[], extra: Record<string, unknown> = {}) =>
-  startGatewayFor(
-    cleanups,
-    simpleConfig(backends, {
-      limits: { maxConnections: 1000, maxConnectionsPerIp: 1000 },
-      timeouts: { handshake: '1s', idle: '60s', drain: '1s' },
-      ...extra,
-    }),
-  );
+  lenientGatewayFor(cleanups, backends, extra);
 
 /** Reads one whole HTTP/1.1 response (Content-Length or chunked) from `socket`, starting with `initial`. */
 function readFullResponse(
