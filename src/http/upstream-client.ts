@@ -15,6 +15,14 @@ import { upstreamTlsOptions } from '../upstream/tls.js';
 /** Idle backend connections close after this long (or sooner, when the backend's Keep-Alive hint says so). */
 export const IDLE_BACKEND_CONNECTION_MS = 4000;
 
+/**
+ * The `servername` every request to a backend is dispatched with. undici takes a request's TLS name from its Host
+ * header unless told, and closes a wss:// backend's idle connection whenever that name changes from one request to
+ * the next; our connector names the backend from pools.NAME.tls alone and never reads it, so one constant keeps the
+ * connections of clients that vary Host. (undici's Request reads the option; its DispatchOptions type lacks it.)
+ */
+export const BACKEND_SERVERNAME = 'wsgate-backend';
+
 /** What a backend's pool is built with; a change (a reload) gives the backend a new pool. */
 export interface UpstreamSettings {
   /** limits.maxConnections: every request in flight holds an admission slot, so none waits for a connection. */

@@ -7,6 +7,7 @@ import type { Dispatcher } from 'undici';
 import { type CatalogueEntry, Errors } from '../errors.js';
 import { latin1Headers } from '../http/headers.js';
 import { RequestBody } from '../http/request-body.js';
+import { BACKEND_SERVERNAME } from '../http/upstream-client.js';
 import type { ConnectionInfo } from '../listen/client-address.js';
 import type { BodyErrorReason } from '../observe/hot-counts.js';
 import { targetForLog } from '../observe/redact.js';
@@ -22,12 +23,6 @@ import type { RouteRuntime } from './runtime.js';
 export interface DispatcherSource {
   dispatcherFor(ctx: ProxyContext, member: Member, req: IncomingMessage, connection: ConnectionInfo): Dispatcher;
 }
-
-// undici takes a request's TLS name from its Host header unless told, and closes a wss:// backend's idle connection
-// whenever that name changes from one request to the next. Our connector names the backend from pools.NAME.tls
-// alone (src/http/upstream-client.ts), so one constant keeps the connections of a client that varies Host. The
-// option is read by undici's Request but missing from its DispatchOptions type.
-const ONE_SERVERNAME = 'wsgate-backend';
 
 const kExchange = Symbol('wsgate.exchange');
 type ExchangeResponse = ServerResponse & { [kExchange]?: Exchange };
@@ -123,7 +118,7 @@ export class Exchange implements Dispatcher.DispatchHandler {
         body: this.body ?? null,
         headersTimeout: idleMs,
         bodyTimeout: idleMs,
-        servername: ONE_SERVERNAME,
+        servername: BACKEND_SERVERNAME,
       } as Dispatcher.DispatchOptions,
       this,
     );
